@@ -1,0 +1,1 @@
+"""The stepflow Kubernetes operator (kopf)."""

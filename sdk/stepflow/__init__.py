@@ -1,0 +1,1 @@
+"""stepflow: pipeline-as-code for @step-decorated Python functions."""
