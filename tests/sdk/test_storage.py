@@ -1,0 +1,307 @@
+"""Object stores: the same behaviour on file:// and on a real S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from stepflow.errors import ConfigurationError, StorageError
+from stepflow.storage import (
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    PreconditionFailed,
+    open_store,
+)
+from stepflow.storage.file import FileStore
+from stepflow.storage.s3 import S3Store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "file":
+        return open_store((tmp_path / "store").as_uri())
+    s3 = request.getfixturevalue("s3")
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    return open_store(s3.root_uri, s3.endpoint_url)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- reading and writing ---------------------------------------------------------------------
+
+def test_put_get_head_round_trip_records_sha256(store):
+    data = b"payload \x00\xff bytes"
+    written = store.put_bytes("churn/train/ts/function/payload.pkl", data)
+    assert written.key == "churn/train/ts/function/payload.pkl"
+    assert (written.size, written.sha256) == (len(data), _sha(data))
+    assert store.get_bytes("churn/train/ts/function/payload.pkl") == data
+    info = store.head("churn/train/ts/function/payload.pkl")
+    assert info == ObjectInfo(written.key, len(data), _sha(data), written.etag)
+    assert info.etag
+
+
+def test_missing_objects(store):
+    assert store.head("nope/missing.json") is None
+    with pytest.raises(NotFound, match="No object at") as info:
+        store.get_bytes("nope/missing.json")
+    assert info.value.reason == "ObjectNotFound"
+    assert isinstance(info.value, StorageError)
+
+
+def test_a_folder_is_not_an_object(store):
+    store.put_bytes("a/b/c.txt", b"x")
+    assert store.head("a/b") is None
+    with pytest.raises(NotFound):
+        store.get_bytes("a/b")
+
+
+def test_last_writer_wins(store):
+    store.put_bytes("k.txt", b"one")
+    second = store.put_bytes("k.txt", b"two")
+    assert store.get_bytes("k.txt") == b"two"
+    assert store.head("k.txt").sha256 == _sha(b"two") == second.sha256
+
+
+def test_conditional_create_never_overwrites(store):
+    store.put_bytes("lock.json", b"first", if_none_match=True)
+    with pytest.raises(PreconditionFailed, match="already exists") as info:
+        store.put_bytes("lock.json", b"second", if_none_match=True)
+    assert info.value.reason == "PreconditionFailed"
+    assert store.get_bytes("lock.json") == b"first"
+
+
+def test_conditional_create_race_has_exactly_one_winner(store):
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> int | None:
+        barrier.wait(timeout=30)
+        try:
+            store.put_bytes("exec/claim.json", f"writer {i}".encode(), if_none_match=True)
+            return i
+        except PreconditionFailed:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        winners = [i for i in pool.map(attempt, range(8)) if i is not None]
+    assert len(winners) == 1
+    assert store.get_bytes("exec/claim.json") == f"writer {winners[0]}".encode()
+
+
+def test_delete_is_idempotent(store):
+    store.put_bytes("d/x.bin", b"x")
+    store.delete("d/x.bin")
+    assert store.head("d/x.bin") is None
+    store.delete("d/x.bin")
+    store.delete("never/existed")
+
+
+@pytest.mark.parametrize("size", [1234, 17 * 1024 * 1024], ids=["small", "multipart"])
+def test_put_file(store, tmp_path, size):
+    source = tmp_path / "workspace.zip"
+    data = os.urandom(size)
+    source.write_bytes(data)
+    written = store.put_file("p/sm_rf_user_ws/ts/workspace.zip", source)
+    assert (written.size, written.sha256) == (size, _sha(data))
+    assert store.head("p/sm_rf_user_ws/ts/workspace.zip").sha256 == _sha(data)
+    assert store.get_bytes("p/sm_rf_user_ws/ts/workspace.zip") == data
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+def test_list_is_a_string_prefix_in_key_order(store):
+    for key in ["a/b/2", "a/b/1", "a/bc", "b/x", "a/b/sub/3"]:
+        store.put_bytes(key, key.encode())
+    assert [o.key for o in store.list("a/b")] == ["a/b/1", "a/b/2", "a/b/sub/3", "a/bc"]
+    assert [o.key for o in store.list("a/b/")] == ["a/b/1", "a/b/2", "a/b/sub/3"]
+    assert [o.key for o in store.list()] == ["a/b/1", "a/b/2", "a/b/sub/3", "a/bc", "b/x"]
+    assert list(store.list("zzz/")) == []
+    (first,) = [o for o in store.list("a/bc")]
+    assert (first.size, first.sha256) == (4, None)
+
+
+@pytest.mark.slow
+def test_list_pages_past_one_thousand_objects(store):
+    keys = [f"many/{i:05d}.json" for i in range(1105)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: store.put_bytes(k, b"{}"), keys))
+    assert [o.key for o in store.list("many/")] == keys
+
+
+# --- keys and URIs ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/.", "a\\b", "a\x00b"])
+def test_keys_that_could_escape_the_root_are_refused(store, key):
+    with pytest.raises(InvalidKey, match="Invalid object key"):
+        store.put_bytes(key, b"x")
+    with pytest.raises(InvalidKey):
+        store.get_bytes(key)
+
+
+def test_uri_of_a_key(store, tmp_path):
+    uri = store.uri("churn/.stepflow/index.json")
+    if isinstance(store, FileStore):
+        assert uri == (tmp_path / "store" / "churn" / ".stepflow" / "index.json").as_uri()
+    else:
+        assert uri == f"{store.root_uri}/churn/.stepflow/index.json"
+        assert uri.startswith("s3://") and uri.count("/stepflow/churn/") == 1
+
+
+# --- file:// specifics -----------------------------------------------------------------------
+
+def test_file_store_leaves_no_temporary_files_and_hides_stray_ones(tmp_path):
+    store = open_store(str(tmp_path / "root"))
+    store.put_bytes("p/a.json", b"1")
+    store.put_bytes("p/a.json", b"2")
+    with pytest.raises(PreconditionFailed):
+        store.put_bytes("p/a.json", b"3", if_none_match=True)
+    assert sorted(os.listdir(tmp_path / "root" / "p")) == ["a.json"]
+    # What a crash in the middle of a write leaves behind is never listed as an object.
+    (tmp_path / "root" / "p" / ".b.json.stepflow-tmp.0123456789abcdef").write_bytes(b"half")
+    assert [o.key for o in store.list("p/")] == ["p/a.json"]
+
+
+def test_file_store_error_says_what_failed(tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    (root / "p").write_text("a file where a folder is needed")
+    store = open_store(root.as_uri())
+    with pytest.raises(StorageError, match=r"Could not write file://.*p/x\.json"):
+        store.put_bytes("p/x.json", b"x")
+
+
+# --- opening stores --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://", "has no bucket"),
+        ("s3:///prefix", "has no bucket"),
+        ("s3://Bad_Bucket/x", "not a valid bucket name"),
+        ("s3://bucket/a//b", "empty path segment"),
+        ("relative/path", "is a relative path"),
+        ("file:relative", "is a relative path"),
+        ("file://otherhost/data", "names host 'otherhost'"),
+        ("gs://bucket/x", "unsupported scheme 'gs'"),
+        ("", "is empty"),
+    ],
+)
+def test_invalid_root_uris_say_what_and_how(uri, message):
+    with pytest.raises(ConfigurationError, match=message) as info:
+        open_store(uri)
+    assert "s3://<bucket>/<prefix> or file:///absolute/path" in str(info.value)
+    assert info.value.reason == "InvalidConfiguration"
+
+
+@pytest.mark.parametrize(
+    ("uri", "root_uri"),
+    [
+        ("s3://bucket/a/b/", "s3://bucket/a/b"),
+        ("s3://bucket", "s3://bucket"),
+        ("file:///srv/stepflow/", "file:///srv/stepflow"),
+        ("file://localhost/srv/x", "file:///srv/x"),
+        ("/srv/with%20space", "file:///srv/with%2520space"),
+        ("file:///srv/with%20space", "file:///srv/with%20space"),
+    ],
+)
+def test_valid_root_uris(uri, root_uri):
+    assert open_store(uri).root_uri == root_uri
+
+
+def test_s3_endpoint_comes_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.setenv("STEPFLOW_S3_ENDPOINT_URL", "http://from-env:9000")
+    assert open_store("s3://bucket/p").endpoint_url == "http://from-env:9000"
+    assert open_store("s3://bucket/p", "http://arg:1").endpoint_url == "http://arg:1"
+    monkeypatch.delenv("STEPFLOW_S3_ENDPOINT_URL")
+    assert open_store("s3://bucket/p").endpoint_url is None
+
+
+def test_s3_store_from_environment_only(s3, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(s3.root_uri)
+    store.put_bytes("x.txt", b"hello")
+    body = s3.client().get_object(Bucket=s3.bucket, Key="stepflow/x.txt")
+    assert body["Body"].read() == b"hello"
+    assert body["Metadata"] == {"sha256": _sha(b"hello")}
+
+
+def test_s3_client_is_shared_between_stores_and_threads(s3, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    a = open_store(s3.root_uri, s3.endpoint_url)
+    b = open_store(f"s3://{s3.bucket}/other", s3.endpoint_url)
+    assert isinstance(a, S3Store) and a.client is b.client
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: b.put_bytes(f"t/{i}", b"x"), range(64)))
+    assert len(list(b.list("t/"))) == 64
+
+
+def test_s3_missing_bucket(s3, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(f"s3://{s3.bucket}-missing/p", s3.endpoint_url)
+    with pytest.raises(StorageError, match="does not exist") as info:
+        store.put_bytes("x", b"x")
+    assert info.value.reason == "BucketNotFound"
+
+
+def test_s3_wrong_credentials_never_echo_the_secret(s3, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-1234")
+    store = open_store(s3.root_uri, s3.endpoint_url)
+    with pytest.raises(StorageError) as info:
+        store.get_bytes("x")
+    assert info.value.reason == "AccessDenied"
+    assert "wrong-secret-value-1234" not in str(info.value)
+    assert "Check the AWS credentials" in str(info.value)
+
+
+def test_s3_unreachable_endpoint(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    store = open_store("s3://bucket/p", f"http://127.0.0.1:{port}")
+    with pytest.raises(StorageError, match=f"127.0.0.1:{port}") as info:
+        store.head("x")
+    assert info.value.reason == "EndpointUnreachable"
+
+
+def test_s3_no_credentials(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_store("s3://bucket/p", "http://127.0.0.1:9")
+    with pytest.raises(StorageError, match="no AWS credentials found") as info:
+        store.get_bytes("x")
+    assert info.value.reason == "NoCredentials"
+
+
+def test_paths_are_not_shared_between_root_prefixes(s3, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    a = open_store(f"s3://{s3.bucket}/team-a", s3.endpoint_url)
+    b = open_store(f"s3://{s3.bucket}/team-a-2", s3.endpoint_url)
+    a.put_bytes("x", b"a")
+    b.put_bytes("x", b"b")
+    assert [o.key for o in a.list()] == ["x"]
+    assert a.get_bytes("x") == b"a"
+
+
+def test_store_repr_names_the_root_only(tmp_path):
+    assert repr(open_store(str(tmp_path))) == f"FileStore({Path(tmp_path).as_uri()!r})"
