@@ -1,0 +1,153 @@
+"""pytest plugin: fixtures that start real servers, and the hooks around them.
+
+Loaded by tests/conftest.py. Fixtures: ``kube`` (session), ``s3_server`` (session), ``s3``
+(a fresh bucket per test), ``git_server`` (session), ``git_remote`` (a bare repo per test).
+When a test fails, the tail of the logs of the servers it used is added to its report.
+With ``CI`` set, a missing binary or a server that does not start fails the test instead
+of skipping it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import subprocess
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from . import INSTALL_COMMAND, require_binary, unavailable
+from .procs import ServerFailed, install_signal_handlers, stop_all
+
+# fixture name -> started server object (has logs_tail()); read by the report hook
+_STARTED: dict[str, object] = {}
+_TIMINGS: dict[str, float] = {}
+
+
+def _start_failed(what: str, exc: BaseException) -> None:
+    unavailable(
+        f"{what} did not start: {exc}\n"
+        f"check the installation with `scripts/testenv status`; install with `{INSTALL_COMMAND}`"
+    )
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """etcd + kube-apiserver (RBAC) with every CRD under crds/ applied and Established."""
+    for name in ("kube-apiserver", "kubectl", "etcd"):
+        require_binary(name)
+    if shutil.which("openssl") is None:
+        unavailable(f"openssl is not installed (needed for the test PKI); run `{INSTALL_COMMAND}`")
+    from .kube import Kube
+
+    k = Kube(tmp_path_factory.mktemp("kube"))
+    _STARTED["kube"] = k
+    try:
+        k.start()
+    except (ServerFailed, TimeoutError, OSError, subprocess.CalledProcessError) as exc:
+        k.stop()
+        _start_failed("the Kubernetes control plane (etcd + kube-apiserver)", exc)
+    _TIMINGS["kube control plane ready"] = k.ready_seconds or 0.0
+    try:
+        # crds/ belongs to the project: a broken CRD is a test failure, never a skip
+        k.apply_crds()
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """versitygw (posix backend) on a free loopback port."""
+    require_binary("versitygw")
+    from .s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    _STARTED["s3_server"] = server
+    try:
+        server.start()
+    except (ServerFailed, TimeoutError, OSError) as exc:
+        server.stop()
+        _start_failed("the S3 server (versitygw)", exc)
+    _TIMINGS["S3 server ready"] = server.ready_seconds or 0.0
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh, empty bucket on the session's S3 server (deleted after the test)."""
+    bucket = s3_server.new_bucket(request.node.name)
+    yield bucket
+    try:
+        s3_server.delete_bucket(bucket.bucket)
+    except Exception as exc:  # noqa: BLE001 - cleanup must not mask the test's outcome
+        warnings.warn(f"could not delete test bucket {bucket.bucket}: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Smart-HTTP git server (git http-backend) on a free loopback port."""
+    if shutil.which("git") is None:
+        unavailable(f"git is not installed; run `{INSTALL_COMMAND}`")
+    from .git import GitServer
+
+    server = GitServer(tmp_path_factory.mktemp("git")).start()
+    _STARTED["git_server"] = server
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def git_remote(git_server, request: pytest.FixtureRequest) -> object:
+    """A fresh bare repository (branch main, no commits yet) with commit helpers."""
+    from .git import GitRemote
+
+    base = re.sub(r"[^a-zA-Z0-9_-]+", "-", request.node.name).strip("-")[:50] or "repo"
+    return GitRemote(git_server, f"{base}-{secrets.token_hex(3)}")
+
+
+# ---- hooks -------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    install_signal_handlers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "kube" in names:
+            item.add_marker(pytest.mark.kube)
+        if "s3_server" in names:
+            item.add_marker(pytest.mark.s3)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    names = getattr(item, "fixturenames", ())
+    for fixture, server in _STARTED.items():
+        if fixture in names:
+            try:
+                tail = server.logs_tail(40)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001
+                tail = f"(could not read logs: {exc})"
+            report.sections.append((f"testenv: {fixture} server logs (tail)", tail))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    if _TIMINGS:
+        parts = ", ".join(f"{k} in {v:.2f}s" for k, v in _TIMINGS.items())
+        terminalreporter.write_line(f"testenv: {parts}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_all()
