@@ -1,0 +1,5 @@
+import sys
+
+from stepflow.runtime.invoke import main
+
+sys.exit(main())

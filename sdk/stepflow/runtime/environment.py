@@ -1,0 +1,166 @@
+"""Preparing a step's working directory and Python environment before user code runs.
+
+Mirrors SageMaker's bootstrap (spec §7.2) with two differences that matter to users:
+declared dependencies go into an isolated virtual environment cached by the dependency
+file's digest (never into the runtime's own environment, so one step cannot break the
+next), and every failure here is an *environment* error with the tail of the failing
+command's output, not a stack trace from deep inside the bootstrap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+from stepflow.errors import StepflowError
+from stepflow.storage import ObjectStore
+
+WORKSPACE_DIR = "sagemaker_remote_function_workspace"
+PRE_EXEC_SCRIPT = "pre_exec.sh"
+_OUTPUT_TAIL = 2000
+
+
+class EnvironmentError_(StepflowError):
+    """The step's environment could not be prepared; user code did not run."""
+
+    reason = "RuntimeEnvironmentError"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STEPFLOW_CACHE_DIR") or Path.home() / ".cache" / "stepflow")
+
+
+def check_python_version(client_version: str | None) -> None:
+    """Pickles are only portable between equal major.minor versions: fail before loading."""
+    if not client_version:
+        return
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if client_version != here:
+        raise EnvironmentError_(
+            f"Python version found where the step runs is '{here}', which does not match "
+            f"Python '{client_version}' that compiled the pipeline. Run steps with Python "
+            f"{client_version} (image or interpreter), or compile with Python {here}."
+        )
+
+
+def prepare_workspace(store: ObjectStore, step: str, ts: str, workdir: Path) -> Path:
+    """Unpack the workspace and the step's pre-exec/dependency files; return the step's cwd."""
+    zipped = f"sm_rf_user_ws/{ts}/workspace.zip"
+    if store.head(zipped) is not None:
+        with zipfile.ZipFile(BytesIO(store.get_bytes(zipped))) as archive:
+            _safe_extract(archive, workdir)
+    workspace = workdir / WORKSPACE_DIR
+    workspace.mkdir(parents=True, exist_ok=True)
+    channel = f"{step}/{ts}/pre_exec_script_and_dependencies/"
+    for info in store.list(channel):
+        name = info.key[len(channel):]
+        if name and "/" not in name:
+            (workspace / name).write_bytes(store.get_bytes(info.key))
+    return workspace
+
+
+def _safe_extract(archive: zipfile.ZipFile, dest: Path) -> None:
+    root = dest.resolve()
+    for member in archive.infolist():
+        target = (root / member.filename).resolve()
+        if root not in target.parents and target != root:
+            raise EnvironmentError_(
+                f"The workspace archive contains {member.filename!r}, which points outside "
+                "the workspace; it was refused. Rebuild the pipeline's workspace."
+            )
+    archive.extractall(root)
+
+
+def run_pre_exec(workspace: Path) -> None:
+    script = workspace / PRE_EXEC_SCRIPT
+    if not script.exists():
+        return
+    proc = subprocess.run(["/bin/bash", "-eu", str(script)], cwd=workspace,
+                          capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        raise EnvironmentError_(
+            f"The step's pre-execution commands failed with exit code {proc.returncode}: "
+            f"{_tail(proc.stderr or proc.stdout)}. Fix pre_execution_commands/"
+            "pre_execution_script of the step."
+        )
+
+
+def dependency_python(workspace: Path, dependency_file: str | None) -> str | None:
+    """Return the interpreter of a venv holding the declared dependencies, or None if none.
+
+    The venv sees the runtime's own packages (stepflow, cloudpickle) through a ``.pth``
+    file placed after its own site-packages, so user pins win over ours.
+    """
+    if not dependency_file:
+        return None
+    path = workspace / dependency_file
+    if not path.exists():
+        raise EnvironmentError_(
+            f"The dependency file {dependency_file!r} named by the step is not in its "
+            "pre_exec_script_and_dependencies channel. Recompile and republish the pipeline."
+        )
+    if path.suffix not in (".txt",):
+        raise EnvironmentError_(
+            f"Dependency file {dependency_file!r}: only pip requirements files (.txt) are "
+            "supported by the stepflow runtime; conda environment files are not."
+        )
+    requirements = path.read_bytes()
+    if not [l for l in requirements.decode().splitlines() if l.strip() and not l.strip().startswith("#")]:
+        return None
+    digest = hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:20]
+    env_dir = cache_dir() / "envs" / digest
+    python = env_dir / "bin" / "python"
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(env_dir.parent / f"{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (env_dir / ".ready").exists():
+            return str(python)
+        shutil.rmtree(env_dir, ignore_errors=True)
+        _run([sys.executable, "-m", "venv", str(env_dir)], "create a virtual environment")
+        site = Path(sysconfig.get_path("purelib", vars={"base": str(env_dir), "platbase": str(env_dir)}))
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "zz_stepflow_runtime.pth").write_text(_inherit_paths())
+        _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(path)],
+             f"install the step's dependencies from {dependency_file}")
+        (env_dir / ".ready").write_text(digest)
+    return str(python)
+
+
+def _inherit_paths() -> str:
+    """``.pth`` lines that make the runtime's own packages importable, after the venv's.
+
+    Site directories go through ``site.addsitedir`` so their own ``.pth`` files (editable
+    installs) are honoured too.
+    """
+    lines = []
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        if entry.endswith("site-packages"):
+            lines.append(f"import site; site.addsitedir({entry!r})")
+        else:
+            lines.append(entry)
+    return "\n".join(lines) + "\n"
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EnvironmentError_(
+            f"Could not {what} (exit code {proc.returncode}): {_tail(proc.stderr or proc.stdout)}"
+        )
+
+
+def _tail(text: str) -> str:
+    text = " ".join(text.strip().split())
+    return text if len(text) <= _OUTPUT_TAIL else "..." + text[-_OUTPUT_TAIL:]

@@ -1,0 +1,196 @@
+"""Run one step attempt: load, verify, prepare, resolve, call, record.
+
+Every way an attempt can end writes an attempt record (``attempts/<n>.json``) before the
+process exits, so the orchestrator learns the outcome from the store, the one place that
+survives a crash of either side. Only a process killed from outside leaves no record;
+the orchestrator then records that itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from stepflow import layout
+from stepflow.config import load_config
+from stepflow.errors import DeserializationError, SerializationError, StepflowError, StorageError
+from stepflow.runtime import (
+    EXIT_ENVIRONMENT_ERROR,
+    EXIT_INFRASTRUCTURE_ERROR,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+)
+from stepflow.runtime.arguments import StepInvocation, parse
+from stepflow.runtime.environment import (
+    EnvironmentError_,
+    check_python_version,
+    dependency_python,
+    prepare_workspace,
+    run_pre_exec,
+)
+from stepflow.runtime.resolve import ArgumentError, resolve_arguments
+from stepflow.serialization import deserialize, failure_reason, serialize, serialize_exception
+from stepflow.storage import ObjectStore, open_store
+
+PREPARED_ENV = "STEPFLOW_RUNTIME_WORKSPACE"
+_KIND = {EXIT_USER_ERROR: "User", EXIT_ENVIRONMENT_ERROR: "User",
+         EXIT_INFRASTRUCTURE_ERROR: "Infrastructure"}
+
+
+class _Outcome(Exception):
+    """Ends the attempt with an exit code, a one-line reason and, maybe, the exception."""
+
+    def __init__(self, code: int, reason: str, exc: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.exc = code, reason, exc
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _load(store: ObjectStore, prefix: str, key: bytes | None) -> Any:
+    return deserialize(store.get_bytes(f"{prefix}/payload.pkl"),
+                       store.get_bytes(f"{prefix}/metadata.json"), key=key)
+
+
+def _load_uri(uri: str, key: bytes | None) -> Any:
+    return _load(open_store(uri.rsplit("/", 1)[0]), uri.rsplit("/", 1)[1], key)
+
+
+def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str]) -> Path:
+    """Set up the workspace; re-exec under the dependency venv when the step declares one."""
+    prepared = os.environ.get(PREPARED_ENV)
+    if prepared:
+        return Path(prepared)
+    check_python_version(inv.client_python_version)
+    workdir = Path(tempfile.mkdtemp(prefix=f"stepflow-{inv.step_name}-"))
+    workspace = prepare_workspace(store, inv.step_name, inv.func_step_s3_dir, workdir)
+    run_pre_exec(workspace)
+    python = dependency_python(workspace, inv.dependency_file)
+    if python:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        env = {**os.environ, PREPARED_ENV: str(workspace)}
+        os.execve(python, [python, "-m", "stepflow.runtime", *argv], env)
+    return workspace
+
+
+def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
+             argv: Sequence[str]) -> None:
+    base = f"{inv.step_name}/{inv.func_step_s3_dir}"
+    try:
+        workspace = _prepare(inv, store, argv)
+        os.chdir(workspace)
+        sys.path.insert(0, str(workspace))
+        func = _load(store, f"{base}/function", key)
+        args, kwargs = _load(store, f"{base}/arguments", key)
+        args, kwargs = resolve_arguments(args, kwargs, inv.property_references,
+                                         lambda uri: _load_uri(uri, key))
+    except StorageError as exc:
+        raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
+    except (EnvironmentError_, DeserializationError, ArgumentError) as exc:
+        reason = f"{exc.reason}: {exc}"
+        raise _Outcome(EXIT_ENVIRONMENT_ERROR, _cut(reason), exc) from exc
+
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:  # the user's code: whatever it raised is the step's failure
+        traceback.print_exc()
+        raise _Outcome(EXIT_USER_ERROR, failure_reason(exc), exc) from exc
+
+    out = layout.results_prefix(inv.execution_id, inv.step_name)
+    try:
+        artifact = serialize(result, key=key)
+    except SerializationError as exc:
+        raise _Outcome(EXIT_USER_ERROR, _cut(
+            f"SerializationError: the return value of step {inv.step_name!r} cannot be "
+            f"pickled: {exc}. Return plain data (dicts, lists, numbers, arrays) instead."), exc) from exc
+    document = None
+    if inv.serialize_output_to_json:
+        try:
+            document = json.dumps({"Result": result, "Exception": None}, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise _Outcome(EXIT_USER_ERROR, _cut(
+                f"TypeError: the return value of step {inv.step_name!r} ({_short_repr(result)}) "
+                f"is not JSON serializable ({exc}), but a condition, JsonGet or another step reads "
+                "it: return only dicts, lists, strings, finite numbers, booleans and None."), exc) from exc
+    try:
+        store.put_bytes(f"{out}/payload.pkl", artifact.payload)
+        store.put_bytes(f"{out}/metadata.json", artifact.metadata)
+        if document is not None:
+            store.put_bytes(f"{out}/results.json", document)
+    except StorageError as exc:
+        raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 1024 else text[:1021] + "..."
+
+
+def _record(store: ObjectStore, inv: StepInvocation, started: str, code: int,
+            reason: str | None) -> None:
+    record = {
+        "attempt": inv.attempt,
+        "status": "Succeeded" if code == EXIT_OK else "Failed",
+        "exitCode": code,
+        "failureReason": reason,
+        "failureKind": _KIND.get(code),
+        "startedAt": started,
+        "finishedAt": _now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+    }
+    store.put_bytes(layout.attempt_record_key(inv.execution_id, inv.step_name, inv.attempt),
+                    json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started, clock = os.environ.get("STEPFLOW_ATTEMPT_STARTED_AT") or _now(), time.monotonic()
+    try:
+        inv = parse(argv)
+        store = open_store(inv.s3_base_uri)
+        key = load_config().integrity_key
+    except (ValueError, StepflowError) as exc:
+        print(f"stepflow runtime: cannot start: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT_ERROR
+    os.environ["STEPFLOW_ATTEMPT_STARTED_AT"] = started
+    code, reason = EXIT_OK, None
+    try:
+        _attempt(inv, store, key, argv)
+    except _Outcome as outcome:
+        code, reason = outcome.code, outcome.reason
+        if outcome.exc is not None and code != EXIT_INFRASTRUCTURE_ERROR:
+            try:
+                artifact = serialize_exception(outcome.exc, key=key)
+                prefix = layout.exception_prefix(inv.execution_id, inv.step_name)
+                store.put_bytes(f"{prefix}/payload.pkl", artifact.payload)
+                store.put_bytes(f"{prefix}/metadata.json", artifact.metadata)
+            except StepflowError as exc:
+                print(f"stepflow runtime: could not store the exception: {exc}", file=sys.stderr)
+    verdict = "succeeded" if code == EXIT_OK else f"failed: {reason}"
+    print(f"stepflow: step {inv.step_name} attempt {inv.attempt} {verdict} "
+          f"({time.monotonic() - clock:.2f}s)", file=sys.stderr)
+    try:
+        _record(store, inv, started, code, reason)
+    except StepflowError as exc:
+        print(f"stepflow runtime: could not write the attempt record: {exc}", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE_ERROR
+    return code
