@@ -1,0 +1,58 @@
+"""The evaluation context of a running execution, and the job arguments it produces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .expressions import Context, resolve, to_text
+from .plan import CONTAINER_ARGUMENTS, Plan
+from .state import ExecutionState, require_utc
+
+
+def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str, Any] | None,
+                      now: datetime) -> Context:
+    """What expressions of this execution can read at ``now``.
+
+    ``PipelineArn`` and ``PipelineExecutionArn`` exist only when the backend set them on
+    the state; reading them otherwise fails the step with a message saying so.
+    """
+    execution = {
+        "PipelineName": state.pipeline_name,
+        "PipelineExecutionId": state.execution_id,
+        "StartDateTime": _service_time(state.started_at),
+        "CurrentDateTime": _service_time(now),
+    }
+    if state.pipeline_arn is not None:
+        execution["PipelineArn"] = state.pipeline_arn
+    if state.execution_arn is not None:
+        execution["PipelineExecutionArn"] = state.execution_arn
+    return Context(
+        parameters=state.parameters,
+        execution=execution,
+        steps={name: step.definition for name, step in plan.steps.items()},
+        documents=documents or {},
+        condition_outcomes={name: s.condition_outcome for name, s in state.steps.items()
+                            if s.condition_outcome is not None},
+    )
+
+
+def resolve_container_arguments(plan: Plan, step_name: str, context: Context) -> list[str]:
+    """The step's ContainerArguments with every expression evaluated to a string: what a
+    launcher passes to the step's process, as SageMaker's service does before it starts a
+    training job. Raises ``DocumentsNeeded`` or ``ExpressionError`` like :func:`evaluate`.
+    """
+    step = plan.step(step_name)
+    location = CONTAINER_ARGUMENTS.get(step.type)
+    if location is None:
+        raise ValueError(f"step {step_name!r} is a {step.type} step; it has no container arguments")
+    section = step.arguments.get(location[0]) or {}
+    raw = section.get(location[1]) or []
+    return [to_text(value) for value in resolve(raw, context)]
+
+
+def _service_time(moment: datetime) -> str:
+    """SageMaker renders execution times as ISO 8601 UTC with milliseconds."""
+    utc = require_utc(moment)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
