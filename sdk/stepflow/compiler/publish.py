@@ -1,0 +1,225 @@
+"""Publishing a compiled bundle: upload only what the store lacks, then point to it.
+
+``<pipeline>/.stepflow/index.json`` maps every key this pipeline has published to the
+SHA-256 of its content. One GET of it tells which bundle files are already in place, so
+republishing unchanged content costs one request and uploads nothing.
+
+Order is what makes a crash harmless: artifacts first (in parallel), then the definition
+that refers to them, then the index. A definition is never written before all of its
+artifacts are, and the index never claims an object that was not uploaded, so a publish
+interrupted at any point is repaired by running it again (it re-uploads, never skips).
+
+The bundle comes from an untrusted sandbox, so every file must live under the pipeline's
+own prefix (never under ``.stepflow/``) and must hash to what the bundle claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from stepflow.errors import IntegrityError, ValidationError
+from stepflow.storage import InvalidKey, NotFound, ObjectStore, check_key
+
+__all__ = [
+    "PublishReport",
+    "publish",
+    "read_index",
+    "index_key",
+    "definition_key",
+]
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_RESERVED = ".stepflow"
+
+
+class _BundleFile(Protocol):
+    key: str
+    sha256: str
+    size: int
+
+
+class _Bundle(Protocol):
+    """What publish needs of :class:`stepflow.compiler.bundle.Bundle`."""
+
+    pipeline_name: str
+    digest: str
+    definition_bytes: bytes
+    files: Iterable[_BundleFile]
+
+    def path_of(self, key: str) -> Path: ...
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What one publish did. Counts cover the bundle's artifact files only.
+
+    ``definition_written`` and ``index_written`` say whether the definition and the index
+    were (re)written; both are false when nothing changed.
+    """
+
+    uploaded_files: int
+    uploaded_bytes: int
+    skipped_files: int
+    skipped_bytes: int
+    definition_uri: str
+    definition_written: bool
+    index_written: bool
+
+
+def index_key(pipeline_name: str) -> str:
+    return f"{pipeline_name}/{_RESERVED}/index.json"
+
+
+def definition_key(pipeline_name: str, digest: str) -> str:
+    """``<pipeline>/.stepflow/definitions/<hex>.json`` for a ``sha256:<hex>`` digest."""
+    match = _DIGEST.match(digest)
+    if not match:
+        raise ValidationError(
+            f"Bundle digest {digest!r} is not of the form 'sha256:<64 hex digits>'; "
+            "the bundle is corrupt: compile it again."
+        )
+    return f"{pipeline_name}/{_RESERVED}/definitions/{match.group(1)}.json"
+
+
+def read_index(store: ObjectStore, pipeline_name: str) -> dict[str, str]:
+    """The published key → sha256 map of a pipeline; empty when there is none yet.
+
+    An unreadable index is treated as empty: the next publish then re-uploads everything,
+    which is slower but never wrong.
+    """
+    _check_pipeline_name(pipeline_name)
+    key = index_key(pipeline_name)
+    try:
+        raw = store.get_bytes(key)
+    except NotFound:
+        return {}
+    try:
+        parsed = json.loads(raw)
+        objects = parsed["objects"] if parsed.get("format") == INDEX_FORMAT else None
+        if isinstance(objects, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in objects.items()
+        ):
+            return objects
+    except (ValueError, AttributeError, KeyError, TypeError):
+        pass
+    log.warning("ignoring unreadable publish index %s; everything will be uploaded again",
+                store.uri(key))
+    return {}
+
+
+def _check_pipeline_name(name: str) -> None:
+    if not isinstance(name, str) or "/" in name or name in ("", ".", "..", _RESERVED):
+        raise ValidationError(
+            f"Pipeline name {name!r} cannot be a folder of the store: use letters, digits, "
+            "'-' and '_' only."
+        )
+
+
+def _check_files(bundle: _Bundle) -> list[_BundleFile]:
+    files = list(bundle.files)
+    prefix = f"{bundle.pipeline_name}/"
+    reserved = f"{prefix}{_RESERVED}/"
+    seen: set[str] = set()
+    for f in files:
+        try:
+            check_key(f.key)
+        except InvalidKey as exc:
+            raise ValidationError(f"Bundle file {f.key!r}: {exc.message}") from exc
+        if not f.key.startswith(prefix) or f.key.startswith(reserved):
+            raise ValidationError(
+                f"Bundle file {f.key!r} is outside {prefix} (or inside the reserved "
+                f"{reserved}); a pipeline may only publish under its own prefix. "
+                "The bundle was not produced by stepflow's compiler: compile it again."
+            )
+        if f.key in seen:
+            raise ValidationError(f"Bundle lists {f.key!r} twice; compile it again.")
+        seen.add(f.key)
+    return files
+
+
+def _upload(store: ObjectStore, bundle: _Bundle, f: _BundleFile) -> int:
+    written = store.put_file(f.key, bundle.path_of(f.key))
+    if written.sha256 != f.sha256:
+        raise IntegrityError(
+            f"Bundle file {f.key} hashes to {written.sha256} but the bundle records {f.sha256}: "
+            "it changed after compiling. Compile again; nothing will point to this upload."
+        )
+    return written.size
+
+
+def _upload_all(store: ObjectStore, bundle: _Bundle, files: list[_BundleFile], workers: int) -> int:
+    """Upload in parallel; on the first failure cancel the rest and raise it."""
+    if not files:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files))),
+                            thread_name_prefix="stepflow-publish") as pool:
+        futures = [pool.submit(_upload, store, bundle, f) for f in files]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            if future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        return sum(future.result() for future in futures)
+
+
+def _index_bytes(pipeline_name: str, objects: dict[str, str]) -> bytes:
+    body: dict[str, Any] = {
+        "format": INDEX_FORMAT,
+        "pipeline": pipeline_name,
+        "objects": dict(sorted(objects.items())),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def publish(bundle: _Bundle, store: ObjectStore, *, workers: int = 16) -> PublishReport:
+    """Upload the bundle's artifacts that the store's index lacks, then its definition, then the index."""
+    _check_pipeline_name(bundle.pipeline_name)
+    def_key = definition_key(bundle.pipeline_name, bundle.digest)
+    def_sha = hashlib.sha256(bundle.definition_bytes).hexdigest()
+    if f"sha256:{def_sha}" != bundle.digest:
+        raise IntegrityError(
+            f"The bundle's definition hashes to sha256:{def_sha} but the bundle records "
+            f"{bundle.digest}: it changed after compiling. Compile again."
+        )
+    files = _check_files(bundle)
+
+    published = read_index(store, bundle.pipeline_name)
+    todo = [f for f in files if published.get(f.key) != f.sha256]
+    skipped = [f for f in files if published.get(f.key) == f.sha256]
+
+    uploaded_bytes = _upload_all(store, bundle, todo, workers)
+
+    definition_written = published.get(def_key) != def_sha
+    if definition_written:
+        store.put_bytes(def_key, bundle.definition_bytes)
+
+    updated = {**published, **{f.key: f.sha256 for f in files}, def_key: def_sha}
+    index_written = updated != published
+    if index_written:
+        store.put_bytes(index_key(bundle.pipeline_name), _index_bytes(bundle.pipeline_name, updated))
+
+    report = PublishReport(
+        uploaded_files=len(todo),
+        uploaded_bytes=uploaded_bytes,
+        skipped_files=len(skipped),
+        skipped_bytes=sum(f.size for f in skipped),
+        definition_uri=store.uri(def_key),
+        definition_written=definition_written,
+        index_written=index_written,
+    )
+    log.info("published %s to %s: %d files (%d bytes) uploaded, %d skipped",
+             bundle.pipeline_name, store.root_uri, report.uploaded_files,
+             report.uploaded_bytes, report.skipped_files)
+    return report
