@@ -1,0 +1,158 @@
+"""The files each step ships: pickled function and arguments, dependencies, scripts.
+
+Pickling happens here, at compile time, once every step has its final name: argument
+placeholders name upstream steps. Any failure names the step, the argument and the
+user's line that created the step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
+from stepflow.serialization import serialize
+from stepflow.workflow.callsite import display_path
+from stepflow.workflow.entities import PipelineVariable
+from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.steps import ProcessingStep, Step
+
+GENERATED_REQUIREMENTS = "stepflow_requirements.txt"
+EMPTY_REQUIREMENTS = b"# No dependencies declared for this step.\n"
+
+
+@dataclass
+class StepArtifacts:
+    """Files under ``<pipeline>/<step>/<ts>/`` by relative path, and the run-time references."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    property_references: list[tuple[str, Any]] = field(default_factory=list)
+    dependency_file: str | None = None
+
+
+def _placeholder(value: Any) -> Any:
+    return value.placeholder() if isinstance(value, PipelineVariable) else value
+
+
+def _reference(value: Any) -> tuple[str, Any] | None:
+    """The ``--property_references`` pair for a top-level pipeline-variable argument."""
+    from stepflow.workflow.function_step import DelayedReturn
+
+    if isinstance(value, DelayedReturn):
+        key = value.output_path_reference
+        return key, {"Std:Join": {"On": "", "Values": [{"Get": key}]}}
+    if isinstance(value, PipelineVariable):
+        return value.expr["Get"], value.to_string().expr
+    return None
+
+
+def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], project_root: Path,
+                            key: bytes | None) -> StepArtifacts:
+    out = StepArtifacts()
+    out.files.update(_serialized("function", _pickle_function(step, key)))
+    out.files.update(_serialized("arguments", _pickle_arguments(step, key)))
+    for _, value in step.arguments_by_name():
+        reference = _reference(value)
+        if reference is not None:
+            out.property_references.append(reference)
+
+    folder = "pre_exec_script_and_dependencies"
+    dependencies = settings.get("dependencies")
+    if dependencies:
+        path = _project_file(dependencies, project_root, "dependencies", step)
+        out.files[f"{folder}/{path.name}"] = path.read_bytes()  # shipped untouched
+        out.dependency_file = path.name
+    else:
+        # A channel must not be empty for SageMaker to start the job: ship a requirements
+        # file that declares nothing (stepflow itself is installed by job_driver.sh).
+        out.files[f"{folder}/{GENERATED_REQUIREMENTS}"] = EMPTY_REQUIREMENTS
+        out.dependency_file = GENERATED_REQUIREMENTS
+    commands = settings.get("pre_execution_commands")
+    script = settings.get("pre_execution_script")
+    if commands and script:
+        raise ValidationError(
+            f"Step '{step.name}': only one of pre_execution_commands or pre_execution_script "
+            "can be specified (decorator and configuration combined); drop one.",
+            location=step._location)
+    if commands:
+        out.files[f"{folder}/pre_exec.sh"] = ("\n".join(commands) + "\n").encode()
+    elif script:
+        out.files[f"{folder}/pre_exec.sh"] = _project_file(
+            script, project_root, "pre_execution_script", step).read_bytes()
+    return out
+
+
+def processing_step_artifacts(step: ProcessingStep, project_root: Path) -> StepArtifacts:
+    out = StepArtifacts()
+    if step.code_path is not None:
+        path = _project_file(step.code_path, project_root, "code", step)
+        out.files[f"code/{path.name}"] = path.read_bytes()
+    return out
+
+
+def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
+                   key: bytes | None) -> StepArtifacts:
+    if isinstance(step, _FunctionStep):
+        return function_step_artifacts(step, settings, project_root, key)
+    if isinstance(step, ProcessingStep):
+        return processing_step_artifacts(step, project_root)
+    return StepArtifacts()
+
+
+def _serialized(folder: str, artifact: Any) -> dict[str, bytes]:
+    return {f"{folder}/payload.pkl": artifact.payload,
+            f"{folder}/metadata.json": artifact.metadata}
+
+
+def _project_file(name: str, project_root: Path, setting: str, step: Step) -> Path:
+    path = Path(name)
+    if not path.is_absolute():
+        path = project_root / path
+    if not path.is_file():
+        raise ValidationError(
+            f"Step '{step.name}': {setting}={name!r} is not a file (looked for {path}). "
+            "Give a path relative to the project root or an absolute path.",
+            location=step._location, reason="FileNotFound")
+    return path
+
+
+def _function_location(step: _FunctionStep) -> SourceLocation | None:
+    try:
+        return SourceLocation(display_path(inspect.getsourcefile(step.func) or ""),
+                              step.func.__code__.co_firstlineno)
+    except (TypeError, AttributeError):
+        return step._location
+
+
+def _pickle_function(step: _FunctionStep, key: bytes | None) -> Any:
+    try:
+        return serialize(step.func, key=key)
+    except StepflowError as exc:
+        raise SerializationError(
+            f"Step '{step.name}': its function {step.func.__qualname__}() cannot be pickled: "
+            f"{exc.message} If it uses a pipeline variable from a global or closure, pass it "
+            "as an argument instead; otherwise make what it references importable or "
+            "picklable.", location=_function_location(step), reason=exc.reason) from exc
+
+
+def _pickle_arguments(step: _FunctionStep, key: bytes | None) -> Any:
+    args = tuple(_placeholder(v) for v in step.args)
+    kwargs = {k: _placeholder(v) for k, v in step.kwargs.items()}
+    try:
+        return serialize((args, kwargs), key=key)
+    except StepflowError as exc:
+        label, value = _offending_argument(step, key)
+        raise SerializationError(
+            f"Step '{step.name}': argument {label} (type {type(value).__name__}) cannot be "
+            f"pickled: {exc.message}", location=step._location, reason=exc.reason) from exc
+
+
+def _offending_argument(step: _FunctionStep, key: bytes | None) -> tuple[str, Any]:
+    for label, value in step.arguments_by_name():
+        try:
+            serialize(_placeholder(value), key=key)
+        except StepflowError:
+            return label, value
+    return "(unknown)", None

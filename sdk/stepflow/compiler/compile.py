@@ -1,0 +1,89 @@
+"""``compile_pipeline``: graph → validation → artifacts → definition → bundle folder."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from importlib.resources import files as package_files
+from typing import TYPE_CHECKING, Any, Mapping
+
+from stepflow.compiler import pickling
+from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
+from stepflow.compiler.bundle import Bundle
+from stepflow.compiler.definition import BOOTSTRAP_CHANNEL, Renderer, encode, resolve_settings
+from stepflow.compiler.graph import build_graph
+from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
+from stepflow.compiler.validate import validate
+from stepflow.compiler.workspace import workspace_zip
+from stepflow.workflow.callsite import project_root
+from stepflow.workflow.function_step import _FunctionStep
+
+if TYPE_CHECKING:
+    from stepflow.workflow.pipeline import Pipeline
+
+
+def stepflow_version() -> str:
+    from stepflow import __version__
+
+    return __version__
+
+
+def job_driver() -> bytes:
+    return (package_files("stepflow.compiler") / "bootstrap" / "job_driver.sh").read_bytes()
+
+
+def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | None = None,
+                     previous_index: Mapping[str, str] | None = None,
+                     integrity_key: bytes | None = None) -> Bundle:
+    """Compile to a bundle folder (a new temp dir when ``out_dir`` is None).
+
+    Pure apart from writing the folder: nothing is uploaded. ``previous_index`` (published
+    key → sha256) lets unchanged steps keep their ``<ts>`` folder.
+    """
+    graph = build_graph(pipeline)
+    validate(pipeline, graph)
+    root = project_root()
+    pickling.prepare(root)
+    config: dict[str, Any] = pipeline.session.remote_function_defaults
+    now = build_timestamp()
+    previous = PreviousFolders(previous_index)
+    name = pipeline.name
+    s3_base = f"{s3_root_uri.rstrip('/')}/{name}"
+
+    files: dict[str, bytes] = {}
+
+    def place(prefix: str, content: dict[str, bytes]) -> str:
+        digest = content_digest({rel: hashlib.sha256(d).hexdigest() for rel, d in content.items()})
+        ts = previous.reuse(prefix, digest) or now
+        for rel, data in content.items():
+            files[f"{prefix}/{ts}/{rel}"] = data
+        return ts
+
+    settings: dict[int, dict[str, Any]] = {}
+    artifacts: dict[int, StepArtifacts] = {}
+    step_ts: dict[int, str] = {}
+    workspace_filter: Any = None
+    wants_workspace = False
+    for step in graph.steps:
+        if isinstance(step, _FunctionStep):
+            settings[id(step)] = resolve_settings(step, config)
+            wants_workspace |= settings[id(step)]["include_local_workdir"]
+            workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
+        artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
+                                             integrity_key)
+        if artifacts[id(step)].files:
+            step_ts[id(step)] = place(f"{name}/{step.name}", artifacts[id(step)].files)
+
+    workspace_ts = None
+    if wants_workspace:
+        workspace_ts = place(f"{name}/sm_rf_user_ws",
+                             {"workspace.zip": workspace_zip(root, workspace_filter)})
+    if settings:
+        files[f"{name}/{BOOTSTRAP_CHANNEL}/job_driver.sh"] = job_driver()
+
+    renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings, workspace_ts,
+                        pipeline.session.region, stepflow_version())
+    definition_bytes = encode(renderer.definition())
+    return Bundle.write(out_dir or tempfile.mkdtemp(prefix="stepflow-bundle-"),
+                        pipeline_name=name, definition_bytes=definition_bytes, files=files,
+                        step_count=len(graph.steps))

@@ -1,0 +1,81 @@
+"""Make cloudpickle output self-contained and byte-stable across processes.
+
+Two things, both needed for a step to run without the user's workspace and for the same
+commit to produce the same bytes in a new process:
+
+* modules of the user's project are pickled by value (``register_pickle_by_value``),
+  everything installed (site-packages, the standard library, stepflow) by reference;
+* classes pickled by value carry a "class tracker id" that cloudpickle draws from
+  ``uuid4``; we assign one derived from the class's module and qualified name instead.
+
+Set iteration order depends on ``PYTHONHASHSEED``; the CLI and the build entrypoint run
+with a fixed seed (see ``stepflow.compiler.hashseed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import site
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import cloudpickle
+from cloudpickle import cloudpickle as _cp
+
+_STEPFLOW_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _installed_roots() -> list[Path]:
+    roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        roots.add(Path(sysconfig.get_paths()[key]).resolve())
+    for p in site.getsitepackages() + [site.getusersitepackages()]:
+        roots.add(Path(p).resolve())
+    roots.add(_STEPFLOW_ROOT)
+    return list(roots)
+
+
+def _is_within(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def project_modules(project_root: Path) -> list[ModuleType]:
+    """Imported modules whose source is in the project (and not an installed package)."""
+    installed = _installed_roots()
+    found = []
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if not filename:
+            continue
+        path = Path(filename).resolve()
+        if _is_within(path, [project_root]) and not _is_within(path, installed):
+            found.append(module)
+    return found
+
+
+def prepare(project_root: Path) -> None:
+    """Register project modules (and ``__main__``) by value, with stable class ids."""
+    modules = project_modules(project_root)
+    main = sys.modules.get("__main__")
+    if main is not None and main not in modules:
+        modules.append(main)
+    for module in modules:
+        if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
+            try:
+                cloudpickle.register_pickle_by_value(module)
+            except ValueError:  # not importable by name (e.g. an interactive __main__)
+                pass
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                _stable_tracker_id(value)
+
+
+def _stable_tracker_id(cls: type) -> None:
+    tracker_id = hashlib.sha256(
+        f"{cls.__module__}:{cls.__qualname__}".encode()).hexdigest()[:32]
+    with _cp._DYNAMIC_CLASS_TRACKER_LOCK:
+        if cls not in _cp._DYNAMIC_CLASS_TRACKER_BY_CLASS:
+            _cp._DYNAMIC_CLASS_TRACKER_BY_CLASS[cls] = tracker_id
+            _cp._DYNAMIC_CLASS_TRACKER_BY_ID[tracker_id] = cls

@@ -1,0 +1,60 @@
+"""The ``<ts>`` folder of a step's artifacts (ARCHITECTURE.md, "Determinism of <ts>").
+
+A folder is reused while its content is unchanged: the previous index (published key →
+sha256) tells which folders already hold exactly these files. New content gets the
+build time: ``SOURCE_DATE_EPOCH`` when set (the operator sets the commit time), else now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections import defaultdict
+from typing import Mapping
+
+from stepflow.errors import ConfigurationError
+
+FORMAT_EXAMPLE = "2026-11-24-23-34-22-739"
+
+
+def build_timestamp(now: dt.datetime | None = None) -> str:
+    """``YYYY-MM-DD-HH-MM-SS-mmm`` in UTC."""
+    if now is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        if epoch:
+            try:
+                now = dt.datetime.fromtimestamp(float(epoch), tz=dt.timezone.utc)
+            except ValueError:
+                raise ConfigurationError(
+                    f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; unset it or "
+                    "set it to e.g. the commit time (git log -1 --format=%ct).") from None
+        else:
+            now = dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
+
+
+def content_digest(files: Mapping[str, str]) -> str:
+    """Digest of a folder: its relative paths and their sha256s."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
+class PreviousFolders:
+    """Folders ``<prefix>/<ts>/...`` already published, by prefix, with their digests."""
+
+    def __init__(self, previous_index: Mapping[str, str] | None) -> None:
+        groups: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+        for key, sha in (previous_index or {}).items():
+            parts = key.split("/", 3)  # pipeline / step / ts / relative path
+            if len(parts) == 4:
+                groups[f"{parts[0]}/{parts[1]}"][parts[2]][parts[3]] = sha
+        self._digests = {prefix: {ts: content_digest(files) for ts, files in by_ts.items()}
+                         for prefix, by_ts in groups.items()}
+
+    def reuse(self, prefix: str, digest: str) -> str | None:
+        """The newest ``<ts>`` under ``prefix`` whose content has this digest, if any."""
+        matches = [ts for ts, d in self._digests.get(prefix, {}).items() if d == digest]
+        return max(matches) if matches else None

@@ -1,0 +1,104 @@
+"""Checks that make a pipeline fail at compile time, pointing at the user's line.
+
+The SageMaker SDK lets duplicate names (found through traversal), cycles and invalid
+names through to the service or to run time; each of these is an error here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from stepflow.errors import ValidationError
+from stepflow.workflow.entities import walk_variables
+from stepflow.workflow.parameters import Parameter
+from stepflow.workflow.steps import Step
+
+if TYPE_CHECKING:
+    from stepflow.compiler.graph import PipelineGraph
+    from stepflow.workflow.pipeline import Pipeline
+
+STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
+PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+
+
+def validate(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
+    check_pipeline_name(pipeline)
+    check_step_names(graph)
+    check_unique_names(graph)
+    check_acyclic(graph)
+    check_parameters(pipeline, graph)
+
+
+def check_pipeline_name(pipeline: "Pipeline") -> None:
+    if not isinstance(pipeline.name, str) or not PIPELINE_NAME.match(pipeline.name):
+        raise ValidationError(
+            f"Invalid pipeline name {pipeline.name!r}: use 1-256 letters, digits and "
+            "hyphens, starting with a letter or digit (e.g. 'churn-training').",
+            location=pipeline._location, reason="InvalidName")
+
+
+def check_step_names(graph: "PipelineGraph") -> None:
+    for step in graph.steps:
+        if not STEP_NAME.match(step.name):
+            raise ValidationError(
+                f"Invalid step name {step.name!r}: a step name is 1-64 characters from "
+                "A-Z a-z 0-9 - _ (pattern ^[A-Za-z0-9\\-_]{1,64}$). Rename the step with "
+                "name=... .", location=step._location, reason="InvalidName")
+
+
+def check_unique_names(graph: "PipelineGraph") -> None:
+    first: dict[str, Step] = {}
+    for step in graph.steps:
+        other = first.setdefault(step.name, step)
+        if other is not step:
+            raise ValidationError(
+                f"Two steps are named '{step.name}': one created at {other._location}, the "
+                f"other at {step._location}. Step names must be unique in a pipeline, "
+                "including condition branches; give one of them another name=... .",
+                location=step._location, reason="DuplicateStepName")
+
+
+def check_acyclic(graph: "PipelineGraph") -> None:
+    """Depth-first search over 'runs after' edges; report the first cycle found."""
+    state: dict[int, int] = {}  # 1 = on the current path, 2 = done
+    path: list[Step] = []
+
+    def visit(step: Step) -> None:
+        state[id(step)] = 1
+        path.append(step)
+        for up in graph.upstream.get(id(step), []):
+            if state.get(id(up)) == 1:
+                cycle = path[path.index(up):] + [up]
+                raise ValidationError(
+                    "The pipeline has a dependency cycle: "
+                    + " -> ".join(s.name for s in reversed(cycle))
+                    + ". Each arrow means 'runs before'; remove one of these dependencies "
+                    "(an add_depends_on([...]) or an argument).",
+                    location=step._location, reason="DependencyCycle")
+            if id(up) not in state:
+                visit(up)
+        path.pop()
+        state[id(step)] = 2
+
+    for step in graph.steps:
+        if id(step) not in state:
+            visit(step)
+
+
+def check_parameters(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
+    declared: dict[str, Parameter] = {}
+    for parameter in pipeline.parameters:
+        if parameter.name in declared and declared[parameter.name] is not parameter:
+            raise ValidationError(
+                f"Two pipeline parameters are named '{parameter.name}'; rename one.",
+                location=parameter._location, reason="DuplicateParameter")
+        declared[parameter.name] = parameter
+    for step in graph.steps:
+        values = [step._upstream_values()]
+        for variable in walk_variables(values):
+            if isinstance(variable, Parameter) and variable.name not in declared:
+                raise ValidationError(
+                    f"Step '{step.name}' uses parameter '{variable.name}', which is not in "
+                    "Pipeline(parameters=[...]); add it there so executions can set it.",
+                    location=step._location, reason="UndeclaredParameter")

@@ -1,0 +1,1 @@
+"""The user API, module by module as in ``sagemaker.workflow``."""

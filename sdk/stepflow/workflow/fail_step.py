@@ -1,0 +1,24 @@
+"""FailStep: end the execution as failed with a message (spec §4.4)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from stepflow.workflow.entities import render
+from stepflow.workflow.steps import DependencyRef, RenderContext, Step, StepTypeEnum
+
+
+class FailStep(Step):
+    step_type = StepTypeEnum.FAIL
+
+    def __init__(self, name: str, error_message: Any = None,
+                 display_name: str | None = None, description: str | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        self.error_message = error_message if error_message is not None else ""
+
+    def _upstream_values(self) -> Any:
+        return [self.error_message]
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        return {"ErrorMessage": render(self.error_message)}

@@ -1,0 +1,142 @@
+"""Pipeline: a name, parameters and the leaf steps; everything upstream is found.
+
+``definition()``, ``create()``, ``update()`` and ``upsert()`` each compile once, publish
+the bundle (uploading only what the store lacks) and, except ``definition()``, hand the
+definition to the session's backend.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from stepflow.errors import BackendError, ValidationError
+from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.parameters import Parameter
+from stepflow.workflow.pipeline_execution import _PipelineExecution
+from stepflow.workflow.pipeline_experiment_config import (
+    DEFAULT_EXPERIMENT_CONFIG,
+    PipelineExperimentConfig,
+)
+
+if TYPE_CHECKING:
+    from stepflow.compiler.bundle import Bundle
+    from stepflow.session import Session
+
+_DEFAULT: Any = object()
+
+
+class Pipeline:
+    def __init__(self, name: str = "", parameters: Sequence[Parameter] | None = None,
+                 pipeline_experiment_config: PipelineExperimentConfig | None = _DEFAULT,
+                 steps: Sequence[Any] | None = None, session: "Session | None" = None,
+                 sagemaker_session: "Session | None" = None,
+                 pipeline_definition_config: Any = None) -> None:
+        self._location = caller_location()
+        if session is not None and sagemaker_session is not None and session is not sagemaker_session:
+            raise ValidationError(
+                "Pipeline got both session= and sagemaker_session= (an alias): pass one.",
+                location=self._location)
+        self.name = name
+        self.parameters = list(parameters or [])
+        self.pipeline_experiment_config = (DEFAULT_EXPERIMENT_CONFIG
+                                           if pipeline_experiment_config is _DEFAULT
+                                           else pipeline_experiment_config)
+        self.steps = list(steps or [])
+        self._session = session if session is not None else sagemaker_session
+        self.pipeline_definition_config = pipeline_definition_config
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, steps={len(self.steps)})"
+
+    @property
+    def session(self) -> "Session":
+        if self._session is None:
+            from stepflow.session import Session
+
+            self._session = Session()
+        return self._session
+
+    sagemaker_session = session
+
+    def compile(self, out_dir: str | None = None) -> "Bundle":
+        """Compile into a bundle folder, reusing artifact folders already published."""
+        from stepflow.compiler import compile_pipeline
+        from stepflow.compiler.publish import read_index
+
+        session = self.session
+        return compile_pipeline(
+            self, s3_root_uri=session.s3_root_uri, out_dir=out_dir,
+            previous_index=read_index(session.store, self.name),
+            integrity_key=session.integrity_key)
+
+    def _compile_and_publish(self) -> "Bundle":
+        from stepflow.compiler.publish import publish
+
+        bundle = self.compile(tempfile.mkdtemp(prefix="stepflow-bundle-"))
+        publish(bundle, self.session.store)
+        return bundle
+
+    def definition(self) -> str:
+        """The definition JSON; the step artifacts are published to the store first."""
+        return self._compile_and_publish().definition_bytes.decode("utf-8")
+
+    def create(self, role_arn: str | None = None, description: str | None = None,
+               tags: Sequence[Mapping[str, str]] | None = None,
+               parallelism_config: Any = None) -> dict[str, Any]:
+        backend = self.session.backend
+        if self._exists():
+            raise BackendError(
+                f"Pipeline '{self.name}' already exists on the {backend.name} backend: use "
+                "update() or upsert().", reason="PipelineExists")
+        return self._upsert(role_arn, description, tags)
+
+    def update(self, role_arn: str | None = None, description: str | None = None,
+               parallelism_config: Any = None) -> dict[str, Any]:
+        if not self._exists():
+            raise BackendError(
+                f"Pipeline '{self.name}' does not exist on the {self.session.backend.name} "
+                "backend: use create() or upsert().", reason="PipelineNotFound")
+        return self._upsert(role_arn, description, None)
+
+    def upsert(self, role_arn: str | None = None, description: str | None = None,
+               tags: Sequence[Mapping[str, str]] | None = None,
+               parallelism_config: Any = None) -> dict[str, Any]:
+        """Create or update: one compile, one publish, one backend call."""
+        return self._upsert(role_arn, description, tags)
+
+    def _upsert(self, role_arn: str | None, description: str | None,
+                tags: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
+        bundle = self._compile_and_publish()
+        return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
+                                           description=description, tags=tags)
+
+    def _exists(self) -> bool:
+        try:
+            self.session.backend.describe(self.name)
+        except BackendError as exc:
+            if exc.reason == "PipelineNotFound":
+                return False
+            raise
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return self.session.backend.describe(self.name)
+
+    def delete(self) -> dict[str, Any]:
+        return self.session.backend.delete(self.name)
+
+    def start(self, parameters: Mapping[str, Any] | None = None,
+              execution_display_name: str | None = None,
+              execution_description: str | None = None,
+              parallelism_config: Any = None,
+              selective_execution_config: Any = None) -> _PipelineExecution:
+        backend = self.session.backend
+        execution_id = backend.start(self.name, parameters=dict(parameters or {}),
+                                     display_name=execution_display_name)
+        return _PipelineExecution(self.name, execution_id, backend)
+
+    def list_executions(self, sort_by: str | None = None, sort_order: str | None = None,
+                        max_results: int | None = None,
+                        next_token: str | None = None) -> dict[str, Any]:
+        return self.session.backend.list_executions(self.name)

@@ -1,0 +1,224 @@
+"""Steps: the nodes of a pipeline, and the classic container step ``ProcessingStep``.
+
+A step renders itself into the definition through a ``RenderContext`` the compiler
+provides, because names, artifact folders and dependency lists are only known once the
+whole graph has been seen.
+"""
+
+from __future__ import annotations
+
+import itertools
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union
+
+from stepflow.errors import ValidationError
+from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
+from stepflow.workflow.properties import Properties
+
+if TYPE_CHECKING:
+    from stepflow.workflow.function_step import DelayedReturn
+    from stepflow.workflow.retry import RetryPolicy
+
+__all__ = ["Step", "StepTypeEnum", "ProcessingStep", "ProcessingInput", "ProcessingOutput",
+           "RenderContext", "DependencyRef", "CacheConfig"]
+
+# Creation order of steps in this process: the tie-breaker that makes auto names stable.
+_creation_order = itertools.count()
+
+DependencyRef = Union["Step", "DelayedReturn", str]
+
+
+class StepTypeEnum(Enum):
+    TRAINING = "Training"
+    PROCESSING = "Processing"
+    CONDITION = "Condition"
+    FAIL = "Fail"
+
+
+class RenderContext(Protocol):
+    """What the compiler tells a step while it renders the definition."""
+
+    s3_base_uri: str
+
+    def step_folder_uri(self, step: "Step") -> str:
+        """``<s3_base>/<step>/<ts>``: where this step's shipped files are."""
+
+    def depends_on(self, step: "Step") -> list[str]:
+        """The names for the step's ``DependsOn``."""
+
+    def render_step(self, step: "Step") -> dict[str, Any]:
+        """A nested step's request (condition branches)."""
+
+    def function_step_arguments(self, step: "Step") -> dict[str, Any]:
+        """The ``Arguments`` of an @step function step."""
+
+
+class Step:
+    """A named node of the pipeline graph."""
+
+    step_type: StepTypeEnum
+
+    def __init__(self, name: str | None, display_name: str | None = None,
+                 description: str | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None) -> None:
+        self._name = name
+        self._resolved_name: str | None = None
+        self.display_name = display_name
+        self.description = description
+        self._depends_on: list[DependencyRef] = []
+        self._order = next(_creation_order)
+        self._location = caller_location()
+        if depends_on is not None:
+            self.add_depends_on(depends_on)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def name(self) -> str:
+        """The step's name; an automatic one is final once the pipeline is compiled."""
+        return self._resolved_name or self._name or self._base_name()
+
+    @property
+    def explicit_name(self) -> str | None:
+        return self._name
+
+    def _base_name(self) -> str:
+        raise ValidationError(f"{type(self).__name__} needs a name=...", location=self._location)
+
+    @property
+    def depends_on(self) -> list[DependencyRef]:
+        return list(self._depends_on)
+
+    def add_depends_on(self, step_names: Sequence[DependencyRef]) -> None:
+        """Run after these steps (Step, DelayedReturn or step name); takes a list."""
+        from stepflow.workflow.function_step import DelayedReturn
+
+        if isinstance(step_names, (str, Step, DelayedReturn)) or not isinstance(
+                step_names, (list, tuple)):
+            raise ValidationError(
+                f"add_depends_on() takes a list, e.g. add_depends_on([other]); got "
+                f"{type(step_names).__name__}.", location=caller_location())
+        for ref in step_names:
+            if not isinstance(ref, (str, Step, DelayedReturn)):
+                raise ValidationError(
+                    f"add_depends_on() items must be steps, step outputs or step names; got "
+                    f"{type(ref).__name__}.", location=caller_location())
+            self._depends_on.append(ref)
+
+    def _upstream_values(self) -> Any:
+        """Everything that may hold pipeline variables pointing at other steps."""
+        return ()
+
+    def _nested_steps(self) -> list["Step"]:
+        """Steps compiled inside this one (condition branches), not at top level."""
+        return []
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request: dict[str, Any] = {"Name": self.name, "Type": self.step_type.value,
+                                   "Arguments": self.arguments(ctx)}
+        depends_on = ctx.depends_on(self)
+        if depends_on:
+            request["DependsOn"] = depends_on
+        if self.display_name:
+            request["DisplayName"] = self.display_name
+        if self.description:
+            request["Description"] = self.description
+        return request
+
+
+class ProcessingStep(Step):
+    """A container job: image, command, inputs and outputs.
+
+    Give either ``step_args`` (what a processor's ``run(...)`` returned, as in the SDK) or
+    the job directly: ``image_uri``, ``command``, ``code``, ``inputs``, ``outputs``, ...
+    ``properties.ProcessingOutputConfig.Outputs["name"].S3Output.S3Uri`` may be passed to
+    a @step function.
+    """
+
+    step_type = StepTypeEnum.PROCESSING
+
+    def __init__(self, name: str, step_args: _ProcessingArgs | None = None, *,
+                 processor: Any = None, display_name: str | None = None,
+                 description: str | None = None,
+                 inputs: Sequence[ProcessingInput] | None = None,
+                 outputs: Sequence[ProcessingOutput] | None = None,
+                 job_arguments: Sequence[Any] | None = None, code: str | None = None,
+                 image_uri: Any = None, command: Sequence[str] | None = None,
+                 role: str | None = None, instance_type: Any = None,
+                 instance_count: Any = 1, volume_size_in_gb: int = 30,
+                 max_runtime_in_seconds: int | None = None,
+                 env: dict[str, Any] | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Sequence["RetryPolicy"] | None = None,
+                 cache_config: "CacheConfig | None" = None, property_files: Any = None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        if step_args is None and processor is not None:
+            step_args = processor.run(inputs=inputs, outputs=outputs, arguments=job_arguments,
+                                      code=code)
+        if step_args is None:
+            from stepflow.workflow.processing import ScriptProcessor
+
+            if image_uri is None:
+                raise ValidationError(
+                    f"ProcessingStep '{name}' needs step_args=processor.run(...) or "
+                    "image_uri=... (with command=[...] and optionally code=...).",
+                    location=self._location)
+            step_args = ScriptProcessor(
+                image_uri=image_uri, command=list(command or []), role=role,
+                instance_type=instance_type, instance_count=instance_count,
+                volume_size_in_gb=volume_size_in_gb,
+                max_runtime_in_seconds=max_runtime_in_seconds, env=env,
+            ).run(inputs=inputs, outputs=outputs, arguments=job_arguments, code=code)
+        if not isinstance(step_args, _ProcessingArgs):
+            raise ValidationError(
+                f"ProcessingStep '{name}': step_args must be what a processor's run(...) "
+                f"returns, got {type(step_args).__name__}.", location=self._location)
+        self.step_args = step_args
+        self.retry_policies = list(retry_policies or [])
+        self.cache_config = cache_config
+        self.properties = Properties(self)
+
+    @property
+    def code_path(self) -> str | None:
+        """The local script shipped with the step, if any (relative to the project root)."""
+        code = self.step_args.code
+        return code if code is not None and "://" not in code else None
+
+    def _upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        args = self.step_args
+        code_uri = None
+        if args.code is not None:
+            code_uri = (args.code if self.code_path is None
+                        else f"{ctx.step_folder_uri(self)}/code")
+        return args.to_request(ctx.s3_base_uri, self.name, code_uri)
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+class CacheConfig:
+    """Reuse a previous successful run of a step with the same arguments (service feature)."""
+
+    def __init__(self, enable_caching: bool = False, expire_after: str | None = None) -> None:
+        self.enable_caching = enable_caching
+        self.expire_after = expire_after
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"Enabled": self.enable_caching}
+        if self.expire_after is not None:
+            config["ExpireAfter"] = self.expire_after
+        return config
