@@ -330,7 +330,8 @@ class References:
     """What an expression tree refers to: step names, parameter names, execution variables."""
 
     steps: list[str] = field(default_factory=list)
-    parameters: list[str] = field(default_factory=list)
+    #: (parameter, where) of every ``Get "Parameters.<name>"``
+    parameters: list[tuple[str, str]] = field(default_factory=list)
     execution: list[str] = field(default_factory=list)
     #: (step, property path, where) of every ``Get "Steps.<step>.<path>"``
     properties: list[tuple[str, str, str]] = field(default_factory=list)
@@ -376,7 +377,7 @@ def _scan_get(reference: Any, where: str, refs: References) -> None:
         raise ValidationError(f"{where}: Get needs a string such as 'Parameters.X', got {reference!r}")
     root, _, rest = reference.partition(".")
     if root == "Parameters" and rest:
-        refs.parameters.append(rest)
+        refs.parameters.append((rest, where))
     elif root == "Execution" and rest:
         if rest not in EXECUTION_VARIABLES:
             raise ValidationError(

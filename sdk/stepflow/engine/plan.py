@@ -90,12 +90,13 @@ class Plan:
         names = [item.name for item in flat]
         declared = {p.name for p in parameters}
         steps: dict[str, StepPlan] = {}
+        references = {item.name: _references(item) for item in flat}
         for item in flat:
-            refs = _references(item)
-            for parameter in refs.parameters:
+            refs = references[item.name]
+            for parameter, where in refs.parameters:
                 if parameter not in declared:
                     raise ValidationError(
-                        f"{item.where} ({item.name}) reads parameter {parameter!r}, which the "
+                        f"{where} reads parameter {parameter!r}, which the "
                         f"pipeline does not declare{_suggest(parameter, declared)}; add it to the "
                         "Pipeline's parameters")
             explicit = item.raw.get("DependsOn") or []
@@ -112,8 +113,8 @@ class Plan:
             steps[item.name] = StepPlan(
                 item.name, item.type, item.raw, tuple(dependencies), item.branch,
                 parse_retry_settings(item.raw, f"{item.where} ({item.name})"), item.where)
-        for item in flat:
-            _check_properties(item, _references(item), steps)
+        for refs in references.values():
+            _check_properties(refs, steps)
         order = _topological_order(names, steps)
         return cls(definition, parameters,
                    MappingProxyType({name: steps[name] for name in order}), tuple(order))
@@ -185,7 +186,7 @@ def _references(item: _Flat) -> References:
     return scan(arguments, where, refs)
 
 
-def _check_properties(item: _Flat, refs: References, steps: Mapping[str, StepPlan]) -> None:
+def _check_properties(refs: References, steps: Mapping[str, StepPlan]) -> None:
     """Refuse ``Steps.X.<path>`` when X's definition cannot provide that property, so a
     typo fails at upsert instead of in the middle of a run."""
     for step, path, where in refs.properties:
@@ -200,7 +201,7 @@ def _check_properties(item: _Flat, refs: References, steps: Mapping[str, StepPla
         except OpaquePropertyError:
             continue
         except LookupError as exc:
-            raise ValidationError(f"{where} ({item.name}) reads Steps.{step}.{path}: {exc}") from None
+            raise ValidationError(f"{where} reads Steps.{step}.{path}: {exc}") from None
 
 
 def _topological_order(names: list[str], steps: Mapping[str, StepPlan]) -> list[str]:
