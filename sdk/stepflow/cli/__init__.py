@@ -1,0 +1,1 @@
+"""The ``stepflow`` command. Each module here that defines ``COMMANDS`` adds subcommands."""

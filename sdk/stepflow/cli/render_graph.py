@@ -1,0 +1,97 @@
+"""The pipeline graph as Mermaid or Graphviz source, for ``stepflow graph``.
+
+Shapes say what a step is (function, container job, condition, fail); solid arrows are
+data (an output passed on), dashed ones explicit ``add_depends_on`` order, and condition
+branches are labelled ``if`` / ``else``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from stepflow.workflow.condition_step import ConditionStep
+from stepflow.workflow.fail_step import FailStep
+from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.step_outputs import as_step
+from stepflow.workflow.steps import Step
+
+if TYPE_CHECKING:
+    from stepflow.compiler.graph import PipelineGraph
+    from stepflow.workflow.pipeline import Pipeline
+
+Edge = tuple[Step, Step, str]  # (from, to, kind: data | order | if | else)
+
+
+def edges(graph: "PipelineGraph") -> list[Edge]:
+    out: list[Edge] = []
+    for step in graph.steps:
+        data = graph.data_upstream[id(step)]
+        for up in data:
+            out.append((up, step, "data"))
+        names = graph.by_name()
+        for ref in step._depends_on:
+            up = names[ref] if isinstance(ref, str) else as_step(ref)
+            if all(up is not d for d in data):
+                out.append((up, step, "order"))
+        if isinstance(step, ConditionStep):
+            out += [(step, as_step(s), "if") for s in step.if_steps]
+            out += [(step, as_step(s), "else") for s in step.else_steps]
+    return out
+
+
+def _label(step: Step) -> str:
+    if isinstance(step, _FunctionStep):
+        return f"{step.name}\n{step.func.__name__}()"
+    return f"{step.name}\n{step.step_type.value}"
+
+
+def to_mermaid(pipeline: "Pipeline", graph: "PipelineGraph") -> str:
+    ids = {id(s): f"s{n}" for n, s in enumerate(graph.steps)}
+    lines = ["flowchart TD", f"  %% pipeline {pipeline.name}"]
+    for step in graph.steps:
+        text = json.dumps(_label(step).replace("\n", "<br/>"))
+        node = ids[id(step)]
+        if isinstance(step, ConditionStep):
+            lines.append(f"  {node}{{{text}}}")
+        elif isinstance(step, FailStep):
+            lines.append(f"  {node}[/{text}/]")
+        elif isinstance(step, _FunctionStep):
+            lines.append(f"  {node}({text})")
+        else:
+            lines.append(f"  {node}[{text}]")
+    for up, down, kind in edges(graph):
+        arrow = {"data": "-->", "order": "-.->", "if": "-->|if|", "else": "-->|else|"}[kind]
+        lines.append(f"  {ids[id(up)]} {arrow} {ids[id(down)]}")
+    lines += ["  classDef fail fill:#fde2e1,stroke:#c0392b",
+              "  classDef cond fill:#fff4d6,stroke:#b7950b"]
+    for step in graph.steps:
+        if isinstance(step, FailStep):
+            lines.append(f"  class {ids[id(step)]} fail")
+        elif isinstance(step, ConditionStep):
+            lines.append(f"  class {ids[id(step)]} cond")
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(pipeline: "Pipeline", graph: "PipelineGraph") -> str:
+    lines = [f"digraph {json.dumps(pipeline.name)} {{",
+             "  rankdir=TB;",
+             '  node [fontname="Helvetica", fontsize=11, style="filled,rounded", '
+             'shape=box, fillcolor="#e8f1fb", color="#2e6da4"];',
+             '  edge [fontname="Helvetica", fontsize=10, color="#555555"];']
+    for step in graph.steps:
+        attrs = {"label": _label(step)}
+        if isinstance(step, ConditionStep):
+            attrs.update(shape="diamond", style="filled", fillcolor="#fff4d6", color="#b7950b")
+        elif isinstance(step, FailStep):
+            attrs.update(shape="octagon", style="filled", fillcolor="#fde2e1", color="#c0392b")
+        elif not isinstance(step, _FunctionStep):
+            attrs.update(fillcolor="#eeeeee", color="#666666")
+        rendered = ", ".join(f"{k}={json.dumps(v)}" for k, v in attrs.items())
+        lines.append(f"  {json.dumps(step.name)} [{rendered}];")
+    for up, down, kind in edges(graph):
+        style = {"data": "", "order": ' [style="dashed"]', "if": ' [label="if"]',
+                 "else": ' [label="else"]'}[kind]
+        lines.append(f"  {json.dumps(up.name)} -> {json.dumps(down.name)}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
