@@ -1,0 +1,410 @@
+"""The build sandbox with real processes: scrubbed env, other uid, limits, path checks, venvs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stepflow_operator.sandbox import (
+    BUILD_OUT_OF_MEMORY,
+    BUILD_TIMEOUT,
+    INVALID_MODULE_PATH,
+    INVALID_REQUIREMENTS_PATH,
+    NOBODY,
+    REQUIREMENTS_FAILED,
+    BuildRequest,
+    Limits,
+    Sandbox,
+    SandboxError,
+    SandboxSettings,
+    check_module_path,
+)
+from tests.testenv import unavailable, wait_for
+
+ROOT = os.geteuid() == 0
+ALLOWED_ENV = {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE"}
+needs_root = pytest.mark.skipif(not ROOT, reason="switching users needs root")
+needs_build_entrypoint = pytest.mark.skipif(
+    importlib.util.find_spec("stepflow.compiler.build") is None,
+    reason="python -m stepflow.compiler.build is not there yet (SDK issue)")
+
+
+def _runnable_by_nobody(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", "import sys"], user=NOBODY, group=NOBODY,
+                              extra_groups=[], capture_output=True, timeout=30).returncode == 0
+    except PermissionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def build_python() -> str:
+    """An interpreter of this Python version that the sandbox user can execute.
+
+    The project venv's Python may live under a 0700 /root (pyenv); then use the system's
+    Python of the same version, which sees our site-packages through the sandbox's .pth.
+    """
+    if not ROOT or _runnable_by_nobody(sys.executable):
+        return sys.executable
+    same = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}",
+                        path="/usr/local/bin:/usr/bin:/bin")
+    if same and _runnable_by_nobody(same):
+        return same
+    unavailable(f"no python{sys.version_info.major}.{sys.version_info.minor} that uid "
+                f"{NOBODY} can execute; install one under /usr (or make {sys.executable}'s "
+                "folders traversable)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def root_dir():
+    """A folder others may traverse (pytest's tmp_path lives under a 0700 folder)."""
+    path = Path(tempfile.mkdtemp(prefix="stepflow-sandbox-test-"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sandbox(root_dir: Path, build_python: str) -> Sandbox:
+    return Sandbox(SandboxSettings(work_dir=root_dir / "work", python=build_python,
+                                   site_dirs=tuple(site.getsitepackages()),
+                                   output_limit=64 * 1024))
+
+
+@pytest.fixture
+def checkout(root_dir: Path) -> Path:
+    path = root_dir / "checkout"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+
+
+async def _run_script(sandbox: Sandbox, checkout: Path, script: str, *args: str,
+                      limits: Limits = Limits(timeout=60)):
+    _write(checkout, {"script.py": script})
+    sandbox._hand_over(checkout)
+    python, failure = await sandbox.environment(None, cwd=checkout)
+    assert failure is None
+    return await sandbox.run([python, "script.py", *args], cwd=checkout, limits=limits,
+                             source_date_epoch=1700000000)
+
+
+def test_environment_is_an_allow_list(sandbox, checkout, monkeypatch):
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-key",
+               "KUBERNETES_SERVICE_HOST": "10.0.0.1", "STEPFLOW_INTEGRITY_KEY": "hmac-key-xyz",
+               "OPERATOR_ONLY": "operator-private-value"}
+    for key, value in secrets.items():
+        monkeypatch.setenv(key, value)
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        import json, os
+        print(json.dumps(dict(os.environ)))
+    """))
+    assert proc.returncode == 0, proc.output
+    env = json.loads(proc.output.strip().splitlines()[-1])
+    assert set(env) == ALLOWED_ENV | {"SOURCE_DATE_EPOCH"}
+    assert env["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert env["PYTHONHASHSEED"] == "0"
+    assert env["HOME"] != os.environ.get("HOME") and env["HOME"].startswith(str(sandbox.settings.work_dir))
+    for value in secrets.values():
+        assert value not in proc.output
+
+
+@needs_root
+def test_user_code_cannot_read_operator_secrets(sandbox, checkout, root_dir, monkeypatch):
+    # As the chart mounts them: the token and secret files 0400, owned by the operator.
+    token_dir = root_dir / "serviceaccount"
+    token_dir.mkdir(mode=0o755)
+    token = token_dir / "token"
+    token.write_text("eyJhbGciOi-service-account-token")
+    token.chmod(0o400)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-aws-key")
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        import json, os, sys
+        report = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}
+        for path in sys.argv[1:]:
+            try:
+                with open(path, "rb") as f:
+                    report[path] = f.read().decode(errors="replace")
+            except OSError as exc:
+                report[path] = type(exc).__name__
+        print(json.dumps(report))
+    """, str(token), f"/proc/{os.getpid()}/environ", f"/proc/{os.getpid()}/mem"))
+    report = json.loads(proc.output.strip().splitlines()[-1])
+    assert report["uid"] == NOBODY and report["gid"] == NOBODY and report["groups"] == []
+    assert report[str(token)] == "PermissionError"
+    assert report[f"/proc/{os.getpid()}/environ"] == "PermissionError"
+    assert report[f"/proc/{os.getpid()}/mem"] == "PermissionError"
+    assert "service-account-token" not in proc.output and "s3cr3t" not in proc.output
+
+
+def test_wall_clock_timeout_kills_the_whole_process_group(sandbox, checkout):
+    started = time.monotonic()
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        print("child", child.pid, flush=True)
+        while True:
+            time.sleep(0.05)
+    """, limits=Limits(timeout=1.5)))
+    elapsed = time.monotonic() - started
+    assert proc.timed_out and proc.signal == signal.SIGKILL
+    assert elapsed < 10
+    child = int(proc.output.split("child")[1].split()[0])
+    wait_for(lambda: not _alive(child), timeout=10, message=f"grandchild {child} still alive")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cpu_limit_stops_a_busy_loop(sandbox, checkout):
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        while True:
+            pass
+    """, limits=Limits(timeout=60, cpu_seconds=1)))
+    assert not proc.timed_out
+    assert proc.signal in (signal.SIGXCPU, signal.SIGKILL)
+    assert proc.duration < 15
+
+
+def test_memory_limit_turns_unbounded_allocation_into_memory_error(sandbox, checkout):
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 * 1024 * 1024))
+    """, limits=Limits(timeout=60, memory_bytes=512 * 1024**2)))
+    assert proc.returncode == 1
+    assert "MemoryError" in proc.output
+    assert proc.duration < 30
+
+
+def test_output_is_bounded_but_counted(sandbox, checkout):
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        import sys
+        for i in range(200_000):
+            sys.stdout.write(f"line {i:06d} " + "x" * 40 + "\\n")
+        print("THE END")
+    """))
+    assert proc.returncode == 0
+    assert proc.output_bytes > 10_000_000
+    assert len(proc.output.encode()) <= 64 * 1024 + 100
+    assert proc.output.rstrip().endswith("THE END")
+    assert "bytes cut" in proc.output.splitlines()[0]
+
+
+def test_process_that_escapes_the_group_does_not_hang_the_run(sandbox, checkout):
+    """A daemon that setsid()s and keeps stdout open must not keep the build waiting."""
+    started = time.monotonic()
+    proc = asyncio.run(_run_script(sandbox, checkout, """
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(30)
+            os._exit(0)
+        time.sleep(0.5)  # let the daemon leave the group before we exit
+        print("parent exits", flush=True)
+    """))
+    assert proc.returncode == 0 and "parent exits" in proc.output
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("module", [
+    "../../etc/passwd", "/etc/passwd", "pipelines/../../secret.py", "pipelines\\x.py",
+    "pipe lines.churn", "", "a/../../b.py",
+])
+def test_module_paths_outside_the_checkout_are_refused(checkout, module):
+    problem = check_module_path(checkout, module)
+    assert problem is not None and "spec.module" in problem
+
+
+def test_symlinks_escaping_the_checkout_are_refused(checkout, root_dir):
+    outside = root_dir / "outside"
+    outside.mkdir()
+    (outside / "evil.py").write_text("pipeline = None\n")
+    (checkout / "link.py").symlink_to(outside / "evil.py")
+    (checkout / "pkg").symlink_to(outside)
+    _write(checkout, {"pipelines/churn.py": "x = 1\n", "pipelines/__init__.py": ""})
+    (checkout / "alias.py").symlink_to(checkout / "pipelines" / "churn.py")
+    assert "symlink" in check_module_path(checkout, "link.py")
+    assert "symlink" in check_module_path(checkout, "pkg/evil.py")
+    assert "symlink" in check_module_path(checkout, "pkg.evil")
+    for fine in ("pipelines/churn.py", "pipelines.churn", "alias.py", "not/yet/there.py"):
+        assert check_module_path(checkout, fine) is None, fine
+
+
+def test_build_refuses_traversal_before_running_anything(sandbox, checkout):
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="../../etc/passwd", s3_root_uri="file:///tmp/x")))
+    assert not result.ok and result.reason == INVALID_MODULE_PATH
+    assert "'../../etc/passwd'" in result.message and "relative to the repository" in result.message
+    assert not any((sandbox.settings.work_dir / "venvs").iterdir())
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="p.py", requirements="../req.txt", s3_root_uri="file:///x")))
+    assert result.reason == INVALID_REQUIREMENTS_PATH
+
+
+def test_work_dir_the_sandbox_user_cannot_reach_is_a_clear_error(tmp_path, build_python):
+    if not ROOT:
+        pytest.skip("only checked when switching users")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(SandboxError) as err:
+        Sandbox(SandboxSettings(work_dir=private / "work", python=build_python))
+    assert "chmod o+x" in str(err.value) and str(private) in str(err.value)
+
+
+def _wheel(folder: Path, name: str, version: str, code: str) -> Path:
+    """A minimal pure-Python wheel, so requirement tests need no index."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": code,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    target = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(target, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return target
+
+
+def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
+    (checkout / "dist").mkdir()
+    _wheel(checkout / "dist", "tinydep", "1.0", "VALUE = 42\n")
+    _write(checkout, {"requirements.txt": "./dist/tinydep-1.0-py3-none-any.whl\n",
+                      "script.py": """
+        import os, sys, tinydep, stepflow
+        print("value", tinydep.VALUE)
+        target = os.path.join(os.path.dirname(tinydep.__file__), "pwned.py")
+        try:
+            open(target, "w").write("x")
+            print("venv writable")
+        except OSError:
+            print("venv read-only")
+    """})
+    requirements = checkout / "requirements.txt"
+
+    async def scenario():
+        sandbox._hand_over(checkout)
+        results = await asyncio.gather(*[sandbox.environment(requirements, cwd=checkout)
+                                          for _ in range(3)])
+        again = await sandbox.environment(requirements, cwd=checkout)
+        python = results[0][0]
+        proc = await sandbox.run([python, "script.py"], cwd=checkout, limits=Limits(timeout=60))
+        return results, again, proc
+
+    results, again, proc = asyncio.run(scenario())
+    assert {r for r, _ in results} == {again[0]} and all(f is None for _, f in results + [again])
+    venvs = [p for p in (sandbox.settings.work_dir / "venvs").iterdir() if p.is_dir()]
+    assert len(venvs) == 1
+    assert proc.returncode == 0, proc.output
+    assert "value 42" in proc.output
+    assert ("venv read-only" if ROOT else "venv writable") in proc.output
+    marker = venvs[0] / ".complete"
+    before = marker.stat().st_mtime_ns
+    asyncio.run(sandbox.environment(requirements, cwd=checkout))
+    assert marker.stat().st_mtime_ns == before  # reused, not rebuilt
+
+
+def test_failing_requirements_name_the_file_and_the_problem(sandbox, checkout):
+    _write(checkout, {"ci/reqs.txt": "./dist/missing-9.9-py3-none-any.whl\n", "p.py": "x=1\n"})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="p.py", requirements="ci/reqs.txt",
+        s3_root_uri="file:///tmp/x")))
+    assert not result.ok and result.reason == REQUIREMENTS_FAILED
+    assert "ci/reqs.txt" in result.message and "missing-9.9" in result.message
+    assert not [p for p in (sandbox.settings.work_dir / "venvs").iterdir() if p.is_dir()]
+
+
+# ---- through the real build entrypoint (python -m stepflow.compiler.build) -------------
+
+GOOD_PIPELINE = """
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+@step(name="hello")
+def hello() -> int:
+    return 1
+
+pipeline = Pipeline(name="sandboxed", steps=[hello()])
+"""
+
+
+@needs_build_entrypoint
+def test_build_compiles_a_module_into_a_bundle(sandbox, checkout, root_dir):
+    _write(checkout, {"pipelines/hello.py": GOOD_PIPELINE})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="pipelines/hello.py",
+        s3_root_uri=f"file://{root_dir}/store", source_date_epoch=1700000000)))
+    assert result.ok, (result.reason, result.message, result.log_tail)
+    assert (result.bundle_dir / "definition.json").is_file()
+    assert (result.bundle_dir / "bundle.json").is_file()
+    assert result.bundle_dir.stat().st_uid == os.geteuid()
+
+
+@needs_build_entrypoint
+def test_build_of_an_import_that_loops_forever_times_out(sandbox, checkout):
+    _write(checkout, {"loop.py": "while True:\n    pass\n"})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="loop.py", s3_root_uri="file:///tmp/x",
+        limits=Limits(timeout=3))))
+    assert result.reason == BUILD_TIMEOUT and "spec.build.timeout" in result.message
+
+
+@needs_build_entrypoint
+def test_build_of_an_import_that_allocates_without_bound_runs_out_of_memory(sandbox, checkout):
+    _write(checkout, {"hog.py": "h = []\nwhile True:\n    h.append(bytearray(1 << 24))\n"})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="hog.py", s3_root_uri="file:///tmp/x",
+        limits=Limits(timeout=60, memory_bytes=768 * 1024**2))))
+    assert result.reason == BUILD_OUT_OF_MEMORY and "spec.build.memoryLimit" in result.message
+
+
+@needs_build_entrypoint
+def test_build_that_plants_a_symlink_in_the_bundle_is_refused(sandbox, checkout, root_dir):
+    secret = root_dir / "secret"
+    secret.write_text("do-not-publish")
+    _write(checkout, {"sneaky.py": GOOD_PIPELINE + f"""
+import os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(os.path.join(out, "files"), exist_ok=True)
+os.symlink({str(secret)!r}, os.path.join(out, "files", "loot"))
+"""})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="sneaky.py", s3_root_uri=f"file://{root_dir}/store")))
+    assert not result.ok and result.reason == "InvalidBundle", (result.reason, result.message)
+    assert "loot" in result.message
