@@ -1,0 +1,67 @@
+"""Fixtures for the SDK tests of part A (user API, compiler, CLI)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from stepflow.compiler import compile_pipeline
+from stepflow.compiler.bundle import Bundle
+from stepflow.config import StepflowConfig
+from stepflow.session import Session
+
+PIPELINES = Path(__file__).resolve().parent / "pipelines"
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> str:
+    return (tmp_path / "store").as_uri()
+
+
+@pytest.fixture
+def session(store_root: str) -> Session:
+    """A session on a fresh file:// store that ignores the user's configuration files."""
+    return Session(config=StepflowConfig(s3_root_uri=store_root))
+
+
+@pytest.fixture
+def compile_(session: Session, tmp_path: Path):
+    """Compile a pipeline (given the test session) into a fresh bundle folder."""
+    counter = iter(range(1000))
+
+    def run(pipeline, **kwargs) -> Bundle:
+        if pipeline._session is None:
+            pipeline._session = session
+        kwargs.setdefault("s3_root_uri", session.s3_root_uri)
+        return compile_pipeline(pipeline, out_dir=str(tmp_path / f"bundle{next(counter)}"),
+                                **kwargs)
+
+    return run
+
+
+def steps_by_name(definition: dict) -> dict[str, dict]:
+    """Every step request, top level and inside condition branches."""
+    found: dict[str, dict] = {}
+
+    def visit(steps: list[dict]) -> None:
+        for s in steps:
+            found[s["Name"]] = s
+            if s["Type"] == "Condition":
+                visit(s["Arguments"]["IfSteps"])
+                visit(s["Arguments"]["ElseSteps"])
+
+    visit(definition["Steps"])
+    return found
+
+
+def container_args(step_request: dict) -> list:
+    return step_request["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+
+
+def flag(step_request: dict, name: str):
+    args = container_args(step_request)
+    return args[args.index(name) + 1] if name in args else None

@@ -1,0 +1,6 @@
+from stepflow.workflow.function_step import step
+
+
+@step
+def one(:
+    return 1
