@@ -35,7 +35,7 @@ def preprocess(uri):
     return {"train": [1, 2, 3], "test": [4, 5]}
 
 
-@step(role=ROLE, image_uri=IMAGE, instance_type="ml.m5.xlarge", retry_policies=[
+@step(role=ROLE, image_uri=IMAGE, instance_type="ml.m5.xlarge", environment_variables={"MY_ENV": "1"}, retry_policies=[
     StepRetryPolicy(exception_types=[StepExceptionTypeEnum.THROTTLING], max_attempts=3),
     SageMakerJobStepRetryPolicy(exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR],
                                 max_attempts=2)])
