@@ -105,3 +105,30 @@ def test_push_over_http(git_remote, tmp_path, use_auth):
     sha = work.index.commit("big").hexsha
     work.remote("origin").push("HEAD:refs/heads/main", env=git_env()).raise_if_error()
     assert git_remote.head() == sha
+
+
+def test_https_with_basic_auth_and_a_private_ca(git_remote, tmp_path):
+    sha = git_remote.commit({"x": "1"})
+    url = git_remote.https_url_with_auth("carol", "pa55")
+    assert url.startswith("https://127.0.0.1:")
+    with_creds = url.replace("https://", "https://carol:pa55@")
+
+    def ls_remote(u: str, ca: str | None) -> subprocess.CompletedProcess:
+        # GIT_SSL_CAINFO (set on some machines) overrides http.sslCAInfo: set the variable
+        env = {**git_env(), "GIT_SSL_CAINFO": ca or "/etc/ssl/certs/ca-certificates.crt"}
+        if ca is None:
+            env.pop("GIT_SSL_CAINFO")
+        return subprocess.run(["git", "ls-remote", u], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    untrusted = ls_remote(with_creds, None)
+    assert untrusted.returncode != 0
+    assert "certificate" in untrusted.stderr.lower()
+
+    wrong = ls_remote(url.replace("https://", "https://carol:nope@"), git_remote.ca_file)
+    assert wrong.returncode != 0
+    assert "Authentication failed" in wrong.stderr or "401" in wrong.stderr
+    right = ls_remote(with_creds, git_remote.ca_file)
+    assert f"{sha}\trefs/heads/main" in right.stdout, right.stderr
+    anon = ls_remote(git_remote.https_url, git_remote.ca_file)
+    assert f"{sha}\trefs/heads/main" in anon.stdout, anon.stderr

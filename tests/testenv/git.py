@@ -7,6 +7,10 @@ CGI for every repository under its root:
 * ``http://127.0.0.1:<port>/private/<name>.git``  HTTP basic auth; only the credentials
   registered with ``GitRemote.http_url_with_auth(user, password)`` are accepted (401
   otherwise, as a real forge answers).
+
+The same paths are served over HTTPS on a second port (started on first use), with a
+certificate from a CA generated for the session: ``GitRemote.https_url``,
+``https_url_with_auth(...)``, and ``ca_file`` for ``GIT_SSL_CAINFO`` / ``http.sslCAInfo``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import hmac
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -179,30 +184,61 @@ class GitServer:
         self.log_path = self.workdir / "git-http.log"
         self.log_path.touch()
         self._httpd: _GitHTTPServer | None = None
+        self._httpsd: _GitHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._tls_lock = threading.Lock()
+        self._credentials: dict[str, dict[str, str]] = {}
         self.port = 0
+        self.tls_port = 0
+        self.ca_file = ""
 
     def start(self) -> "GitServer":
         self.port = free_port()
         self._httpd = _GitHTTPServer(self.root, self.port, self.log_path)
+        self._httpd.credentials = self._credentials
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="git-http",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
         return self
 
+    def _start_tls(self) -> None:
+        with self._tls_lock:
+            if self._httpsd is not None:
+                return
+            from .kube import generate_pki  # same openssl recipe: CA + server cert for 127.0.0.1
+
+            pki = self.workdir / "pki"
+            generate_pki(pki)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(pki / "server.crt"), str(pki / "server.key"))
+            self.tls_port = free_port()
+            httpsd = _GitHTTPServer(self.root, self.tls_port, self.log_path)
+            httpsd.credentials = self._credentials
+            httpsd.socket = ctx.wrap_socket(httpsd.socket, server_side=True)
+            threading.Thread(target=httpsd.serve_forever, name="git-https",
+                             kwargs={"poll_interval": 0.1}, daemon=True).start()
+            self.ca_file = str(pki / "ca.crt")
+            self._httpsd = httpsd
+
+    @property
+    def https_base_url(self) -> str:
+        self._start_tls()
+        return f"https://127.0.0.1:{self.tls_port}"
+
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        for attr in ("_httpd", "_httpsd"):
+            server = getattr(self, attr)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+                setattr(self, attr, None)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def add_credentials(self, repo: str, user: str, password: str) -> None:
-        assert self._httpd is not None
-        self._httpd.credentials.setdefault(repo, {})[user] = password
+        self._credentials.setdefault(repo, {})[user] = password
 
     def logs_tail(self, n: int = 40) -> str:
         lines = self.log_path.read_text(errors="replace").splitlines()
@@ -214,7 +250,8 @@ class GitRemote:
 
     ``path`` (bare repo), ``file_url``, ``url`` (anonymous smart-HTTP on loopback, push
     allowed), ``branch`` ("main"), ``commit(files, message, branch)`` -> sha,
-    ``head(branch)`` -> sha, ``tag(name, rev)``, ``http_url_with_auth(user, password)``.
+    ``head(branch)`` -> sha, ``tag(name, rev)``, ``http_url_with_auth(user, password)``;
+    over TLS: ``https_url``, ``https_url_with_auth(user, password)``, ``ca_file``.
     """
 
     def __init__(self, server: GitServer, name: str, branch: str = "main") -> None:
@@ -245,6 +282,22 @@ class GitRemote:
         """
         self.server.add_credentials(self.name, user, password)
         return f"{self.server.base_url}/private/{self.name}.git"
+
+    @property
+    def https_url(self) -> str:
+        """Anonymous smart HTTP over TLS; trust ``ca_file`` (e.g. GIT_SSL_CAINFO)."""
+        return f"{self.server.https_base_url}/anon/{self.name}.git"
+
+    def https_url_with_auth(self, user: str, password: str) -> str:
+        """As http_url_with_auth, over TLS (the certificate is signed by ``ca_file``)."""
+        self.server.add_credentials(self.name, user, password)
+        return f"{self.server.https_base_url}/private/{self.name}.git"
+
+    @property
+    def ca_file(self) -> str:
+        """CA bundle that signed the HTTPS server's certificate (starts that server)."""
+        self.server._start_tls()
+        return self.server.ca_file
 
     def _remote_has(self, branch: str) -> bool:
         out = run_git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", cwd=self.work)
