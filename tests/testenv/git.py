@@ -193,13 +193,23 @@ class GitServer:
         self.ca_file = ""
 
     def start(self) -> "GitServer":
-        self.port = free_port()
-        self._httpd = _GitHTTPServer(self.root, self.port, self.log_path)
+        self._httpd = self._bind()
+        self.port = self._httpd.server_address[1]
         self._httpd.credentials = self._credentials
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="git-http",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
         return self
+
+    def _bind(self, attempts: int = 5) -> _GitHTTPServer:
+        """A server on a free port (another process may take a port between probe and bind)."""
+        for attempt in range(attempts):
+            try:
+                return _GitHTTPServer(self.root, free_port(), self.log_path)
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _start_tls(self) -> None:
         with self._tls_lock:
@@ -211,8 +221,8 @@ class GitServer:
             generate_pki(pki)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(pki / "server.crt"), str(pki / "server.key"))
-            self.tls_port = free_port()
-            httpsd = _GitHTTPServer(self.root, self.tls_port, self.log_path)
+            httpsd = self._bind()
+            self.tls_port = httpsd.server_address[1]
             httpsd.credentials = self._credentials
             httpsd.socket = ctx.wrap_socket(httpsd.socket, server_side=True)
             threading.Thread(target=httpsd.serve_forever, name="git-https",
