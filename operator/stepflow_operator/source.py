@@ -183,8 +183,11 @@ class GitSource:
         remote_ref = ref.remote_ref()
         assert remote_ref is not None
         with git_environment(url, credentials) as env:
-            out = _run(git.Git(), "ls_remote", url, remote_ref, env=env, deadline=deadline,
-                       url=url, credentials=credentials, what=f"list {ref.describe()}")
+            # A pattern matches a whole ref name, so an annotated tag's peeled commit
+            # (``refs/tags/v1^{}``) needs its own.
+            out = _run(git.Git(), "ls_remote", url, remote_ref, f"{remote_ref}^{{}}", env=env,
+                       deadline=deadline, url=url, credentials=credentials,
+                       what=f"list {ref.describe()}")
         refs = dict(_parse_ls_remote(out))
         commit = refs.get(f"{remote_ref}^{{}}") or refs.get(remote_ref)
         if commit is None:
