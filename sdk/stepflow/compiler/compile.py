@@ -43,7 +43,6 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
     graph = build_graph(pipeline)
     validate(pipeline, graph)
     root = project_root()
-    pickling.prepare(root)
     config: dict[str, Any] = pipeline.session.remote_function_defaults
     now = build_timestamp()
     previous = PreviousFolders(previous_index)
@@ -64,15 +63,16 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
     step_ts: dict[int, str] = {}
     workspace_filter: Any = None
     wants_workspace = False
-    for step in graph.steps:
-        if isinstance(step, _FunctionStep):
-            settings[id(step)] = resolve_settings(step, config)
-            wants_workspace |= settings[id(step)]["include_local_workdir"]
-            workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
-        artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
-                                             integrity_key)
-        if artifacts[id(step)].files:
-            step_ts[id(step)] = place(f"{name}/{step.name}", artifacts[id(step)].files)
+    with pickling.prepared(root):
+        for step in graph.steps:
+            if isinstance(step, _FunctionStep):
+                settings[id(step)] = resolve_settings(step, config)
+                wants_workspace |= settings[id(step)]["include_local_workdir"]
+                workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
+            artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
+                                                 integrity_key)
+            if artifacts[id(step)].files:
+                step_ts[id(step)] = place(f"{name}/{step.name}", artifacts[id(step)].files)
 
     workspace_ts = None
     if wants_workspace:

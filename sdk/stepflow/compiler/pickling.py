@@ -5,6 +5,7 @@ commit to produce the same bytes in a new process:
 
 * modules of the user's project are pickled by value (``register_pickle_by_value``),
   everything installed (site-packages, the standard library, stepflow) by reference;
+* a by-value function carries its module's ``__file__``; we make it project-relative;
 * classes pickled by value carry a "class tracker id" that cloudpickle draws from
   ``uuid4``; we assign one derived from the class's module and qualified name instead.
 
@@ -18,11 +19,15 @@ import hashlib
 import site
 import sys
 import sysconfig
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cp
+
+from stepflow.workflow.callsite import display_path
 
 _STEPFLOW_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +60,19 @@ def project_modules(project_root: Path) -> list[ModuleType]:
     return found
 
 
-def prepare(project_root: Path) -> None:
-    """Register project modules (and ``__main__``) by value, with stable class ids."""
+@contextmanager
+def prepared(project_root: Path) -> Iterator[None]:
+    """Within: project modules (and ``__main__``) pickle by value, with stable class ids.
+
+    cloudpickle copies a by-value function's module ``__file__`` into the pickle; while
+    pickling it is the project-relative path, so the checkout's location does not leak
+    into the bytes. It is restored on exit.
+    """
     modules = project_modules(project_root)
     main = sys.modules.get("__main__")
     if main is not None and main not in modules:
         modules.append(main)
+    saved_files: dict[ModuleType, str] = {}
     for module in modules:
         if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
             try:
@@ -70,6 +82,15 @@ def prepare(project_root: Path) -> None:
         for value in list(vars(module).values()):
             if isinstance(value, type) and value.__module__ == module.__name__:
                 _stable_tracker_id(value)
+        filename = getattr(module, "__file__", None)
+        if filename:
+            saved_files[module] = filename
+            module.__file__ = display_path(filename)
+    try:
+        yield
+    finally:
+        for module, filename in saved_files.items():
+            module.__file__ = filename
 
 
 def _stable_tracker_id(cls: type) -> None:
