@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -171,7 +171,11 @@ def test_a_server_that_never_answers_times_out_and_the_process_is_killed(source)
     assert leftovers == []
 
 
-def test_credentials_work_and_are_never_shown_or_stored(source, git_remote, tmp_path):
+def test_credentials_work_and_are_never_shown_or_stored(source, git_remote, tmp_path,
+                                                         monkeypatch):
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # where the askpass goes
     sha = git_remote.commit({"private.py": "secret sauce\n"})
     url = git_remote.http_url_with_auth("alice", PASSWORD)
 
@@ -192,18 +196,10 @@ def test_credentials_work_and_are_never_shown_or_stored(source, git_remote, tmp_
     assert source.resolve(url, Ref(branch="main"), right) == sha
     with source.fetch(url, Ref(branch="main"), sha, right) as checkout:
         assert _files(checkout.path) == {"private.py": "secret sauce\n"}
-        _assert_not_on_disk(PASSWORD, source.cache_dir)
-    _assert_not_on_disk(PASSWORD, Path(os.environ.get("TMPDIR", "/tmp")), prefix="stepflow-gitauth-")
-
-
-def _assert_not_on_disk(secret: str, root: Path, prefix: str = "") -> None:
-    needle = secret.encode()
-    for path in root.rglob("*"):
-        if prefix and not str(path.relative_to(root)).startswith(prefix):
-            continue
-        assert not path.name.startswith("stepflow-gitauth-"), f"left behind: {path}"
-        if path.is_file() and not path.is_symlink():
-            assert needle not in path.read_bytes(), f"secret found in {path}"
+        for path in source.cache_dir.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert PASSWORD.encode() not in path.read_bytes(), f"password in {path}"
+    assert list(private_tmp.iterdir()) == []  # the askpass helper's folder is gone
 
 
 def test_concurrent_fetches_of_one_repository_share_the_cache(source, git_remote):
@@ -243,6 +239,7 @@ def test_https_password_is_only_in_the_environment_of_git():
     credentials = GitCredentials(username="bob", password=PASSWORD)
     with git_environment("https://git.example.com/r.git", credentials) as env:
         askpass = Path(env["GIT_ASKPASS"])
+        assert askpass.parent.parent == Path(tempfile.gettempdir())
         assert PASSWORD not in askpass.read_text()
         answer = subprocess.run([str(askpass), "Password for 'https://bob@git.example.com': "],
                                 env=env, capture_output=True, text=True, check=True).stdout
