@@ -230,8 +230,8 @@ class _Decider:
             if self.parallelism is not None and running + len(launches) >= self.parallelism:
                 break
             step, plan_step = self.state.steps[name], self.plan.step(name)
-            if step.waiting_for_retry:
-                if self.state.stop_requested or step.next_attempt_at > self.now:
+            if step.waiting_for_retry:  # a stop request has already stopped these
+                if step.next_attempt_at > self.now:
                     continue
             elif not (step.status == PENDING and plan_step.runs_container and not self._halted
                       and self._ready(name)):
