@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -31,7 +31,7 @@ FAILURE_KINDS = (USER, INFRASTRUCTURE)
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds; the only time format in the state."""
-    return require_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return require_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -113,8 +113,13 @@ class ExecutionState:
 
     def copy(self) -> ExecutionState:
         """An independent copy (cheaper than deepcopy: the engine copies on every event)."""
-        steps = {name: replace(s, attempts=[replace(a) for a in s.attempts]) for name, s in self.steps.items()}
-        return replace(self, steps=steps, parameters=dict(self.parameters))
+        new = _clone(self)
+        new.parameters = dict(self.parameters)
+        new.steps = {}
+        for name, step in self.steps.items():
+            new.steps[name] = _clone(step)
+            new.steps[name].attempts = [_clone(a) for a in step.attempts]
+        return new
 
     # -- JSON -------------------------------------------------------------------------
 
@@ -136,7 +141,8 @@ class ExecutionState:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        """Compact, so the C encoder writes it: the orchestrator persists it on every change."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Any) -> ExecutionState:
@@ -155,6 +161,13 @@ class ExecutionState:
         except ValueError as exc:
             raise DeserializationError(f"the stored execution state is not JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def _clone(obj: Any) -> Any:
+    """Shallow copy of a plain dataclass instance, several times faster than replace()."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def _time(moment: datetime | None) -> str | None:
