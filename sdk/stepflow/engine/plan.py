@@ -125,11 +125,6 @@ class Plan:
         except KeyError:
             raise KeyError(f"no step named {name!r} in this plan") from None
 
-    def waits_for(self, name: str) -> tuple[str, ...]:
-        """Everything ``name`` waits on: its dependencies and its enclosing condition."""
-        step = self.steps[name]
-        return step.dependencies + ((step.branch.condition,) if step.branch else ())
-
 
 @dataclass(frozen=True)
 class _Flat:
