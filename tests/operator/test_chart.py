@@ -1,0 +1,206 @@
+"""The Helm chart: lint, render, least-privilege RBAC checked on a real API server, CRDs in sync."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.testenv import require_binary
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "stepflow"
+
+
+def _helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([require_binary("helm"), *args], capture_output=True, text=True,
+                          timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def _render(*sets: str, release: str = "sf", namespace: str = "stepflow-system") -> list[dict]:
+    args = ["template", release, str(CHART), "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(_helm(*args).stdout) if d]
+
+
+def _one(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, [(d["kind"], d["metadata"]["name"]) for d in docs]
+    return found[0]
+
+
+def _rules(role: dict) -> dict[str, set[str]]:
+    """resource (group/resource) -> verbs, merged over the role's rules."""
+    out: dict[str, set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault(f"{group}/{resource}", set()).update(rule["verbs"])
+    return out
+
+
+def test_helm_lint_passes():
+    proc = _helm("lint", str(CHART), "--strict")
+    assert "0 chart(s) failed" in proc.stdout
+    proc = _helm("lint", str(CHART), "--strict", "--set", "watchNamespaces={team-a,team-b}",
+                 "--set", "peering.enabled=true", "--set", "replicaCount=2")
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_deployment_runs_kopf_with_the_sandbox_security_context():
+    docs = _render("operator.s3RootUri=s3://ml/stepflow", "operator.s3CredentialsSecret=aws",
+                   "operator.integrityKeySecret=signing", "image.tag=1.2.3")
+    deploy = _one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "ghcr.io/stepflow/stepflow-operator:1.2.3"
+    assert container["command"] == ["kopf"]
+    assert container["args"][:4] == ["run", "--module=stepflow_operator.handlers",
+                                     "--all-namespaces", "--standalone"]
+    # The token: not auto-mounted (0644), but projected 0400 for the operator alone.
+    assert pod["automountServiceAccountToken"] is False
+    assert _one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["service-account"]["projected"]["defaultMode"] == 0o400
+    assert volumes["integrity-key"]["secret"]["defaultMode"] == 0o400
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["service-account"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    sc = container["securityContext"]
+    assert sc["runAsUser"] == 0 and sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"],
+                                  "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID",
+                                          "SETGID"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "aws", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["STEPFLOW_INTEGRITY_KEY_FILE"]["value"] == "/etc/stepflow/integrity/key"
+    config = _one(docs, "ConfigMap")["data"]
+    assert config["STEPFLOW_S3_ROOT_URI"] == "s3://ml/stepflow"
+    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(config)
+
+    nonroot = _one(_render("sandbox.enabled=false"), "Deployment")
+    sc = nonroot["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_cluster_rbac_is_least_privilege():
+    role = _one(_render(), "ClusterRole")
+    assert _rules(role) == {
+        "apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"},
+        "stepflow.dev/pipelines": {"get", "list", "watch", "patch"},
+        "stepflow.dev/pipelineexecutions": {"get", "list", "watch", "patch", "create", "delete"},
+        "stepflow.dev/pipelines/status": {"get", "patch"},
+        "stepflow.dev/pipelineexecutions/status": {"get", "patch"},
+        "/events": {"create", "patch"},
+        "events.k8s.io/events": {"create", "patch"},
+        "/secrets": {"get"},
+    }
+    peered = _rules(_one(_render("peering.enabled=true"), "ClusterRole"))
+    assert peered["kopf.dev/clusterkopfpeerings"] == {"get", "list", "watch", "patch"}
+    deploy = _one(_render("peering.enabled=true"), "Deployment")
+    assert "--peering=stepflow" in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_namespaced_mode_grants_only_in_the_watched_namespaces():
+    docs = _render("watchNamespaces={team-a,team-b}")
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert _rules(roles[0])["/secrets"] == {"get"}
+    cluster = _rules(_one(docs, "ClusterRole"))
+    assert cluster == {"apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"}}
+    args = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_several_replicas_without_peering_is_refused():
+    proc = _helm("template", "sf", str(CHART), "--set", "replicaCount=2", check=False)
+    assert proc.returncode != 0 and "peering.enabled" in proc.stderr
+
+
+def test_chart_crds_are_the_top_level_crds():
+    top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert top, "no CRDs under crds/"
+    assert chart == top, "charts/stepflow/crds/ differs from crds/: run `make -C charts/stepflow sync-crds`"
+    rendered = _helm("template", "sf", str(CHART), "--include-crds").stdout
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all(rendered)
+             if d and d["kind"] == "CustomResourceDefinition"}
+    assert names == {"pipelines.stepflow.dev", "pipelineexecutions.stepflow.dev"}
+
+
+def _can_i(kube, sa: str, verb: str, resource: str, namespace: str) -> bool:
+    proc = kube.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={sa}",
+                        check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), proc.stderr
+    return answer == "yes"
+
+
+def test_rendered_chart_applies_and_grants_exactly_what_the_operator_needs(kube):
+    release = f"sf{secrets.token_hex(3)}"
+    namespace = f"{release}-system"
+    kube.kubectl("create", "namespace", namespace)
+    docs = _render(release=release, namespace=namespace)
+    manifest = "\n---\n".join(yaml.safe_dump(d) for d in docs)
+    # Everything is valid for the API server; the workload itself cannot run here (no nodes).
+    kube.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding", "Role", "RoleBinding")]
+    kube.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in rbac))
+    try:
+        sa = f"system:serviceaccount:{namespace}:{release}-stepflow"
+        elsewhere = "default"
+        for verb, resource in [("watch", "pipelines.stepflow.dev"),
+                               ("patch", "pipelines.stepflow.dev/status"),
+                               ("create", "pipelineexecutions.stepflow.dev"),
+                               ("delete", "pipelineexecutions.stepflow.dev"),
+                               ("patch", "pipelineexecutions.stepflow.dev/status"),
+                               ("create", "events"), ("get", "secrets")]:
+            assert _can_i(kube, sa, verb, resource, elsewhere), (verb, resource)
+        for verb, resource in [("list", "secrets"), ("watch", "secrets"),
+                               ("delete", "pipelines.stepflow.dev"),
+                               ("update", "pipelines.stepflow.dev"),
+                               ("create", "pods"), ("get", "configmaps"),
+                               ("create", "customresourcedefinitions.apiextensions.k8s.io")]:
+            assert not _can_i(kube, sa, verb, resource, elsewhere), (verb, resource)
+    finally:
+        for d in rbac:
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)
+
+
+def test_namespaced_release_cannot_touch_other_namespaces(kube):
+    release = f"sf{secrets.token_hex(3)}"
+    namespace, watched, other = f"{release}-system", f"{release}-team", f"{release}-other"
+    for ns in (namespace, watched, other):
+        kube.kubectl("create", "namespace", ns)
+    docs = _render(f"watchNamespaces={{{watched}}}", release=release, namespace=namespace)
+    rbac = [d for d in docs if d["kind"] != "Deployment" and d["kind"] != "ConfigMap"]
+    kube.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in rbac))
+    try:
+        sa = f"system:serviceaccount:{namespace}:{release}-stepflow"
+        assert _can_i(kube, sa, "get", "secrets", watched)
+        assert _can_i(kube, sa, "patch", "pipelines.stepflow.dev/status", watched)
+        assert not _can_i(kube, sa, "get", "secrets", other)
+        assert not _can_i(kube, sa, "watch", "pipelines.stepflow.dev", other)
+    finally:
+        for d in rbac:
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)
+
+
+@pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "peering.enabled=true"]])
+def test_every_rendered_object_is_labelled(values):
+    for doc in _render(*values):
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "stepflow", doc["metadata"]["name"]
