@@ -16,7 +16,7 @@ separate process that:
 When the operator is not root it cannot switch users: the build then runs as the operator's
 own user and only the environment and limits protect the operator. The chart therefore
 runs the operator as uid 0 with every capability dropped except the few this module needs
-(CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETUID, SETGID).
+(CHOWN, DAC_OVERRIDE, KILL, SETUID, SETGID).
 
 Concurrent builds share the one sandbox uid, so they are isolated from the operator but
 not from each other; a multi-tenant installation that needs the latter runs builds in pods.

@@ -77,7 +77,7 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     assert sc["runAsUser"] == 0 and sc["allowPrivilegeEscalation"] is False
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"],
-                                  "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID",
+                                  "add": ["CHOWN", "DAC_OVERRIDE", "KILL", "SETUID",
                                           "SETGID"]}
     env = {e["name"]: e for e in container["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {

@@ -408,3 +408,50 @@ os.symlink({str(secret)!r}, os.path.join(out, "files", "loot"))
         checkout=checkout, module="sneaky.py", s3_root_uri=f"file://{root_dir}/store")))
     assert not result.ok and result.reason == "InvalidBundle", (result.reason, result.message)
     assert "loot" in result.message
+
+
+CHART_CAPABILITIES = "+chown,+dac_override,+kill,+setuid,+setgid"  # as charts/stepflow sets
+
+_OPERATOR_SIDE = """
+import asyncio, json, shutil, site, sys
+from pathlib import Path
+from stepflow_operator.source import GitSource, Ref
+from stepflow_operator.sandbox import BuildRequest, Sandbox, SandboxSettings
+url, root, python = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+source = GitSource(root / "cache")
+commit = source.resolve(url, Ref(branch="main"))
+checkout = source.fetch(url, Ref(branch="main"), commit)
+sandbox = Sandbox(SandboxSettings(work_dir=root / "sandbox", python=python,
+                                  site_dirs=tuple(site.getsitepackages())))
+result = asyncio.run(sandbox.build(BuildRequest(
+    checkout=checkout.path, module="pipelines/hello.py", s3_root_uri="file:///tmp/unused",
+    source_date_epoch=checkout.committed_at)))
+files = sorted(str(p.relative_to(result.bundle_dir)) for p in result.bundle_dir.rglob("*")
+               if p.is_file()) if result.ok else []
+checkout.cleanup()
+if result.ok:
+    shutil.rmtree(result.bundle_dir)
+print(json.dumps({"ok": result.ok, "reason": result.reason, "message": result.message,
+                  "files": files, "checkout_left": checkout.path.exists(),
+                  "bundle_left": bool(result.bundle_dir and result.bundle_dir.exists())}))
+"""
+
+
+@needs_root
+@needs_build_entrypoint
+def test_source_and_build_work_with_only_the_charts_capabilities(root_dir, build_python,
+                                                                 git_remote):
+    """The chart drops every capability but five; fetch, build and cleanup must still work."""
+    if shutil.which("setpriv") is None:
+        unavailable("setpriv (util-linux) is needed to drop capabilities")
+    git_remote.commit({"pipelines/hello.py": GOOD_PIPELINE})
+    proc = subprocess.run(
+        ["setpriv", "--no-new-privs", f"--bounding-set=-all,{CHART_CAPABILITIES}",
+         f"--inh-caps=-all", sys.executable, "-c", _OPERATOR_SIDE, git_remote.file_url,
+         str(root_dir), build_python],
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["ok"], report
+    assert "definition.json" in report["files"]
+    assert not report["checkout_left"] and not report["bundle_left"]
