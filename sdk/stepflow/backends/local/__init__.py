@@ -1,0 +1,315 @@
+"""The local backend: pipelines recorded in the store, steps run as processes on this machine.
+
+Everything lives in the store next to the artifacts (``.stepflow/pipeline.json``,
+``<execution>/execution.json``, ``.stepflow/executions/<id>.json``), so ``describe``,
+``list_steps``, ``wait`` and ``result`` work from any process. One orchestrator runs an
+execution; it holds a lock file while it lives, so a dead orchestrator is noticed at once
+and its execution resumed (by ``resume``, ``wait``, or the next ``start``) without running
+a finished or running step again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from stepflow import layout
+from stepflow.backends.base import Backend
+from stepflow.backends.local.launcher import ProcessLauncher
+from stepflow.backends.orchestrator import Orchestrator, utcnow
+from stepflow.backends.views import describe_execution, list_steps
+from stepflow.engine import ExecutionState, Plan, new_execution
+from stepflow.errors import BackendError
+from stepflow.serialization import deserialize
+from stepflow.storage import NotFound, ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from stepflow.compiler.bundle import Bundle
+
+_META = ".stepflow"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_execution_id(now: datetime | None = None) -> str:
+    """Sortable by start time, unique without coordination: ``20261125t013000-3fa2c1``."""
+    now = now or utcnow()
+    return f"{now.strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STEPFLOW_CACHE_DIR") or Path.home() / ".cache" / "stepflow")
+
+
+class LocalBackend(Backend):
+    """``store`` is the store root (``s3_root_uri``), or a callable returning it."""
+
+    name = "local"
+
+    def __init__(self, store: ObjectStore | Callable[[], ObjectStore], *, run_dir: Path | None = None,
+                 parallelism: int | None = None, env: Mapping[str, str] | None = None) -> None:
+        self._store = store
+        self.run_dir = run_dir or cache_dir() / "runs"
+        self.parallelism = parallelism
+        self.env = env
+
+    @property
+    def store(self) -> ObjectStore:
+        if callable(self._store) and not isinstance(self._store, ObjectStore):
+            self._store = self._store()
+        return self._store  # type: ignore[return-value]
+
+    def pipeline_store(self, pipeline_name: str) -> ObjectStore:
+        return open_store(self.store.uri(pipeline_name), getattr(self.store, "endpoint_url", None))
+
+    # -- pipelines -----------------------------------------------------------------------
+
+    def upsert(self, bundle: "Bundle", store: ObjectStore, *, role_arn: str | None = None,
+               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
+        name = bundle.pipeline_name
+        now = _iso(utcnow())
+        try:
+            record = self._pipeline_record(name)
+        except BackendError:
+            record = {"PipelineName": name, "PipelineArn": f"stepflow:local:pipeline/{name}", "CreationTime": now}
+        store.put_bytes(f"{name}/{_META}/definitions/{bundle.digest.split(':', 1)[1]}.json",
+                        bundle.definition_bytes)
+        record.update({"DefinitionDigest": bundle.digest, "LastModifiedTime": now,
+                       "PipelineDescription": description, "RoleArn": role_arn,
+                       "Tags": list(tags or record.get("Tags") or [])})
+        self.store.put_bytes(f"{name}/{_META}/pipeline.json", json.dumps(record, indent=1).encode())
+        return {"PipelineArn": record["PipelineArn"]}
+
+    def _pipeline_record(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads(self.store.get_bytes(f"{name}/{_META}/pipeline.json"))
+        except NotFound:
+            raise BackendError(
+                f"Pipeline '{name}' does not exist in {self.store.root_uri}: create it first "
+                "(Pipeline.upsert(), `stepflow run`, or `stepflow up`).", reason="PipelineNotFound") from None
+
+    def definition(self, name: str, digest: str | None = None) -> dict[str, Any]:
+        digest = digest or self._pipeline_record(name)["DefinitionDigest"]
+        return json.loads(self.store.get_bytes(f"{name}/{_META}/definitions/{digest.split(':', 1)[1]}.json"))
+
+    def describe(self, pipeline_name: str) -> dict:
+        record = self._pipeline_record(pipeline_name)
+        return {**record, "PipelineDefinition": json.dumps(self.definition(pipeline_name, record["DefinitionDigest"])),
+                "PipelineStatus": "Active"}
+
+    def delete(self, pipeline_name: str) -> dict:
+        record = self._pipeline_record(pipeline_name)
+        self.store.delete(f"{pipeline_name}/{_META}/pipeline.json")
+        return {"PipelineArn": record["PipelineArn"]}
+
+    # -- executions ----------------------------------------------------------------------
+
+    def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
+                         execution_id: str | None = None, display_name: str | None = None,
+                         parallelism: int | None = None) -> ExecutionState:
+        """Record a new execution (parameters checked against the definition) without running it."""
+        record = self._pipeline_record(pipeline_name)
+        definition = self.definition(pipeline_name, record["DefinitionDigest"])
+        plan = Plan.from_definition(definition)
+        execution_id = execution_id or new_execution_id()
+        pstore = self.pipeline_store(pipeline_name)
+        if pstore.head(layout.execution_state_key(execution_id)) is not None:
+            return self._load_state(pipeline_name, execution_id)
+        state = new_execution(plan, execution_id=execution_id, pipeline_name=pipeline_name,
+                              parameters=parameters, now=utcnow(),
+                              parallelism=parallelism or self.parallelism,
+                              pipeline_arn=record["PipelineArn"],
+                              execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
+        meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
+        pstore.put_bytes(f"{execution_id}/meta.json", json.dumps(meta).encode())
+        pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
+        self._write_summary(pstore, state, meta["displayName"])
+        return state
+
+    def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
+              execution_id: str | None = None, display_name: str | None = None) -> str:
+        self.resume_unfinished(pipeline_name)
+        state = self.create_execution(pipeline_name, parameters=parameters, execution_id=execution_id,
+                                      display_name=display_name)
+        self._spawn(pipeline_name, state.execution_id)
+        return state.execution_id
+
+    def run(self, pipeline_name: str, execution_id: str, *,
+            on_change: Callable[[ExecutionState], None] | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> ExecutionState:
+        """Orchestrate in this process until the execution is over (the CLI's foreground mode)."""
+        with self._lock(pipeline_name, execution_id, wait=2.0) as held:
+            if not held:
+                raise BackendError(f"Execution '{execution_id}' is already being run by another process.",
+                                   reason="ExecutionBusy")
+            orchestrator = self._orchestrator(pipeline_name, execution_id, on_change)
+            return orchestrator.run(should_stop=should_stop)
+
+    def _orchestrator(self, pipeline_name: str, execution_id: str,
+                      on_change: Callable[[ExecutionState], None] | None) -> Orchestrator:
+        pstore = self.pipeline_store(pipeline_name)
+        meta = json.loads(pstore.get_bytes(f"{execution_id}/meta.json"))
+        plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
+        state = self._load_state(pipeline_name, execution_id)
+        launcher = ProcessLauncher(self.run_dir, self.env)
+
+        def changed(new: ExecutionState) -> None:
+            self._write_summary(pstore, new, meta.get("displayName"))
+            if on_change is not None:
+                on_change(new)
+
+        def upload_log(step: str, attempt: int) -> None:
+            path = launcher.log_path(execution_id, step, attempt)
+            if path.exists():
+                pstore.put_file(layout.attempt_log_key(execution_id, step, attempt), path)
+
+        return Orchestrator(pstore, plan, state, launcher, on_change=changed, upload_log=upload_log)
+
+    def _write_summary(self, pstore: ObjectStore, state: ExecutionState, display_name: str | None) -> None:
+        summary = {"PipelineExecutionArn": state.execution_arn, "PipelineExecutionId": state.execution_id,
+                   "PipelineExecutionDisplayName": display_name or state.execution_id,
+                   "PipelineExecutionStatus": state.status, "StartTime": _iso(state.started_at),
+                   "EndTime": _iso(state.ended_at) if state.ended_at else None,
+                   "PipelineExecutionFailureReason": state.failure_reason}
+        pstore.put_bytes(f"{_META}/executions/{state.execution_id}.json", json.dumps(summary).encode())
+
+    @contextmanager
+    def _lock(self, pipeline_name: str, execution_id: str, wait: float = 0.0) -> Iterator[bool]:
+        """The execution's orchestrator lock; ``wait`` rides out another process's brief probe."""
+        path = self.run_dir / "locks" / f"{pipeline_name}--{execution_id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait
+        with open(path, "w") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def orchestrator_alive(self, pipeline_name: str, execution_id: str) -> bool:
+        with self._lock(pipeline_name, execution_id) as held:
+            return not held
+
+    def _spawn(self, pipeline_name: str, execution_id: str) -> None:
+        log = self.run_dir / execution_id / "orchestrator.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        args = [sys.executable, "-m", "stepflow.backends.local", "--root", self.store.root_uri,
+                "--pipeline", pipeline_name, "--execution", execution_id, "--run-dir", str(self.run_dir)]
+        with open(log, "ab") as out:
+            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             env=env, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not self.orchestrator_alive(pipeline_name, execution_id):
+            if self._load_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+
+    def resume(self, pipeline_name: str, execution_id: str) -> bool:
+        """Start an orchestrator for an unfinished execution nobody is running; True if started."""
+        if self._load_state(pipeline_name, execution_id).terminal:
+            return False
+        if self.orchestrator_alive(pipeline_name, execution_id):
+            return False
+        self._spawn(pipeline_name, execution_id)
+        return True
+
+    def resume_unfinished(self, pipeline_name: str) -> list[str]:
+        resumed = []
+        for summary in self._summaries(pipeline_name):
+            if summary["PipelineExecutionStatus"] in ("Executing", "Stopping"):
+                if self.resume(pipeline_name, summary["PipelineExecutionId"]):
+                    resumed.append(summary["PipelineExecutionId"])
+        return resumed
+
+    def _load_state(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+        try:
+            data = self.pipeline_store(pipeline_name).get_bytes(layout.execution_state_key(execution_id))
+        except NotFound:
+            raise BackendError(f"Execution '{execution_id}' of pipeline '{pipeline_name}' does not exist.",
+                               reason="ExecutionNotFound") from None
+        return ExecutionState.from_json(data)
+
+    def _plan(self, pipeline_name: str, execution_id: str) -> Plan:
+        meta = json.loads(self.pipeline_store(pipeline_name).get_bytes(f"{execution_id}/meta.json"))
+        return Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
+
+    def describe_execution(self, pipeline_name: str, execution_id: str) -> dict:
+        state = self._load_state(pipeline_name, execution_id)
+        meta = json.loads(self.pipeline_store(pipeline_name).get_bytes(f"{execution_id}/meta.json"))
+        return describe_execution(state, display_name=meta.get("displayName"))
+
+    def list_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
+        return list_steps(self._plan(pipeline_name, execution_id), self._load_state(pipeline_name, execution_id))
+
+    def stop(self, pipeline_name: str, execution_id: str) -> None:
+        state = self._load_state(pipeline_name, execution_id)
+        if state.terminal:
+            return
+        self.pipeline_store(pipeline_name).put_bytes(layout.stop_request_key(execution_id), b"{}")
+        self.resume(pipeline_name, execution_id)  # someone must act on the request
+
+    def wait(self, pipeline_name: str, execution_id: str, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            state = self._load_state(pipeline_name, execution_id)
+            if state.terminal:
+                return self.describe_execution(pipeline_name, execution_id)
+            self.resume(pipeline_name, execution_id)
+            if deadline is not None and time.monotonic() > deadline:
+                raise BackendError(f"Execution '{execution_id}' did not finish within {timeout} s "
+                                   f"(it is {state.status}).", reason="WaitTimeout")
+            time.sleep(delay)
+            delay = min(0.5, delay * 1.5)
+
+    def _summaries(self, pipeline_name: str) -> list[dict[str, Any]]:
+        prefix = f"{pipeline_name}/{_META}/executions/"
+        out = []
+        for info in self.store.list(prefix):
+            try:
+                out.append(json.loads(self.store.get_bytes(info.key)))
+            except (NotFound, ValueError):
+                continue
+        return sorted(out, key=lambda s: s["StartTime"], reverse=True)
+
+    def list_executions(self, pipeline_name: str) -> dict:
+        self._pipeline_record(pipeline_name)
+        return {"PipelineExecutionSummaries": self._summaries(pipeline_name)}
+
+    def result(self, pipeline_name: str, execution_id: str, step_name: str) -> Any:
+        plan = self._plan(pipeline_name, execution_id)
+        if step_name not in plan.steps:
+            raise BackendError(f"Execution '{execution_id}' has no step '{step_name}'; its steps are: "
+                               f"{', '.join(plan.order)}.", reason="StepNotFound")
+        if plan.step(step_name).type != "Training":
+            raise ValueError("This method can only be used on pipeline steps created using @step decorator.")
+        step = self._load_state(pipeline_name, execution_id).steps[step_name]
+        if step.status != "Succeeded":
+            raise BackendError(f"Unable to retrieve step output as the step {step_name} is not in "
+                               f"Completed status (it is {step.status}).", reason="StepNotCompleted")
+        from stepflow.config import load_config
+
+        pstore = self.pipeline_store(pipeline_name)
+        prefix = layout.results_prefix(execution_id, step_name)
+        return deserialize(pstore.get_bytes(f"{prefix}/payload.pkl"), pstore.get_bytes(f"{prefix}/metadata.json"),
+                           key=load_config().integrity_key)

@@ -1,0 +1,29 @@
+"""``python -m stepflow.backends.local``: the detached orchestrator of one execution."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from stepflow.backends.local import LocalBackend
+from stepflow.storage import open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stepflow.backends.local")
+    parser.add_argument("--root", required=True, help="the store root URI")
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--execution", required=True)
+    parser.add_argument("--run-dir", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    backend = LocalBackend(open_store(args.root), run_dir=args.run_dir)
+    state = backend.run(args.pipeline, args.execution)
+    print(f"execution {args.execution}: {state.status}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

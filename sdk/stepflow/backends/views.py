@@ -1,0 +1,60 @@
+"""An execution's state in the SageMaker API's shapes.
+
+``describe_execution``/``list_steps`` callers (and code ported from ``sagemaker.workflow``)
+read these; the operator mirrors the same facts onto Kubernetes status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from stepflow.engine import ExecutionState, Plan, StepState
+
+def describe_execution(state: ExecutionState, *, display_name: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "PipelineArn": state.pipeline_arn,
+        "PipelineExecutionArn": state.execution_arn,
+        "PipelineExecutionId": state.execution_id,
+        "PipelineExecutionDisplayName": display_name or state.execution_id,
+        "PipelineExecutionStatus": state.status,
+        "StartTime": state.started_at,
+        "CreationTime": state.started_at,
+        "LastModifiedTime": state.ended_at or state.started_at,
+        "Parameters": [{"Name": k, "Value": _text(v)} for k, v in state.parameters.items()],
+    }
+    if state.ended_at is not None:
+        out["EndTime"] = state.ended_at
+    if state.failure_reason:
+        out["FailureReason"] = state.failure_reason
+    return out
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+def step_view(step: StepState, step_type: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"StepName": step.name, "StepType": step_type, "StepStatus": step.status,
+                           "AttemptCount": len(step.attempts)}
+    if step.started_at is not None:
+        out["StartTime"] = step.started_at
+    if step.ended_at is not None:
+        out["EndTime"] = step.ended_at
+    if step.failure_reason:
+        out["FailureReason"] = step.failure_reason
+    if step.skip_reason:
+        out["SkipReason"] = step.skip_reason
+    metadata: dict[str, Any] = {}
+    if step_type == "Condition" and step.condition_outcome is not None:
+        metadata["Condition"] = {"Outcome": "True" if step.condition_outcome else "False"}
+    if step_type == "Fail" and step.failure_reason:
+        metadata["Fail"] = {"ErrorMessage": step.failure_reason}
+    if step_type == "Training" and step.attempts:
+        metadata["TrainingJob"] = {"Arn": f"stepflow:training-job/{step.name}/{len(step.attempts)}"}
+    out["Metadata"] = metadata
+    return out
+
+def list_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
+    """Every step, in plan order (SageMaker lists only started ones; Pending/Skipped help people)."""
+    return [step_view(state.steps[name], plan.step(name).type) for name in plan.order]
