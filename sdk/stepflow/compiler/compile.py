@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from importlib.resources import files as package_files
 from typing import TYPE_CHECKING, Any, Mapping
 
 from stepflow.compiler import pickling
 from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
-from stepflow.compiler.bundle import Bundle
+from stepflow.compiler.bundle import Bundle, scratch_dir
 from stepflow.compiler.definition import BOOTSTRAP_CHANNEL, Renderer, encode, resolve_settings
 from stepflow.compiler.graph import build_graph
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
@@ -84,6 +83,6 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings, workspace_ts,
                         pipeline.session.region, stepflow_version())
     definition_bytes = encode(renderer.definition())
-    return Bundle.write(out_dir or tempfile.mkdtemp(prefix="stepflow-bundle-"),
+    return Bundle.write(out_dir or scratch_dir(),
                         pipeline_name=name, definition_bytes=definition_bytes, files=files,
                         step_count=len(graph.steps))

@@ -117,14 +117,17 @@ def _unique(steps: list[Step]) -> list[Step]:
 
 def _assign_names(steps: list[Step]) -> None:
     taken = {s.explicit_name for s in steps if s.explicit_name is not None}
+    next_suffix: dict[str, int] = {}
     for step in sorted((s for s in steps if s.explicit_name is None), key=lambda s: s._order):
         step._resolved_name = None
         base = step._base_name()
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            suffix = f"-{n}"
-            name = base[:64 - len(suffix)] + suffix
+        name, n = base, next_suffix.get(base, 1)
+        if n > 1 or name in taken:
+            while name in taken:
+                n += 1
+                suffix = f"-{n}"
+                name = base[:64 - len(suffix)] + suffix
+        next_suffix[base] = n
         taken.add(name)
         step._resolved_name = name
 

@@ -20,6 +20,7 @@ import site
 import sys
 import sysconfig
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Iterator
@@ -32,32 +33,31 @@ from stepflow.workflow.callsite import display_path
 _STEPFLOW_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _installed_roots() -> list[Path]:
+@lru_cache(maxsize=1)
+def _installed_roots() -> tuple[Path, ...]:
     roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         roots.add(Path(sysconfig.get_paths()[key]).resolve())
     for p in site.getsitepackages() + [site.getusersitepackages()]:
         roots.add(Path(p).resolve())
     roots.add(_STEPFLOW_ROOT)
-    return list(roots)
+    return tuple(roots)
 
 
-def _is_within(path: Path, roots: list[Path]) -> bool:
+def _is_within(path: Path, roots: "tuple[Path, ...] | list[Path]") -> bool:
     return any(path == r or r in path.parents for r in roots)
+
+
+@lru_cache(maxsize=None)
+def _in_project(filename: str, project_root: Path) -> bool:
+    path = Path(filename).resolve()
+    return _is_within(path, [project_root]) and not _is_within(path, _installed_roots())
 
 
 def project_modules(project_root: Path) -> list[ModuleType]:
     """Imported modules whose source is in the project (and not an installed package)."""
-    installed = _installed_roots()
-    found = []
-    for module in list(sys.modules.values()):
-        filename = getattr(module, "__file__", None)
-        if not filename:
-            continue
-        path = Path(filename).resolve()
-        if _is_within(path, [project_root]) and not _is_within(path, installed):
-            found.append(module)
-    return found
+    return [m for m in list(sys.modules.values())
+            if getattr(m, "__file__", None) and _in_project(m.__file__, project_root)]
 
 
 @contextmanager

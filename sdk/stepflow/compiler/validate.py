@@ -60,30 +60,31 @@ def check_unique_names(graph: "PipelineGraph") -> None:
 
 
 def check_acyclic(graph: "PipelineGraph") -> None:
-    """Depth-first search over 'runs after' edges; report the first cycle found."""
+    """Iterative depth-first search over 'runs after' edges; report the first cycle found."""
     state: dict[int, int] = {}  # 1 = on the current path, 2 = done
-    path: list[Step] = []
-
-    def visit(step: Step) -> None:
-        state[id(step)] = 1
-        path.append(step)
-        for up in graph.upstream.get(id(step), []):
-            if state.get(id(up)) == 1:
+    for start in graph.steps:
+        if id(start) in state:
+            continue
+        path: list[Step] = [start]
+        pending = [iter(graph.upstream.get(id(start), []))]
+        state[id(start)] = 1
+        while pending:
+            up = next(pending[-1], None)
+            if up is None:
+                state[id(path.pop())] = 2
+                pending.pop()
+            elif state.get(id(up)) == 1:
                 cycle = path[path.index(up):] + [up]
                 raise ValidationError(
                     "The pipeline has a dependency cycle: "
                     + " -> ".join(s.name for s in reversed(cycle))
                     + ". Each arrow means 'runs before'; remove one of these dependencies "
                     "(an add_depends_on([...]) or an argument).",
-                    location=step._location, reason="DependencyCycle")
-            if id(up) not in state:
-                visit(up)
-        path.pop()
-        state[id(step)] = 2
-
-    for step in graph.steps:
-        if id(step) not in state:
-            visit(step)
+                    location=path[-1]._location, reason="DependencyCycle")
+            elif id(up) not in state:
+                state[id(up)] = 1
+                path.append(up)
+                pending.append(iter(graph.upstream.get(id(up), [])))
 
 
 def check_parameters(pipeline: "Pipeline", graph: "PipelineGraph") -> None:

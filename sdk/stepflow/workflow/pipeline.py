@@ -7,8 +7,9 @@ definition to the session's backend.
 
 from __future__ import annotations
 
-import tempfile
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+import shutil
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from stepflow.errors import BackendError, ValidationError
 from stepflow.workflow.callsite import caller_location
@@ -70,16 +71,23 @@ class Pipeline:
             previous_index=read_index(session.store, self.name),
             integrity_key=session.integrity_key)
 
-    def _compile_and_publish(self) -> "Bundle":
+    @contextmanager
+    def _published(self) -> Iterator["Bundle"]:
+        """Compile once into a scratch bundle, publish it, and remove it afterwards."""
+        from stepflow.compiler.bundle import scratch_dir
         from stepflow.compiler.publish import publish
 
-        bundle = self.compile(tempfile.mkdtemp(prefix="stepflow-bundle-"))
-        publish(bundle, self.session.store)
-        return bundle
+        bundle = self.compile(scratch_dir())
+        try:
+            publish(bundle, self.session.store)
+            yield bundle
+        finally:
+            shutil.rmtree(bundle.root, ignore_errors=True)
 
     def definition(self) -> str:
         """The definition JSON; the step artifacts are published to the store first."""
-        return self._compile_and_publish().definition_bytes.decode("utf-8")
+        with self._published() as bundle:
+            return bundle.definition_bytes.decode("utf-8")
 
     def create(self, role_arn: str | None = None, description: str | None = None,
                tags: Sequence[Mapping[str, str]] | None = None,
@@ -107,9 +115,9 @@ class Pipeline:
 
     def _upsert(self, role_arn: str | None, description: str | None,
                 tags: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
-        bundle = self._compile_and_publish()
-        return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
-                                           description=description, tags=tags)
+        with self._published() as bundle:
+            return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
+                                               description=description, tags=tags)
 
     def _exists(self) -> bool:
         try:
