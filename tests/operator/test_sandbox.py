@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -224,15 +225,22 @@ def test_process_that_escapes_the_group_does_not_hang_the_run(sandbox, checkout)
     started = time.monotonic()
     proc = asyncio.run(_run_script(sandbox, checkout, """
         import os, sys, time
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             os.setsid()
             time.sleep(30)
             os._exit(0)
         time.sleep(0.5)  # let the daemon leave the group before we exit
-        print("parent exits", flush=True)
+        print("daemon", pid, "parent exits", flush=True)
     """))
-    assert proc.returncode == 0 and "parent exits" in proc.output
-    assert time.monotonic() - started < 10
+    daemon = int(proc.output.split("daemon")[1].split()[0])
+    try:
+        assert proc.returncode == 0 and "parent exits" in proc.output
+        assert time.monotonic() - started < 10
+    finally:  # it escaped the sandbox's group kill by design; do not leave it behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGKILL)
+        wait_for(lambda: not _alive(daemon), timeout=10, message=f"daemon {daemon} still alive")
 
 
 @pytest.mark.parametrize("module", [
@@ -447,7 +455,7 @@ def test_source_and_build_work_with_only_the_charts_capabilities(root_dir, build
     git_remote.commit({"pipelines/hello.py": GOOD_PIPELINE})
     proc = subprocess.run(
         ["setpriv", "--no-new-privs", f"--bounding-set=-all,{CHART_CAPABILITIES}",
-         f"--inh-caps=-all", sys.executable, "-c", _OPERATOR_SIDE, git_remote.file_url,
+         "--inh-caps=-all", sys.executable, "-c", _OPERATOR_SIDE, git_remote.file_url,
          str(root_dir), build_python],
         capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
