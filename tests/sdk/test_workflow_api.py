@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stepflow.backends import NoBackend
+
 import stepflow
 from stepflow.errors import BackendError, SerializationError, ValidationError
 from stepflow.workflow.condition_step import ConditionStep
@@ -470,6 +472,7 @@ def test_sagemaker_session_is_an_alias_and_running_needs_a_backend(session):
 
     p = Pipeline(name="nobackend", steps=[f()], sagemaker_session=session)
     assert p.session is session and p.sagemaker_session is session
+    p._session = type(session)(session.s3_root_uri, backend=NoBackend())
     with pytest.raises(BackendError, match="no execution backend is configured") as info:
         p.start()
     assert info.value.reason == "NoBackend"

@@ -1,11 +1,20 @@
 """Execution backends: the interface, and the default the session uses."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
 from stepflow.backends.base import Backend, NoBackend
 
+if TYPE_CHECKING:
+    from stepflow.storage import ObjectStore
 
-def default_backend() -> Backend:
-    """The backend a Session uses when given none (the local backend, once it exists)."""
-    return NoBackend()
+
+def default_backend(store: "Callable[[], ObjectStore]") -> Backend:
+    """The local backend over the session's store: runs anywhere, no cluster, no cloud."""
+    from stepflow.backends.local import LocalBackend
+
+    return LocalBackend(store)
 
 
 __all__ = ["Backend", "NoBackend", "default_backend"]

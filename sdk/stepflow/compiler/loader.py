@@ -76,7 +76,7 @@ def find_pipelines(module: ModuleType) -> dict[str, Pipeline]:
 
 
 def import_target(target: str, *, workdir: str | os.PathLike[str] | None = None) -> ModuleType:
-    root = Path(workdir).resolve() if workdir is not None else Path.cwd().resolve()
+    root = Path(workdir).resolve() if workdir is not None else _default_root(target)
     set_project_root(root)
     sys.dont_write_bytecode = True
     if str(root) not in sys.path:
@@ -113,6 +113,18 @@ def import_target(target: str, *, workdir: str | os.PathLike[str] | None = None)
             f"Importing {target} raised {type(exc).__name__}: {exc}. Module-level code of a "
             "pipeline module must run without errors.", location=_user_frame(exc),
             reason="ModuleError") from exc
+
+
+def _default_root(target: str) -> Path:
+    """The current directory, unless the target is a file outside it: then its folder,
+    so the module's own helpers still count as project code (pickled by value)."""
+    cwd = Path.cwd().resolve()
+    path = Path(target)
+    if path.suffix == ".py" and path.is_absolute():
+        resolved = path.resolve()
+        if cwd not in resolved.parents:
+            return resolved.parent
+    return cwd
 
 
 def _import_file(path: Path) -> ModuleType:

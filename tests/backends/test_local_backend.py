@@ -1,0 +1,317 @@
+"""The local backend end to end: real modules, real step processes, a real store.
+
+Each pipeline is a module file written to a temp dir and loaded the way users' modules
+are, so functions travel by value exactly as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stepflow.backends.local import LocalBackend
+from stepflow.compiler.loader import load_pipeline
+from stepflow.engine import ParameterError
+from stepflow.errors import BackendError
+from stepflow.session import Session
+from stepflow.storage import open_store
+from tests.testenv import wait_for
+
+HEADER = """
+from stepflow.workflow.function_step import step
+from stepflow.workflow.step_outputs import get_step
+from stepflow.workflow.pipeline import Pipeline
+from stepflow.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from stepflow.workflow.condition_step import ConditionStep
+from stepflow.workflow.conditions import ConditionGreaterThanOrEqualTo
+from stepflow.workflow.fail_step import FailStep
+from stepflow.workflow.functions import Join
+"""
+
+
+@pytest.fixture(params=["file", "s3"])
+def root(request, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    if request.param == "file":
+        return f"file://{tmp_path / 'store'}"
+    s3 = request.getfixturevalue("s3")
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    return s3.root_uri
+
+
+@pytest.fixture
+def deploy(root, tmp_path):
+    """deploy(source, **start_kwargs) -> (pipeline, backend): write, load, upsert."""
+    counter = iter(range(1000))
+
+    def make(source: str):
+        path = tmp_path / f"pipe_{next(counter)}.py"
+        path.write_text(HEADER + textwrap.dedent(source))
+        pipeline = load_pipeline(str(path))
+        backend = LocalBackend(open_store(root), run_dir=tmp_path / "runs")
+        pipeline._session = Session(root, backend=backend)
+        pipeline.upsert()
+        return pipeline, backend
+
+    return make
+
+
+def steps(execution) -> dict[str, dict]:
+    return {s["StepName"]: s for s in execution.list_steps()}
+
+
+def test_seed_chain_and_explicit_dependency_produce_the_right_values(deploy):
+    pipeline, _ = deploy("""
+        @step
+        def preprocess(raw):
+            return [x * 2 for x in raw]
+
+        @step
+        def train(data, lr: float):
+            return {"sum": sum(data), "lr": lr}
+
+        @step
+        def report():
+            return "done"
+
+        out = train(preprocess([1, 2, 3]), ParameterFloat("LearningRate", default_value=0.1))
+        rep = report()
+        get_step(rep).add_depends_on([out])
+        pipeline = Pipeline(name="chain", parameters=[ParameterFloat("LearningRate", default_value=0.1)],
+                            steps=[rep])
+    """)
+    execution = pipeline.start(parameters={"LearningRate": 0.5})
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    assert execution.result("train") == {"sum": 12, "lr": 0.5}
+    by = steps(execution)
+    assert by["report"]["StartTime"] >= by["train"]["EndTime"]
+
+
+def test_independent_steps_overlap(deploy):
+    pipeline, _ = deploy("""
+        @step
+        def slow_a():
+            import time
+            start = time.time(); time.sleep(2); return (start, time.time())
+
+        @step
+        def slow_b():
+            import time
+            start = time.time(); time.sleep(2); return (start, time.time())
+
+        pipeline = Pipeline(name="parallel", steps=[slow_a(), slow_b()])
+    """)
+    execution = pipeline.start()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    (a0, a1), (b0, b1) = execution.result("slow_a"), execution.result("slow_b")
+    assert max(a0, b0) < min(a1, b1), "the two independent steps did not run at the same time"
+
+
+CONDITION = """
+    threshold = ParameterFloat("Threshold", default_value=0.5)
+
+    @step(name="evaluate")
+    def evaluate():
+        return {"accuracy": 0.8}
+
+    @step(name="register")
+    def register(metrics):
+        return "registered " + str(metrics["accuracy"])
+
+    metrics = evaluate()
+    gate = ConditionStep(
+        name="gate",
+        conditions=[ConditionGreaterThanOrEqualTo(left=metrics["accuracy"], right=threshold)],
+        if_steps=[register(metrics)],
+        else_steps=[FailStep(name="too-low", error_message=Join(on=" ", values=["accuracy", metrics["accuracy"], "below", threshold]))],
+    )
+    pipeline = Pipeline(name="gated", parameters=[threshold], steps=[gate])
+"""
+
+
+def test_condition_takes_the_if_branch(deploy):
+    pipeline, _ = deploy(CONDITION)
+    execution = pipeline.start()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    by = steps(execution)
+    assert by["gate"]["Metadata"]["Condition"]["Outcome"] == "True"
+    assert by["too-low"]["StepStatus"] == "Skipped"
+    assert execution.result("register") == "registered 0.8"
+
+
+def test_condition_else_branch_reaches_the_fail_step(deploy):
+    pipeline, _ = deploy(CONDITION)
+    execution = pipeline.start(parameters={"Threshold": 0.9})
+    described = execution.wait(timeout=120)
+    assert described["PipelineExecutionStatus"] == "Failed"
+    assert described["FailureReason"] == "accuracy 0.8 below 0.9"
+    by = steps(execution)
+    assert by["register"]["StepStatus"] == "Skipped"
+    assert by["too-low"]["StepStatus"] == "Failed"
+
+
+def test_infrastructure_failure_is_retried_and_succeeds_on_the_second_attempt(deploy, tmp_path):
+    marker = tmp_path / "first-attempt-happened"
+    pipeline, _ = deploy(f"""
+        @step(max_retry_attempts=2)
+        def flaky():
+            import os, signal
+            if not os.path.exists({str(marker)!r}):
+                open({str(marker)!r}, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return "second time lucky"
+
+        pipeline = Pipeline(name="flaky", steps=[flaky()])
+    """)
+    execution = pipeline.start()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    assert steps(execution)["flaky"]["AttemptCount"] == 2
+    assert execution.result("flaky") == "second time lucky"
+
+
+def test_user_error_fails_the_execution_with_the_reason_and_is_not_retried(deploy):
+    pipeline, backend = deploy("""
+        @step(max_retry_attempts=3)
+        def broken():
+            raise ValueError("boom: bad input")
+
+        @step
+        def after(x):
+            return x
+
+        pipeline = Pipeline(name="broken", steps=[after(broken())])
+    """)
+    execution = pipeline.start()
+    described = execution.wait(timeout=120)
+    assert described["PipelineExecutionStatus"] == "Failed"
+    by = steps(execution)
+    assert by["broken"]["FailureReason"] == "ValueError: boom: bad input"
+    assert by["broken"]["AttemptCount"] == 1
+    assert by["after"]["StepStatus"] == "Pending"
+    log = backend.pipeline_store("broken").get_bytes(f"{execution.execution_id}/broken/logs/1.log")
+    assert b"ValueError: boom: bad input" in log and b"Traceback" in log
+    with pytest.raises(BackendError, match="not in Completed status"):
+        execution.result("broken")
+
+
+def test_stop_during_a_run(deploy, tmp_path):
+    started = tmp_path / "started"
+    pipeline, _ = deploy(f"""
+        @step
+        def long():
+            import time
+            open({str(started)!r}, "w").close()
+            time.sleep(120)
+
+        pipeline = Pipeline(name="stoppable", steps=[long()])
+    """)
+    execution = pipeline.start()
+    wait_for(started.exists, timeout=60, message="the step never started")
+    execution.stop()
+    described = execution.wait(timeout=60)
+    assert described["PipelineExecutionStatus"] == "Stopped"
+    assert steps(execution)["long"]["StepStatus"] == "Stopped"
+
+
+def _orchestrator_pids(execution_id: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"stepflow.backends.local" in cmd and execution_id.encode() in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def test_killed_orchestrator_resumes_and_every_step_runs_once(deploy, tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    pipeline, backend = deploy(f"""
+        def _log(name):
+            import os, time
+            with open(os.path.join({str(ledger)!r}, name + "." + str(os.getpid())), "w"):
+                pass
+            time.sleep(1.5)
+            return name
+
+        @step
+        def a():
+            return _log("a")
+
+        @step
+        def b(x):
+            return _log("b")
+
+        @step
+        def c(x):
+            return _log("c")
+
+        pipeline = Pipeline(name="resumable", steps=[c(b(a()))])
+    """)
+    execution = pipeline.start()
+    wait_for(lambda: any(p.name.startswith("b.") for p in ledger.iterdir()), timeout=60,
+             message="step b never started")
+    pids = _orchestrator_pids(execution.execution_id)
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    wait_for(lambda: not backend.orchestrator_alive("resumable", execution.execution_id), timeout=10,
+             message="the orchestrator did not die")
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"  # resumes it
+    names = sorted(p.name.split(".")[0] for p in ledger.iterdir())
+    assert names == ["a", "b", "c"], f"some step ran more than once: {names}"
+    assert all(s["AttemptCount"] == 1 for s in execution.list_steps())
+
+
+def test_wrong_parameter_name_or_type_at_start_is_refused(deploy):
+    pipeline, _ = deploy("""
+        n = ParameterInteger("Count", default_value=1)
+
+        @step
+        def one(k):
+            return k
+
+        pipeline = Pipeline(name="params", parameters=[n], steps=[one(n)])
+    """)
+    with pytest.raises(ParameterError, match="Cuont") as err:
+        pipeline.start(parameters={"Cuont": 3})
+    assert "Count" in str(err.value)
+    with pytest.raises(ParameterError, match="Count"):
+        pipeline.start(parameters={"Count": "three"})
+    assert pipeline.list_executions()["PipelineExecutionSummaries"] == []
+
+
+def test_executions_are_readable_from_another_process(deploy, root, tmp_path):
+    pipeline, _ = deploy("""
+        @step
+        def hello():
+            return {"greeting": "hi"}
+
+        pipeline = Pipeline(name="shared", steps=[hello()])
+    """)
+    execution = pipeline.start()
+    execution.wait(timeout=120)
+    script = textwrap.dedent(f"""
+        import json
+        from stepflow.backends.local import LocalBackend
+        from stepflow.storage import open_store
+        b = LocalBackend(open_store({root!r}), run_dir=__import__("pathlib").Path({str(tmp_path / 'runs')!r}))
+        ids = [s["PipelineExecutionId"] for s in b.list_executions("shared")["PipelineExecutionSummaries"]]
+        print(json.dumps({{"ids": ids, "status": b.describe_execution("shared", ids[0])["PipelineExecutionStatus"],
+                          "result": b.result("shared", ids[0], "hello")}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         timeout=60)
+    assert json.loads(out.stdout) == {"ids": [execution.execution_id], "status": "Succeeded",
+                                      "result": {"greeting": "hi"}}
