@@ -6,6 +6,7 @@ are, so functions travel by value exactly as in production.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -36,6 +37,9 @@ from stepflow.workflow.functions import Join
 """
 
 
+_MODULE_NUMBERS = itertools.count()
+
+
 @pytest.fixture(params=["file", "s3"])
 def root(request, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
@@ -50,10 +54,8 @@ def root(request, tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def deploy(root, tmp_path):
     """deploy(source, **start_kwargs) -> (pipeline, backend): write, load, upsert."""
-    counter = iter(range(1000))
-
     def make(source: str):
-        path = tmp_path / f"pipe_{next(counter)}.py"
+        path = tmp_path / f"pipe_{next(_MODULE_NUMBERS)}.py"  # module names must not repeat in-process
         path.write_text(HEADER + textwrap.dedent(source))
         pipeline = load_pipeline(str(path))
         backend = LocalBackend(open_store(root), run_dir=tmp_path / "runs")
