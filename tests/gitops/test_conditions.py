@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from stepflow_operator import conditions as c
+from stepflow.gitops import conditions as c
 
 T0, T1, T2 = "2025-01-01T00:00:00Z", "2025-01-01T00:01:00Z", "2025-01-01T00:02:00Z"
 

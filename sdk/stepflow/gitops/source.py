@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from stepflow.errors import ConfigurationError, StepflowError
-from stepflow_operator.gitauth import BASE_ENV, GitCredentials, git_environment
+from stepflow.gitops.gitauth import BASE_ENV, GitCredentials, git_environment
 
 GIT_OPERATION_FAILED = "GitOperationFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"

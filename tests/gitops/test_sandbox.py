@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from stepflow_operator.sandbox import (
+from stepflow.gitops.sandbox import (
     BUILD_OUT_OF_MEMORY,
     BUILD_TIMEOUT,
     INVALID_MODULE_PATH,
@@ -423,8 +423,8 @@ CHART_CAPABILITIES = "+chown,+dac_override,+kill,+setuid,+setgid"  # as charts/s
 _OPERATOR_SIDE = """
 import asyncio, json, shutil, site, sys
 from pathlib import Path
-from stepflow_operator.source import GitSource, Ref
-from stepflow_operator.sandbox import BuildRequest, Sandbox, SandboxSettings
+from stepflow.gitops.source import GitSource, Ref
+from stepflow.gitops.sandbox import BuildRequest, Sandbox, SandboxSettings
 url, root, python = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 source = GitSource(root / "cache")
 commit = source.resolve(url, Ref(branch="main"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from stepflow.errors import ConfigurationError
-from stepflow_operator.gitauth import GitCredentials, git_environment
-from stepflow_operator.source import (
+from stepflow.gitops.gitauth import GitCredentials, git_environment
+from stepflow.gitops.source import (
     AUTHENTICATION_FAILED,
     GIT_OPERATION_FAILED,
     REF_NOT_FOUND,
