@@ -48,6 +48,7 @@ __all__ = [
     "deserialize",
     "serialize_exception",
     "failure_reason",
+    "sign",
 ]
 
 FORMAT_VERSION = "2023-04-24"
@@ -199,6 +200,21 @@ def _verify(payload: bytes, parsed: dict[str, Any], key: bytes | None) -> None:
             f"{'HMAC-SHA256' if key is not None else 'SHA-256'} digest (it was changed after it "
             "was written, or it was signed with another key). " + _INTEGRITY_ADVICE
         )
+
+
+def sign(payload: bytes, metadata: bytes, *, key: bytes) -> bytes:
+    """Re-sign an unkeyed artifact with ``key``: the trusted side of a sandboxed build.
+
+    User code compiles without the key (it must not be able to forge signatures); the
+    operator checks the plain SHA-256 the build recorded and replaces it with the HMAC.
+    Returns the new ``metadata.json`` bytes, identical for identical inputs.
+    """
+    _check_key(key)
+    parsed = _parse_metadata(metadata)
+    _verify(payload, parsed, None)
+    parsed.pop(_UNKEYED_FIELD, None)
+    signed = {_KEYED_FIELD: _digest(payload, key), **parsed}
+    return json.dumps(signed).encode()
 
 
 def deserialize(payload: bytes, metadata: bytes, *, key: bytes | None = None) -> Any:

@@ -107,6 +107,30 @@ class Bundle:
     def definition(self) -> dict[str, Any]:
         return json.loads(self.definition_bytes)
 
+    def sign(self, key: bytes) -> int:
+        """HMAC-sign every artifact in place (see ``serialization.sign``); returns how many.
+
+        Run by the trusted publisher on a bundle built in the sandbox without the key.
+        """
+        from stepflow.serialization import sign
+
+        entries = {f["key"]: f for f in self._manifest["files"]}
+        signed = 0
+        for name, entry in entries.items():
+            if not name.endswith("/metadata.json"):
+                continue
+            payload_key = name[: -len("metadata.json")] + "payload.pkl"
+            if payload_key not in entries:
+                continue
+            path = self.path_of(name)
+            data = sign(self.path_of(payload_key).read_bytes(), path.read_bytes(), key=key)
+            path.write_bytes(data)
+            entry["sha256"], entry["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            signed += 1
+        (self.root / "bundle.json").write_text(json.dumps(self._manifest, indent=1) + "\n", "utf-8")
+        self.__dict__.pop("files", None)
+        return signed
+
     def path_of(self, key: str) -> Path:
         return self.root / "files" / key
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from stepflow.workflow.pipeline import Pipeline
 
 
+WORKSPACE_DIGEST = "workspace.sha256"
+"""Kept in a workspace step's folder: the digest of the workspace zip it runs with."""
+
+
 def stepflow_version() -> str:
     from stepflow import __version__
 
@@ -62,25 +66,33 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
     step_ts: dict[int, str] = {}
     workspace_filter: Any = None
     wants_workspace = False
+    for step in graph.steps:
+        if isinstance(step, _FunctionStep):
+            settings[id(step)] = resolve_settings(step, config)
+            wants_workspace |= settings[id(step)]["include_local_workdir"]
+            workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
+    # SageMaker's bootstrap unpacks the workspace from the channel named after the step's
+    # own <ts>, so the zip sits under every <ts> a workspace step uses. The step folder
+    # records the zip's digest, so a new workspace means a new <ts>: a published folder is
+    # never rewritten.
+    workspace = workspace_zip(root, workspace_filter) if wants_workspace else None
     with pickling.prepared(root):
         for step in graph.steps:
-            if isinstance(step, _FunctionStep):
-                settings[id(step)] = resolve_settings(step, config)
-                wants_workspace |= settings[id(step)]["include_local_workdir"]
-                workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
             artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
                                                  integrity_key)
-            if artifacts[id(step)].files:
-                step_ts[id(step)] = place(f"{name}/{step.name}", artifacts[id(step)].files)
-
-    workspace_ts = None
-    if wants_workspace:
-        workspace_ts = place(f"{name}/sm_rf_user_ws",
-                             {"workspace.zip": workspace_zip(root, workspace_filter)})
+            content = dict(artifacts[id(step)].files)
+            uses_workspace = workspace is not None and settings.get(id(step), {}).get(
+                "include_local_workdir", False)
+            if uses_workspace:
+                content[WORKSPACE_DIGEST] = hashlib.sha256(workspace).hexdigest().encode()
+            if content:
+                step_ts[id(step)] = place(f"{name}/{step.name}", content)
+            if uses_workspace:
+                files[f"{name}/sm_rf_user_ws/{step_ts[id(step)]}/workspace.zip"] = workspace
     if settings:
         files[f"{name}/{BOOTSTRAP_CHANNEL}/job_driver.sh"] = job_driver()
 
-    renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings, workspace_ts,
+    renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
                         pipeline.session.region, stepflow_version())
     definition_bytes = encode(renderer.definition())
     return Bundle.write(out_dir or scratch_dir(),

@@ -82,7 +82,7 @@ class Renderer:
 
     def __init__(self, pipeline: "Pipeline", graph: PipelineGraph, s3_base_uri: str,
                  step_ts: dict[int, str], artifacts: dict[int, "StepArtifacts"],
-                 settings: dict[int, dict[str, Any]], workspace_ts: str | None,
+                 settings: dict[int, dict[str, Any]],
                  region: str, stepflow_version: str) -> None:
         self.pipeline = pipeline
         self.graph = graph
@@ -90,7 +90,6 @@ class Renderer:
         self.step_ts = step_ts
         self.artifacts = artifacts
         self.settings = settings
-        self.workspace_ts = workspace_ts
         self.region = region
         self.stepflow_version = stepflow_version
         self.readers = output_readers(graph)
@@ -166,10 +165,9 @@ class Renderer:
             channel(BOOTSTRAP_CHANNEL, f"{self.s3_base_uri}/{BOOTSTRAP_CHANNEL}"),
             channel(DEPENDENCIES_CHANNEL, f"{self.step_folder_uri(step)}/{DEPENDENCIES_CHANNEL}"),
         ]
-        if s["include_local_workdir"] and self.workspace_ts is not None:
-            channels.append(channel(
-                self.workspace_ts,
-                f"{self.s3_base_uri}/sm_rf_user_ws/{self.workspace_ts}/workspace.zip"))
+        if s["include_local_workdir"]:
+            ts = self.step_ts[id(step)]
+            channels.append(channel(ts, f"{self.s3_base_uri}/sm_rf_user_ws/{ts}/workspace.zip"))
         return channels
 
     def _container_arguments(self, step: _FunctionStep, s: dict[str, Any]) -> list[Any]:

@@ -35,9 +35,16 @@ def build_timestamp(now: dt.datetime | None = None) -> str:
 
 
 def content_digest(files: Mapping[str, str]) -> str:
-    """Digest of a folder: its relative paths and their sha256s."""
+    """Digest of a folder: its relative paths and their sha256s.
+
+    ``metadata.json`` files are left out: they are derived from their payload and differ
+    only by how they are signed (a sandboxed build writes them unkeyed, the operator signs
+    them before publishing), which must not make an unchanged step look changed.
+    """
     h = hashlib.sha256()
     for rel in sorted(files):
+        if rel == "metadata.json" or rel.endswith("/metadata.json"):
+            continue
         h.update(f"{rel}\0{files[rel]}\n".encode())
     return h.hexdigest()
 
