@@ -63,7 +63,10 @@ def test_wait_for_ignores_only_listed_exceptions():
 def test_free_ports_are_distinct_and_bindable():
     ports = {free_port() for _ in range(20)}
     assert len(ports) == 20
-    for port in list(ports)[:5]:
+    for _ in range(5):
+        port = free_port()
+        assert port not in ports
+        # bind at once: any process on the machine may take an ephemeral port later
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
 
@@ -110,7 +113,9 @@ def test_no_orphans_when_the_test_process_dies(tmp_path, sig):
         stdout=subprocess.PIPE, text=True)
     try:
         server_pid = int(holder.stdout.readline())
-        assert not _gone(server_pid)
+        # setpriv sets the parent-death signal, then execs: kill the parent only after that
+        wait_for(lambda: psutil.Process(server_pid).name() == "sleep", 5, 0.005,
+                 "setpriv to exec the server")
         holder.send_signal(sig)
         holder.wait(10)
         wait_for(lambda: _gone(server_pid), 5, 0.02, f"server to die after {sig.name}")
