@@ -1,0 +1,348 @@
+"""One reconcile of a ``Pipeline``: source → build → publish → upsert → trigger.
+
+Level-based and idempotent: it reads the resource's spec and last status, does only the
+work the difference calls for, and returns the new status, the events to post and the
+execution to start, if any. Each sub-step owns one condition (``SourceReady``,
+``BuildSucceeded``, ``Published``) and ``Ready`` sums them up in kstatus terms, so
+``kubectl wait --for=condition=Ready``, Flux and Argo CD read it without knowing us.
+
+An unchanged commit costs one ``ls-remote``. A commit whose build produces the same
+definition uploads nothing and starts nothing. A failed build leaves the last good
+definition in place and says why (the user's file and line when there is one).
+Blocking work (git, the sandbox's process waits, S3) runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from stepflow.backends.local import LocalBackend
+from stepflow.compiler.bundle import Bundle
+from stepflow.compiler.publish import publish, read_index
+from stepflow.errors import StepflowError
+from stepflow.gitops import conditions as cond
+from stepflow.gitops.gitauth import GitCredentials
+from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
+from stepflow.gitops.source import GitSource, SourceError
+from stepflow.gitops.spec import PipelineSpec
+from stepflow.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+SOURCE_READY = "SourceReady"
+BUILD_SUCCEEDED = "BuildSucceeded"
+PUBLISHED = "Published"
+
+#: Build failures a new commit must fix: retrying the same commit cannot help.
+_USER_BUILD_REASONS = frozenset({
+    "SyntaxError", "ImportError", "ModuleNotFound", "ModuleError", "NoPipeline", "NotAPipeline",
+    "AmbiguousPipeline", "ValidationFailed", "DependencyCycle", "DuplicateStepName",
+    "InvalidStepName", "SerializationFailed", "InvalidModulePath", "InvalidRequirementsPath",
+    "RequirementsInstallFailed", "BuildTimeout", "BuildOutOfMemory", "BuildCrashed",
+    "InvalidBundle", "CompileFailed",
+})
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    name: str
+    revision: str
+    definition_digest: str
+    pipeline_name: str
+    parameters: Mapping[str, Any]
+    trigger: str  # "NewRevision" | "Schedule"
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    execution: ExecutionRequest | None = None
+    requeue_after: float | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _short(commit: str | None) -> str:
+    return (commit or "")[:7]
+
+
+class Reconciler:
+    """Holds what reconciles share: the git cache, the sandbox, the key, the stores."""
+
+    def __init__(self, *, work_dir: Path, integrity_key: bytes | None = None,
+                 default_s3_root_uri: str | None = None, s3_endpoint_url: str | None = None,
+                 backend_factory: Callable[[ObjectStore], LocalBackend] | None = None,
+                 sandbox_settings: SandboxSettings | None = None) -> None:
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.source = GitSource(self.work_dir / "git")
+        self.sandbox = Sandbox(sandbox_settings or SandboxSettings(work_dir=self.work_dir / "sandbox"))
+        self.integrity_key = integrity_key
+        self.default_s3_root_uri = default_s3_root_uri
+        self.s3_endpoint_url = s3_endpoint_url
+        self.backend_factory = backend_factory or (lambda store: LocalBackend(store))
+        self._stores: dict[str, ObjectStore] = {}
+
+    # -- where a pipeline's things live ---------------------------------------------------
+
+    def store_for(self, spec: PipelineSpec) -> ObjectStore:
+        uri = spec.s3_root_uri or self.default_s3_root_uri
+        if not uri:
+            from stepflow.config import load_config
+
+            uri = load_config().s3_root_uri
+        if uri not in self._stores:
+            self._stores[uri] = open_store(uri, self.s3_endpoint_url)
+        return self._stores[uri]
+
+    def backend_for(self, spec: PipelineSpec) -> LocalBackend:
+        return self.backend_factory(self.store_for(spec))
+
+    # -- the reconcile -------------------------------------------------------------------
+
+    async def reconcile(self, name: str, spec: Mapping[str, Any] | PipelineSpec, status: Mapping[str, Any], *,
+                        generation: int = 1, credentials: GitCredentials | None = None,
+                        requested_at: str | None = None, now: datetime | None = None,
+                        base_dir: str | None = None) -> Outcome:
+        now = now or datetime.now(timezone.utc)
+        status = json.loads(json.dumps(dict(status or {})))  # a private copy to edit
+        out = Outcome(status=status)
+        try:
+            parsed = spec if isinstance(spec, PipelineSpec) else PipelineSpec.from_manifest(
+                spec, name=name, base_dir=base_dir)
+        except StepflowError as exc:
+            return self._stalled(out, generation, exc.reason, str(exc), now)
+        if parsed.suspend:
+            out.requeue_after = None
+            return out
+        forced = requested_at is not None and requested_at != status.get("lastHandledReconcileAt")
+        if requested_at is not None:
+            status["lastHandledReconcileAt"] = requested_at
+        out.requeue_after = parsed.interval
+
+        commit = await self._source(out, parsed, credentials, generation, now)
+        if commit is not None:
+            revision = parsed.ref.revision(commit)
+            current = (status.get("definition") or {}).get("revision") == revision
+            built_here = (status.get("lastBuild") or {}).get("revision") == revision
+            if forced or status.get("observedGeneration") != generation or not (current or built_here):
+                await self._build_publish_upsert(out, parsed, commit, credentials, generation, now)
+            elif current:
+                self._ready(out, parsed, generation, now)
+            self._schedule(out, parsed, now)
+        status["observedGeneration"] = generation
+        return out
+
+    # -- source ---------------------------------------------------------------------------
+
+    async def _source(self, out: Outcome, spec: PipelineSpec, credentials: GitCredentials | None,
+                      generation: int, now: datetime) -> str | None:
+        status = out.status
+        try:
+            commit = await asyncio.to_thread(self.source.resolve, spec.url, spec.ref, credentials, spec.timeout)
+        except SourceError as exc:
+            message = str(exc)
+            self._condition(out, SOURCE_READY, "False", exc.reason, message, generation, now)
+            status["conditions"] = cond.mark_failed(status.get("conditions"), observed_generation=generation,
+                                                    reason=exc.reason, message=message, timestamp=_iso(now))
+            self._event(out, "Warning", exc.reason, message)
+            out.requeue_after = min(spec.interval, 30.0)
+            return None
+        source = status.setdefault("source", {})
+        previous = source.get("commit")
+        source.update({"url": _safe(spec.url), "revision": spec.ref.revision(commit), "commit": commit,
+                       "fetchedAt": _iso(now)})
+        status.setdefault("summary", {})["revision"] = _short(commit)
+        self._condition(out, SOURCE_READY, "True", "Succeeded",
+                        f"{spec.ref.describe()} at {_short(commit)}", generation, now)
+        if previous != commit:
+            self._event(out, "Normal", "NewRevision", f"New revision {spec.ref.revision(commit)}")
+        return commit
+
+    # -- build, publish, upsert ------------------------------------------------------------
+
+    async def _build_publish_upsert(self, out: Outcome, spec: PipelineSpec, commit: str,
+                                    credentials: GitCredentials | None, generation: int, now: datetime) -> None:
+        status = out.status
+        revision = spec.ref.revision(commit)
+        status["conditions"] = cond.mark_reconciling(status.get("conditions"), observed_generation=generation,
+                                                     message=f"building {revision}", timestamp=_iso(now))
+        try:
+            checkout = await asyncio.to_thread(self.source.fetch, spec.url, spec.ref, commit, credentials,
+                                               spec.timeout)
+        except SourceError as exc:
+            self._condition(out, SOURCE_READY, "False", exc.reason, str(exc), generation, now)
+            status["conditions"] = cond.mark_failed(status["conditions"], observed_generation=generation,
+                                                    reason=exc.reason, message=str(exc), timestamp=_iso(now))
+            self._event(out, "Warning", exc.reason, str(exc))
+            return
+        status.setdefault("source", {})["committedAt"] = _iso(datetime.fromtimestamp(checkout.committed_at, timezone.utc))
+        store = self.store_for(spec)
+        previous_name = (status.get("definition") or {}).get("pipelineName")
+        started = datetime.now(timezone.utc)
+        bundle_dir: Path | None = None
+        index_file: Path | None = None
+        try:
+            if previous_name:
+                index = await asyncio.to_thread(read_index, store, previous_name)
+                handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False,
+                                                     dir=self.work_dir)
+                with handle:
+                    json.dump(index, handle)
+                index_file = Path(handle.name)
+            result = await self.sandbox.build(BuildRequest(
+                checkout=checkout.path, module=spec.module, attr=spec.attr,
+                s3_root_uri=store.root_uri, requirements=spec.build.requirements,
+                previous_index=index_file, source_date_epoch=checkout.committed_at,
+                limits=Limits(timeout=spec.build.timeout, memory_bytes=spec.build.memory_bytes)))
+            bundle_dir = result.bundle_dir
+            finished = datetime.now(timezone.utc)
+            status["lastBuild"] = {"revision": revision, "startedAt": _iso(started), "finishedAt": _iso(finished),
+                                   "durationSeconds": round((finished - started).total_seconds(), 3),
+                                   "reason": None if result.ok else result.reason,
+                                   "message": None if result.ok else result.message,
+                                   "file": result.file, "line": result.line}
+            if not result.ok:
+                self._build_failed(out, spec, result.reason or "BuildFailed", result.message or "the build failed",
+                                   result.file, result.line, generation, now)
+                return
+            self._condition(out, BUILD_SUCCEEDED, "True", "Succeeded", f"built {revision}", generation, now)
+            bundle = Bundle.open(result.bundle_dir)
+            await self._publish_upsert(out, spec, bundle, store, revision, generation, now)
+        except StepflowError as exc:
+            reason = getattr(exc, "reason", "ReconcileFailed")
+            self._condition(out, PUBLISHED, "False", reason, str(exc), generation, now)
+            status["conditions"] = cond.mark_failed(status["conditions"], observed_generation=generation,
+                                                    reason=reason, message=str(exc), timestamp=_iso(now))
+            self._event(out, "Warning", reason, str(exc))
+            out.requeue_after = min(spec.interval, 30.0)
+        finally:
+            checkout.cleanup()
+            if bundle_dir is not None:
+                shutil.rmtree(bundle_dir, ignore_errors=True)
+            if index_file is not None:
+                index_file.unlink(missing_ok=True)
+
+    async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
+                              revision: str, generation: int, now: datetime) -> None:
+        status = out.status
+        if self.integrity_key is not None:
+            await asyncio.to_thread(bundle.sign, self.integrity_key)
+        report = await asyncio.to_thread(publish, bundle, store)
+        backend = self.backend_for(spec)
+        await asyncio.to_thread(backend.upsert, bundle, store)
+        previous = status.get("definition") or {}
+        status["definition"] = {
+            "pipelineName": bundle.pipeline_name, "digest": bundle.digest, "uri": report.definition_uri,
+            "steps": bundle.step_count, "compiledAt": _iso(now), "revision": revision,
+            "uploadedFiles": report.uploaded_files, "uploadedBytes": report.uploaded_bytes,
+        }
+        self._condition(out, PUBLISHED, "True", "Succeeded",
+                        f"{report.uploaded_files} files ({report.uploaded_bytes} bytes) uploaded", generation, now)
+        changed = previous.get("digest") != bundle.digest
+        if changed:
+            self._event(out, "Normal", "DefinitionPublished",
+                        f"Pipeline {bundle.pipeline_name} at {revision}: definition {bundle.digest[:19]} "
+                        f"({bundle.step_count} steps, {report.uploaded_files} files uploaded)")
+        self._ready(out, spec, generation, now)
+        if changed and spec.trigger.on_change:
+            out.execution = ExecutionRequest(
+                name=f"{spec.name}-{_short(revision.rsplit(':', 1)[-1])}-{bundle.digest.split(':')[1][:6]}",
+                revision=revision, definition_digest=bundle.digest, pipeline_name=bundle.pipeline_name,
+                parameters=dict(spec.trigger.parameters), trigger="NewRevision")
+
+    # -- schedule ------------------------------------------------------------------------
+
+    def _schedule(self, out: Outcome, spec: PipelineSpec, now: datetime) -> None:
+        status = out.status
+        if not spec.trigger.schedule:
+            status.pop("nextScheduleTime", None)
+            return
+        last = _parse_iso(status.get("lastScheduleTime"))
+        due = _parse_iso(status.get("nextScheduleTime"))
+        definition = status.get("definition") or {}
+        if due is not None and now >= due and definition.get("digest") and out.execution is None:
+            out.execution = ExecutionRequest(
+                name=f"{spec.name}-s{due.strftime('%Y%m%d%H%M')}", revision=definition.get("revision", ""),
+                definition_digest=definition["digest"], pipeline_name=definition["pipelineName"],
+                parameters=dict(spec.trigger.parameters), trigger="Schedule")
+            status["lastScheduleTime"] = _iso(due)
+            last = due
+        following = spec.trigger.next_fire(max(now, last or now))
+        status["nextScheduleTime"] = _iso(following)
+        until = (following - now).total_seconds()
+        out.requeue_after = max(1.0, min(out.requeue_after or until, until))
+
+    # -- conditions and events -----------------------------------------------------------
+
+    def _ready(self, out: Outcome, spec: PipelineSpec, generation: int, now: datetime) -> None:
+        d = out.status.get("definition") or {}
+        revision = d.get("revision") or ""
+        message = (f"Applied revision {revision[:revision.find(':') + 8] if ':' in revision else revision}: "
+                   f"pipeline {d.get('pipelineName')}, {d.get('steps')} steps, definition {(d.get('digest') or '')[:19]}")
+        out.status["conditions"] = cond.mark_ready(out.status.get("conditions"), observed_generation=generation,
+                                                   message=message, timestamp=_iso(now))
+
+    def _build_failed(self, out: Outcome, spec: PipelineSpec, reason: str, message: str, file: str | None,
+                      line: int | None, generation: int, now: datetime) -> None:
+        where = f" ({file}:{line})" if file and line else f" ({file})" if file else ""
+        text = f"{message}{where}" if where and (file or "") not in message else message
+        kept = (out.status.get("definition") or {}).get("revision")
+        if kept:
+            text += f" The last good definition (from {kept}) stays current."
+        self._condition(out, BUILD_SUCCEEDED, "False", reason, text, generation, now)
+        marker = cond.mark_stalled if reason in _USER_BUILD_REASONS else cond.mark_failed
+        out.status["conditions"] = marker(out.status.get("conditions"), observed_generation=generation,
+                                          reason=reason, message=text, timestamp=_iso(now))
+        self._event(out, "Warning", reason, text)
+
+    def _stalled(self, out: Outcome, generation: int, reason: str, message: str, now: datetime) -> Outcome:
+        out.status["conditions"] = cond.mark_stalled(out.status.get("conditions"), observed_generation=generation,
+                                                     reason=reason, message=message, timestamp=_iso(now))
+        out.status["observedGeneration"] = generation
+        self._event(out, "Warning", reason, message)
+        out.requeue_after = None
+        return out
+
+    def _condition(self, out: Outcome, type_: str, value: str, reason: str, message: str, generation: int,
+                   now: datetime) -> None:
+        out.status["conditions"] = cond.set_condition(out.status.get("conditions"), type_, value, reason=reason,
+                                                      message=message, observed_generation=generation,
+                                                      timestamp=_iso(now))
+
+    @staticmethod
+    def _event(out: Outcome, type_: str, reason: str, message: str) -> None:
+        out.events.append(Event(type_, reason, message))
+
+
+def _safe(url: str) -> str:
+    from stepflow.gitops.source import safe_url
+
+    return safe_url(url)
+
+
+__all__ = ["Event", "ExecutionRequest", "Outcome", "Reconciler", "BUILD_SUCCEEDED", "PUBLISHED", "SOURCE_READY"]

@@ -1,0 +1,166 @@
+"""The reconciler core against real git repositories, the real sandbox and a real store."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from stepflow.gitops import conditions as cond
+from stepflow.gitops.reconciler import Reconciler
+from stepflow.storage import open_store
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn" / "pipelines" / "churn.py"
+BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Repo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir()
+        _git(path, "init", "-q", "-b", "main")
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.path / name).write_text(text)
+        _git(self.path, "add", "-A")
+        _git(self.path, "commit", "-q", "-m", message)
+        return _git(self.path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """A repo with the example pipeline, a reconciler, a store; under /var/tmp (the sandbox's
+    unprivileged user must be able to traverse its work folders)."""
+    if not Path(BUILD_PYTHON).exists() and __import__("os").geteuid() == 0:
+        pytest.fail(f"{BUILD_PYTHON} is needed to run sandboxed builds as root here")
+    monkeypatch.setenv("STEPFLOW_BUILD_PYTHON", BUILD_PYTHON)
+    base = Path(tempfile.mkdtemp(prefix="stepflow-rec-", dir="/var/tmp"))
+    base.chmod(0o711)
+    repo = Repo(base / "repo")
+    repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
+    reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())
+    yield repo, reconciler, base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def spec_for(repo: Repo, **extra) -> dict:
+    spec = {"source": {"url": str(repo.path), "ref": {"branch": "main"}, "interval": "1m"},
+            "module": "pipelines/churn.py"}
+    spec.update(extra)
+    return spec
+
+
+def ready(status) -> dict:
+    return cond.get_condition(status["conditions"], "Ready")
+
+
+async def test_first_reconcile_publishes_and_requests_one_execution_then_nothing(world):
+    repo, reconciler, _ = world
+    out = await reconciler.reconcile("churn", spec_for(repo), {})
+    assert ready(out.status)["status"] == "True"
+    d = out.status["definition"]
+    assert d["pipelineName"] == "churn" and d["steps"] == 6 and d["uploadedFiles"] > 0
+    assert out.execution is not None and out.execution.trigger == "NewRevision"
+    assert out.status["summary"]["revision"] == out.status["source"]["commit"][:7]
+    again = await reconciler.reconcile("churn", spec_for(repo), out.status)
+    assert again.execution is None and again.events == []
+    assert again.status["lastBuild"] == out.status["lastBuild"], "an unchanged commit must not rebuild"
+
+
+async def test_commit_that_does_not_touch_the_pipeline_uploads_nothing_and_runs_nothing(world):
+    repo, reconciler, _ = world
+    first = await reconciler.reconcile("churn", spec_for(repo), {})
+    repo.commit({"README.md": "churn, documented\n"})
+    second = await reconciler.reconcile("churn", spec_for(repo), first.status)
+    assert second.status["source"]["commit"] != first.status["source"]["commit"]
+    assert second.status["definition"]["digest"] == first.status["definition"]["digest"]
+    assert second.status["definition"]["uploadedFiles"] == 0
+    assert second.execution is None
+    assert ready(second.status)["status"] == "True"
+
+
+async def test_changed_pipeline_gets_a_new_digest_and_an_execution(world):
+    repo, reconciler, _ = world
+    first = await reconciler.reconcile("churn", spec_for(repo), {})
+    repo.commit({"pipelines/churn.py": EXAMPLE.read_text().replace("default_value=150", "default_value=120")})
+    second = await reconciler.reconcile("churn", spec_for(repo), first.status)
+    assert second.status["definition"]["digest"] != first.status["definition"]["digest"]
+    assert second.execution is not None and second.execution.definition_digest == second.status["definition"]["digest"]
+    assert second.execution.name != first.execution.name
+
+
+async def test_broken_commit_keeps_the_last_good_definition_and_says_where(world):
+    repo, reconciler, _ = world
+    first = await reconciler.reconcile("churn", spec_for(repo), {})
+    repo.commit({"pipelines/churn.py": "def broken(:\n    pass\n"})
+    second = await reconciler.reconcile("churn", spec_for(repo), first.status)
+    r = ready(second.status)
+    assert r["status"] == "False" and r["reason"] == "SyntaxError"
+    assert "pipelines/churn.py" in r["message"] and "last good definition" in r["message"]
+    assert cond.is_true(second.status["conditions"], "Stalled")
+    assert second.status["definition"] == first.status["definition"]
+    assert second.execution is None
+    assert [e.reason for e in second.events if e.type == "Warning"] == ["SyntaxError"]
+
+
+async def test_invalid_spec_and_missing_branch_are_reported_specifically(world):
+    repo, reconciler, _ = world
+    bad_cron = await reconciler.reconcile("churn", spec_for(repo, trigger={"schedule": "every day"}), {})
+    assert ready(bad_cron.status)["reason"] == "InvalidSchedule"
+    missing = await reconciler.reconcile(
+        "churn", {**spec_for(repo), "source": {"url": str(repo.path), "ref": {"branch": "nope"}}}, {})
+    r = ready(missing.status)
+    assert r["status"] == "False" and r["reason"] == "RefNotFound" and "'nope'" in r["message"]
+    assert cond.is_true(missing.status["conditions"], "Reconciling")  # retried on the interval
+
+
+async def test_reconcile_request_forces_a_rebuild_and_is_echoed(world):
+    repo, reconciler, _ = world
+    first = await reconciler.reconcile("churn", spec_for(repo), {})
+    forced = await reconciler.reconcile("churn", spec_for(repo), first.status, requested_at="now-1")
+    assert forced.status["lastHandledReconcileAt"] == "now-1"
+    assert forced.status["lastBuild"]["startedAt"] >= first.status["lastBuild"]["startedAt"]
+    assert forced.status["definition"]["uploadedFiles"] == 0
+    assert forced.execution is None
+
+
+async def test_schedule_requests_an_execution_when_due(world):
+    repo, reconciler, _ = world
+    spec = spec_for(repo, trigger={"onChange": False, "schedule": "*/5 * * * *"})
+    t0 = datetime(2026, 1, 1, 3, 2, tzinfo=timezone.utc)
+    first = await reconciler.reconcile("churn", spec, {}, now=t0)
+    assert first.execution is None and first.status["nextScheduleTime"] == "2026-01-01T03:05:00Z"
+    later = await reconciler.reconcile("churn", spec, first.status, now=t0 + timedelta(minutes=4))
+    assert later.execution is not None and later.execution.trigger == "Schedule"
+    assert later.status["lastScheduleTime"] == "2026-01-01T03:05:00Z"
+    assert later.status["nextScheduleTime"] == "2026-01-01T03:10:00Z"
+
+
+async def test_signed_build_runs_with_the_key(world, monkeypatch):
+    repo, reconciler, base = world
+    key = bytes.fromhex("ab" * 32)
+    reconciler.integrity_key = key
+    out = await reconciler.reconcile("churn", spec_for(repo), {})
+    metadata = [p for p in (base / "store").rglob("metadata.json")]
+    assert metadata and all(b"hmac_sha256" in p.read_bytes() for p in metadata)
+    monkeypatch.setenv("STEPFLOW_INTEGRITY_KEY", key.hex())
+    from stepflow.backends.local import LocalBackend
+
+    backend = LocalBackend(open_store((base / "store").as_uri()), run_dir=base / "runs")
+    request = out.execution
+    backend.create_execution(request.pipeline_name, parameters=request.parameters, execution_id=request.name)
+    state = backend.run(request.pipeline_name, request.name)
+    assert state.status == "Succeeded"
+    assert backend.result("churn", request.name, "register")["approved"] is True
