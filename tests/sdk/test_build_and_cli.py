@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.testenv import unavailable
+
 from conftest import PIPELINES, PYTHON, REPO
 
 STEPFLOW = str(Path(PYTHON).parent / "stepflow")
@@ -130,8 +132,9 @@ def test_cli_graph_mermaid_and_dot(tmp_path):
     assert '"preprocess" -> "train_alone" [style="dashed"];' in dot.stdout
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed")
 def test_cli_graph_svg_and_png(tmp_path):
+    if shutil.which("dot") is None:
+        unavailable("graphviz's `dot` is not installed: run `scripts/testenv install` (apt-get install graphviz)")
     svg = cli(tmp_path, "graph", "seed_condition.py", "--format", "svg")
     assert svg.returncode == 0 and "<svg" in svg.stdout and "conditional_register" in svg.stdout
     png = tmp_path / "g.png"
