@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 .PHONY: help test testenv venv demo
 
 help:
-	@echo "make demo      run the main job on the embedded default (placeholder for now)"
+	@echo "make demo      run the main job on the embedded default (stepflow up --once examples/manifests)"
 	@echo "make test      install the test environment and the venv, then run the whole suite"
 	@echo "make testenv   build/install kube-apiserver, kubectl, etcd, versitygw, helm (cached)"
 	@echo "make venv      create/refresh .venv (pip install -e '.[dev]')"
@@ -24,8 +24,6 @@ test: testenv venv
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
 
-# Placeholder: the lead fills this in once the local backend runs pipelines end to end.
-demo: venv
-	@echo "make demo will: compile the example pipeline under examples/, publish it to an"
-	@echo "embedded file:// store, run it on the local backend and print each step's status."
-	@echo "(not implemented yet)"
+# The main job on the embedded default: `stepflow up --once` on the example (no cluster, no cloud).
+demo:
+	scripts/demo
