@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from stepflow.compiler.artifacts import EMPTY_REQUIREMENTS
 from stepflow.compiler.loader import load_pipeline
 from stepflow.compiler.timestamps import build_timestamp
 from stepflow.config import StepflowConfig
@@ -52,6 +51,11 @@ def test_definition_has_the_shape_of_the_sagemaker_reference(reference_bundle):
                 if "--client_sagemaker_pysdk_version" in args:
                     args[args.index("--client_sagemaker_pysdk_version")] = "--client_stepflow_version"
                 s.pop("Description", None)  # ours: docstring or nothing; theirs: a local path
+                # Theirs always ships a requirements file (the SDK injects `sagemaker`);
+                # ours has no dependency channel when the step declares nothing.
+                s["Arguments"]["InputDataConfig"] = [
+                    c for c in s["Arguments"]["InputDataConfig"]
+                    if c["ChannelName"] != "pre_exec_script_and_dependencies"]
     assert _shape(ours) == _shape(reference)
     assert [s["Name"] for s in ours["Steps"]] == [s["Name"] for s in reference["Steps"]]
     assert ours["Parameters"] == reference["Parameters"]
@@ -68,15 +72,12 @@ def test_layout_of_the_bundle_matches_the_store_layout(reference_bundle, session
     keys = {f.key for f in reference_bundle.files}
     ts = flag(steps_by_name(reference_bundle.definition)["train"], "--func_step_s3_dir")
     assert "spec-ref-pipeline/sagemaker_remote_function_bootstrap/job_driver.sh" in keys
-    for folder in ("function/payload.pkl", "function/metadata.json", "arguments/payload.pkl",
-                   "arguments/metadata.json",
-                   "pre_exec_script_and_dependencies/stepflow_requirements.txt"):
-        assert f"spec-ref-pipeline/train/{ts}/{folder}" in keys
+    assert {k for k in keys if k.startswith(f"spec-ref-pipeline/train/{ts}/")} == {
+        f"spec-ref-pipeline/train/{ts}/{name}" for name in (
+            "function/payload.pkl", "function/metadata.json", "arguments/payload.pkl",
+            "arguments/metadata.json")}
     for f in reference_bundle.files:
         assert reference_bundle.path_of(f.key).stat().st_size == f.size
-    uri = steps_by_name(reference_bundle.definition)["train"]["Arguments"]["InputDataConfig"][1][
-        "DataSource"]["S3DataSource"]["S3Uri"]
-    assert uri == f"{session.s3_root_uri}/spec-ref-pipeline/train/{ts}/pre_exec_script_and_dependencies"
     assert reference_bundle.digest.startswith("sha256:")
     assert reference_bundle.step_count == 6
 
@@ -146,9 +147,12 @@ def test_missing_dependencies_file_is_a_clear_error(compile_):
         compile_(Pipeline(name="deps", steps=[f()]))
 
 
-def test_no_dependencies_ships_a_requirements_file_declaring_nothing(reference_bundle):
-    key = next(f.key for f in reference_bundle.files if f.key.endswith("stepflow_requirements.txt"))
-    assert reference_bundle.path_of(key).read_bytes() == EMPTY_REQUIREMENTS
+def test_no_dependencies_ships_no_dependency_channel(reference_bundle):
+    train = steps_by_name(reference_bundle.definition)["train"]
+    channels = [c["ChannelName"] for c in train["Arguments"]["InputDataConfig"]]
+    assert channels == ["sagemaker_remote_function_bootstrap"]
+    assert flag(train, "--dependency_settings") == '{"dependency_file": null}'
+    assert not any("pre_exec_script_and_dependencies" in f.key for f in reference_bundle.files)
 
 
 def test_decorator_beats_configuration_beats_default(compile_, store_root):
@@ -225,7 +229,7 @@ def test_workspace_zip_when_including_the_local_workdir(compile_, tmp_path):
     key = next(x.key for x in first.files if x.key.endswith("workspace.zip"))
     names = zipfile.ZipFile(io.BytesIO(first.path_of(key).read_bytes())).namelist()
     assert names == ["sagemaker_remote_function_workspace/pkg/helpers.py"]
-    channel = first.definition["Steps"][0]["Arguments"]["InputDataConfig"][2]
+    channel = first.definition["Steps"][0]["Arguments"]["InputDataConfig"][-1]
     ts = key.split("/")[2]
     assert channel["ChannelName"] == ts
     assert channel["DataSource"]["S3DataSource"]["S3Uri"].endswith(f"ws/sm_rf_user_ws/{ts}/workspace.zip")

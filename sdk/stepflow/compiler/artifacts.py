@@ -19,8 +19,7 @@ from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import _FunctionStep
 from stepflow.workflow.steps import ProcessingStep, Step
 
-GENERATED_REQUIREMENTS = "stepflow_requirements.txt"
-EMPTY_REQUIREMENTS = b"# No dependencies declared for this step.\n"
+DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
 
 
 @dataclass
@@ -58,17 +57,15 @@ def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], proje
         if reference is not None:
             out.property_references.append(reference)
 
-    folder = "pre_exec_script_and_dependencies"
+    # A step without dependencies or pre-execution commands ships no channel at all (an
+    # empty S3 channel would stop SageMaker from starting the job, and a placeholder file
+    # per step would be a fifth of all uploads). stepflow itself comes from job_driver.sh.
+    folder = DEPENDENCIES_FOLDER
     dependencies = settings.get("dependencies")
     if dependencies:
         path = _project_file(dependencies, project_root, "dependencies", step)
         out.files[f"{folder}/{path.name}"] = path.read_bytes()  # shipped untouched
         out.dependency_file = path.name
-    else:
-        # A channel must not be empty for SageMaker to start the job: ship a requirements
-        # file that declares nothing (stepflow itself is installed by job_driver.sh).
-        out.files[f"{folder}/{GENERATED_REQUIREMENTS}"] = EMPTY_REQUIREMENTS
-        out.dependency_file = GENERATED_REQUIREMENTS
     commands = settings.get("pre_execution_commands")
     script = settings.get("pre_execution_script")
     if commands and script:

@@ -161,10 +161,10 @@ class Renderer:
             return {"ChannelName": name, "DataSource": {"S3DataSource": {
                 "S3Uri": uri, "S3DataType": "S3Prefix"}}}
 
-        channels = [
-            channel(BOOTSTRAP_CHANNEL, f"{self.s3_base_uri}/{BOOTSTRAP_CHANNEL}"),
-            channel(DEPENDENCIES_CHANNEL, f"{self.step_folder_uri(step)}/{DEPENDENCIES_CHANNEL}"),
-        ]
+        channels = [channel(BOOTSTRAP_CHANNEL, f"{self.s3_base_uri}/{BOOTSTRAP_CHANNEL}")]
+        if any(key.startswith(DEPENDENCIES_CHANNEL + "/") for key in self.artifacts[id(step)].files):
+            channels.append(channel(DEPENDENCIES_CHANNEL,
+                                    f"{self.step_folder_uri(step)}/{DEPENDENCIES_CHANNEL}"))
         if s["include_local_workdir"]:
             ts = self.step_ts[id(step)]
             channels.append(channel(ts, f"{self.s3_base_uri}/sm_rf_user_ws/{ts}/workspace.zip"))
