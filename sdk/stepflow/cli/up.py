@@ -41,17 +41,18 @@ def _age(moment: datetime | None, now: datetime) -> str:
 
 def rows_table(rows: list["Row"]) -> "Table":
     from rich.table import Table
+    from rich.text import Text
 
     now = datetime.now(timezone.utc)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("NAME", "REVISION", "READY", "PHASE", "STEPS", "LAST RUN", "AGE"):
         table.add_column(column, no_wrap=True)
     table.add_column("MESSAGE", overflow="fold")
-    for row in rows:
-        table.add_row(row.name, row.revision, f"[{_READY_STYLES.get(row.ready, '')}]{row.ready}[/]",
-                      f"[{_STYLES.get(row.phase, '')}]{row.phase}[/]", row.steps,
+    for row in rows:  # Text, not markup: names and messages are the user's text
+        table.add_row(row.name, row.revision, Text(row.ready, style=_READY_STYLES.get(row.ready, "")),
+                      Text(row.phase, style=_STYLES.get(row.phase, "")), row.steps,
                       _age(row.last_run, now) + (" ago" if row.last_run else ""), _age(row.created, now),
-                      row.message)
+                      Text(row.message))
     return table
 
 
@@ -151,9 +152,15 @@ def _report_failures(loop: "EmbeddedLoop", out: "Console") -> None:
     """For ``--once``: why each pipeline is not Ready, and each failed execution's failing step."""
     for problem in loop.problems:
         out.print(f"error ({problem.reason}): {problem}", style="bold red", markup=False)
+    statuses = loop.statuses()
     for row in loop.rows():
-        if row.ready not in ("True", "") and row.name in loop.statuses():
-            out.print(f"{row.name}: not Ready — {row.message}", style="bold red", markup=False)
+        if row.ready in ("True", "") or row.name not in statuses:
+            continue
+        out.print(f"{row.name}: not Ready — {row.message}", style="bold red", markup=False)
+        build = statuses[row.name].get("lastBuild") or {}
+        if build.get("reason") and build.get("file"):
+            where = f"{build['file']}:{build['line']}" if build.get("line") else build["file"]
+            out.print(f"  at {where} in {build.get('revision')}", markup=False)
     for report in loop.reports:
         if report.phase == "Succeeded":
             continue
