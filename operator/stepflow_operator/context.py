@@ -1,0 +1,85 @@
+"""What every handler shares in one operator process, built once at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stepflow.backends.local import LocalBackend
+from stepflow.gitops.reconciler import Reconciler
+from stepflow.storage import ObjectStore
+from stepflow_operator.kube import Kube, api_client
+from stepflow_operator.settings import OperatorConfig
+
+if TYPE_CHECKING:
+    from stepflow_operator.executions import ExecutionRun
+
+
+@dataclass
+class Runs:
+    """The executions this process drives, so deleting a Pipeline can stop its runs, and
+    which execution of each Pipeline is the latest (the one its status summarises)."""
+
+    _by_pipeline: dict[tuple[str, str], dict[str, ExecutionRun]] = field(
+        default_factory=lambda: defaultdict(dict))
+    _latest: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, namespace: str, pipeline: str, name: str, run: ExecutionRun) -> None:
+        self._by_pipeline[(namespace, pipeline)][name] = run
+
+    def remove(self, namespace: str, pipeline: str, name: str) -> None:
+        runs = self._by_pipeline.get((namespace, pipeline))
+        if runs is not None:
+            runs.pop(name, None)
+            if not runs:
+                del self._by_pipeline[(namespace, pipeline)]
+
+    def of(self, namespace: str, pipeline: str) -> list[ExecutionRun]:
+        return list(self._by_pipeline.get((namespace, pipeline), {}).values())
+
+    def claim_latest(self, namespace: str, pipeline: str, name: str, started_at: str,
+                     recorded: tuple[str, str] | None) -> bool:
+        """Make ``name`` the Pipeline's latest execution unless a newer one holds it.
+
+        ``recorded`` is ``(startedAt, name)`` from the Pipeline's status, which a restarted
+        operator must respect: a resumed old execution does not hide a newer finished one.
+        """
+        key = (namespace, pipeline)
+        holder = max(filter(None, (self._latest.get(key), recorded)), default=None)
+        if holder is not None and holder[1] != name and holder > (started_at, name):
+            return False
+        self._latest[key] = (started_at, name)
+        return True
+
+    def is_latest(self, namespace: str, pipeline: str, name: str) -> bool:
+        latest = self._latest.get((namespace, pipeline))
+        return latest is not None and latest[1] == name
+
+
+@dataclass
+class Context:
+    config: OperatorConfig
+    reconciler: Reconciler
+    kube: Kube
+    reconcile_slots: asyncio.Semaphore
+    runs: Runs = field(default_factory=Runs)
+
+    @classmethod
+    def create(cls, config: OperatorConfig) -> Context:
+        run_dir = config.work_dir / "runs"
+
+        def backend(store: ObjectStore) -> LocalBackend:
+            # One run dir for every execution, kept across restarts: the launcher finds the
+            # detached step processes of a resumed execution there.
+            return LocalBackend(store, run_dir=run_dir)
+
+        reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key,
+                                default_s3_root_uri=config.default_s3_root_uri,
+                                s3_endpoint_url=config.s3_endpoint_url, backend_factory=backend)
+        return cls(config=config, reconciler=reconciler, kube=Kube(api_client(config.workers + 4)),
+                   reconcile_slots=asyncio.Semaphore(config.max_reconciles))
+
+    def close(self) -> None:
+        self.kube.api.close()

@@ -1,0 +1,313 @@
+"""One ``PipelineExecution``: run it on the Pipeline's backend and mirror it onto the resources.
+
+The local backend's ``run`` orchestrates in the calling thread until the execution ends,
+so each execution gets its own thread (never a pool worker: an execution can last hours).
+The thread reports every state change; the daemon coroutine turns the latest one into a
+status patch on the execution, at most every ``status_interval`` seconds, and into the
+summary on the owning Pipeline when this execution is that Pipeline's latest.
+
+Everything the run needs is in the store, so nothing is lost when the operator stops: the
+thread leaves the orchestrator loop without touching the steps (they are detached
+processes), and the next operator's daemon calls ``run`` again, which finds the steps that
+are still running and the results of those that ended, and runs no step twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from stepflow import layout
+from stepflow.backends.local import LocalBackend
+from stepflow.engine import ExecutionState
+from stepflow.errors import BackendError, StepflowError
+from stepflow.gitops import conditions as cond
+from stepflow.gitops.spec import PipelineSpec
+from stepflow_operator.context import Context
+from stepflow_operator.kube import reference
+from stepflow_operator.settings import EXECUTIONS, PIPELINES
+from stepflow_operator.status import execution_status, merge_patch, steps_summary, timestamp
+
+#: How often a Pending execution looks again for its Pipeline's first definition.
+DEFINITION_POLL = 2.0
+#: How long to wait for the backend to release an execution another process still holds.
+BUSY_RETRY = 1.0
+
+
+class ExecutionRun:
+    """The thread driving one execution on its backend; its news arrive on the event loop."""
+
+    def __init__(self, backend: LocalBackend, pipeline_name: str, execution_id: str,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.pipeline_name = pipeline_name
+        self.execution_id = execution_id
+        self.latest: ExecutionState | None = None
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+        self.finished = asyncio.Event()
+        self._loop = loop
+        self._leave = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"execution-{execution_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def leave(self) -> None:
+        """Stop orchestrating but let the steps run on: another operator will resume."""
+        self._leave.set()
+
+    async def stop(self) -> None:
+        """Stop the execution itself: its running steps are stopped, it ends as Stopped."""
+        await asyncio.to_thread(self.backend.stop, self.pipeline_name, self.execution_id)
+
+    def _main(self) -> None:
+        try:
+            while not self._leave.is_set():
+                try:
+                    self.latest = self.backend.run(self.pipeline_name, self.execution_id,
+                                                   on_change=self._on_change, should_stop=self._leave.is_set)
+                    break
+                except BackendError as exc:
+                    if exc.reason != "ExecutionBusy":
+                        raise
+                    # The previous operator's orchestrator is still exiting; it releases
+                    # the lock when its process ends.
+                    self._leave.wait(BUSY_RETRY)
+        except BaseException as exc:  # noqa: BLE001 - reported on the resource by the daemon
+            self.error = exc
+        finally:
+            self._loop.call_soon_threadsafe(self.finished.set)
+
+    def _on_change(self, state: ExecutionState) -> None:
+        self.latest = state
+        self._loop.call_soon_threadsafe(self.changed.set)
+
+
+class _Writer:
+    """Patches one execution's ``.status`` with what changed since the last write."""
+
+    def __init__(self, ctx: Context, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.ctx, self.namespace, self.name = ctx, namespace, name
+        self.status: dict[str, Any] = dict(status)
+
+    async def write(self, changes: Mapping[str, Any]) -> None:
+        new = {**self.status, **changes}
+        patch = merge_patch(self.status, new)
+        if patch:
+            stored = await self.ctx.kube.patch_status(EXECUTIONS, self.namespace, self.name, patch)
+            self.status = dict((stored or {}).get("status") or new)
+
+
+async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
+    """The daemon of a PipelineExecution that has not ended yet."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    pipeline_ref = spec["pipelineRef"]["name"]
+    writer = _Writer(ctx, namespace, name, body.get("status") or {})
+    resumed = writer.status.get("phase") in ("Executing", "Stopping")
+
+    target = await _target(ctx, body, writer, stopped)
+    if target is None:
+        return
+    pipeline, pspec, definition = target
+    backend = ctx.reconciler.backend_for(pspec)
+    pipeline_name = definition["pipelineName"]
+    parameters = {**pspec.trigger.parameters, **(spec.get("parameters") or {})}
+    try:
+        state = await asyncio.to_thread(backend.create_execution, pipeline_name, parameters=parameters,
+                                        execution_id=name)
+    except StepflowError as exc:
+        await _fail(ctx, body, writer, exc.reason, f"the execution could not be created: {exc}")
+        return
+
+    pstore = backend.pipeline_store(pipeline_name)
+
+    def result_uri(step: str) -> str:
+        return pstore.uri(layout.results_prefix(name, step))
+
+    revision = writer.status.get("revision") or definition.get("revision")
+    fixed = {"revision": revision, "definitionDigest": writer.status.get("definitionDigest") or definition["digest"],
+             "definitionUri": writer.status.get("definitionUri") or definition.get("uri"),
+             "pipelineName": pipeline_name, "observedGeneration": meta.get("generation"), "message": None,
+             "summary": {"revision": (revision or "").rsplit(":", 1)[-1][:7]}}
+    started = timestamp(state.started_at)
+    recorded = (pipeline.get("status") or {}).get("lastExecution") or {}
+    ctx.runs.claim_latest(namespace, pipeline_ref, name, started,
+                          (recorded.get("startedAt") or "", recorded["name"]) if recorded.get("name") else None)
+
+    run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop())
+    ctx.runs.add(namespace, pipeline_ref, name, run)
+    try:
+        await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref)
+        if not resumed and not state.terminal:
+            _event_both(body, pipeline, "Normal", "ExecutionStarted",
+                        f"Execution {name} of {pipeline_name} started ({len(state.steps)} steps, {revision})")
+        run.start()
+        await _follow(ctx, body, writer, fixed, run, result_uri, pipeline_ref, stopped, logger)
+    finally:
+        ctx.runs.remove(namespace, pipeline_ref, name)
+
+
+async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[str, Any], run: ExecutionRun,
+                  result_uri: Any, pipeline_ref: str, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
+    name = body["metadata"]["name"]
+    stopping = False
+    while True:
+        waiters = [asyncio.ensure_future(run.changed.wait()), asyncio.ensure_future(run.finished.wait())]
+        if not stopping:
+            waiters.append(asyncio.ensure_future(stopped.wait()))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if run.finished.is_set():
+            break
+        if stopped and not stopping:
+            stopping = True
+            if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+                logger.info("PipelineExecution %s deleted: stopping it", name)
+                await run.stop()
+            else:  # the operator exits (or the resource stops matching): leave the steps running
+                run.leave()
+        run.changed.clear()
+        if run.latest is not None and not run.latest.terminal:
+            await _mirror(ctx, body, writer, fixed, run.latest, result_uri, pipeline_ref)
+            await asyncio.sleep(ctx.config.status_interval)  # coalesce a burst of step updates
+    if run.error is not None:
+        logger.error("execution %s: %s", name, run.error)
+        await _fail(ctx, body, writer, getattr(run.error, "reason", "ExecutionError"),
+                    f"the execution could not run: {run.error}")
+        return
+    state = run.latest
+    if state is None or not state.terminal:
+        return  # left to the next operator
+    await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, final=True)
+
+
+async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping[str, Any], state: ExecutionState,
+                  result_uri: Any, pipeline_ref: str, final: bool = False) -> None:
+    """Write the state on the execution and, if it is the latest, on its Pipeline.
+
+    The terminal phase is written last: it ends this daemon (kopf's ``when`` filter), so
+    the Pipeline's summary and the Event go first.
+    """
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    mirrored = execution_status(state, result_uri)
+    status = {**mirrored, **fixed, "summary": {**mirrored["summary"], **fixed["summary"]}}
+    status["conditions"] = _conditions(writer.status.get("conditions"), state, meta.get("generation"))
+    if ctx.runs.is_latest(namespace, pipeline_ref, name):
+        await ctx.kube.patch_status(PIPELINES, namespace, pipeline_ref, {
+            "lastExecution": {"name": name, "phase": state.status, "startedAt": status["startedAt"],
+                              "finishedAt": status.get("finishedAt"), "revision": fixed.get("revision"),
+                              "definitionDigest": fixed.get("definitionDigest")},
+            "steps": status["steps"],
+            "summary": {"steps": steps_summary(status["steps"])},
+        })
+    if final:
+        type_ = "Normal" if state.status == "Succeeded" else "Warning"
+        why = f": {state.failure_reason}" if state.failure_reason else ""
+        _event_both(body, None, type_, f"Execution{state.status}",
+                    f"Execution {name} {state.status.lower()} ({status['summary']['steps']} steps succeeded, "
+                    f"{status['summary']['duration']}){why}", pipeline_ref=pipeline_ref)
+    await writer.write(status)
+
+
+def _conditions(previous: Any, state: ExecutionState, generation: int | None) -> list[dict[str, Any]]:
+    """kstatus: Ready=True once Succeeded, Stalled when Failed or Stopped, Reconciling while running."""
+    now = timestamp()
+    if state.status == "Succeeded":
+        return cond.mark_ready(previous, observed_generation=generation, reason="Succeeded",
+                               message="every step succeeded or was skipped", timestamp=now)
+    if state.terminal:
+        reason = "ExecutionFailed" if state.status == "Failed" else "ExecutionStopped"
+        return cond.mark_stalled(previous, observed_generation=generation, reason=reason,
+                                 message=state.failure_reason or f"the execution {state.status.lower()}",
+                                 timestamp=now)
+    return cond.mark_reconciling(previous, observed_generation=generation, reason=state.status,
+                                 message=f"the execution is {state.status.lower()}", timestamp=now)
+
+
+async def _target(ctx: Context, body: kopf.Body, writer: _Writer, stopped: kopf.DaemonStopped
+                  ) -> tuple[dict[str, Any], PipelineSpec, dict[str, Any]] | None:
+    """The owning Pipeline, its parsed spec and the definition to run; None when there is none."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    namespace, ref = meta["namespace"], spec["pipelineRef"]["name"]
+    while not stopped:
+        pipeline = await ctx.kube.get(PIPELINES, namespace, ref)
+        if pipeline is None:
+            await _fail(ctx, body, writer, "PipelineNotFound",
+                        f"spec.pipelineRef names the Pipeline {ref!r}, which does not exist in namespace "
+                        f"{namespace!r}; create the Pipeline first, or fix the name (a PipelineExecution's "
+                        "spec cannot change: delete this one and create another)")
+            return None
+        try:
+            pspec = PipelineSpec.from_manifest(pipeline.get("spec") or {}, name=ref, namespace=namespace)
+        except StepflowError as exc:
+            await _fail(ctx, body, writer, exc.reason, f"the Pipeline {ref!r} has an invalid spec: {exc}")
+            return None
+        definition = (pipeline.get("status") or {}).get("definition") or {}
+        if definition.get("digest") and definition.get("pipelineName"):
+            problem = _revision_problem(spec.get("revision"), definition, writer.status)
+            if problem:
+                await _fail(ctx, body, writer, "RevisionNotAvailable", problem)
+                return None
+            return pipeline, pspec, definition
+        await writer.write({"phase": "Pending", "message": f"waiting for the Pipeline {ref!r} to publish its "
+                                                           "first definition (see its Ready condition)"})
+        await _wait_stopped(stopped, DEFINITION_POLL)
+    return None
+
+
+def _revision_problem(wanted: str | None, definition: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
+    """Why ``spec.revision`` cannot run, or None. Only the current definition can run today."""
+    if not wanted or status.get("executionId"):
+        return None  # default, or already created with its definition: resume it whatever came since
+    current = definition.get("revision") or ""
+    commit = current.rsplit(":", 1)[-1]
+    bare = wanted.rsplit(":", 1)[-1]
+    if wanted == current or (re.fullmatch(r"[0-9a-f]{7,40}", bare) and commit.startswith(bare)):
+        return None
+    return (f"spec.revision {wanted!r} is not the Pipeline's current definition ({current}); the local "
+            "backend runs only the current definition: leave spec.revision empty, or push/pin that "
+            "revision on the Pipeline first")
+
+
+async def _wait_stopped(stopped: kopf.DaemonStopped, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(stopped.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _fail(ctx: Context, body: kopf.Body, writer: _Writer, reason: str, message: str) -> None:
+    """The execution cannot run: Failed with why, an Event, and the terminal phase written last."""
+    meta = body["metadata"]
+    kopf.event(body, type="Warning", reason=reason, message=message)
+    now = timestamp()
+    await writer.write({
+        "phase": "Failed", "failureReason": reason, "message": message, "finishedAt": now,
+        "startedAt": writer.status.get("startedAt") or now,
+        "conditions": cond.mark_stalled(writer.status.get("conditions"), observed_generation=meta.get("generation"),
+                                        reason=reason, message=message, timestamp=now),
+    })
+
+
+def _event_both(body: kopf.Body, pipeline: Mapping[str, Any] | None, type_: str, reason: str, message: str,
+                pipeline_ref: str | None = None) -> None:
+    """Post on the execution and on its Pipeline, where people look first."""
+    meta = body["metadata"]
+    kopf.event(body, type=type_, reason=reason, message=message)
+    if pipeline is not None:
+        pmeta = pipeline["metadata"]
+        target = reference(PIPELINES, pmeta["namespace"], pmeta["name"], pmeta.get("uid"))
+    else:
+        owner = next((o for o in meta.get("ownerReferences") or () if o.get("kind") == "Pipeline"), None)
+        target = reference(PIPELINES, meta["namespace"], pipeline_ref or "", owner.get("uid") if owner else None)
+    kopf.event(target, type=type_, reason=reason, message=message)

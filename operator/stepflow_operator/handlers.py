@@ -1,0 +1,74 @@
+"""The kopf handlers: thin. Run with ``kopf run -m stepflow_operator.handlers`` (what the
+chart does) or ``python -m stepflow_operator``.
+
+* ``Pipeline``: a daemon per resource runs its reconcile loop (:mod:`.pipelines`); every
+  watch event wakes it when the generation or the reconcile-request annotation changed.
+* ``PipelineExecution``: a daemon per execution that has not ended runs it on the backend
+  and mirrors its steps (:mod:`.executions`). Ended executions match no handler, so they
+  cost nothing and carry no finalizer.
+
+Handlers return nothing: kopf stores nothing under handler ids in ``.status``; all status
+keys are ours and declared in the CRDs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from stepflow_operator import executions, pipelines
+from stepflow_operator.context import Context
+from stepflow_operator.settings import (EXECUTIONS, GROUP, PIPELINES, VERSION, OperatorConfig, QuietWakeups,
+                                        configure_kopf)
+from stepflow_operator.status import TERMINAL_PHASES
+
+WAKE_HANDLER = "wake"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    config = OperatorConfig.from_env()
+    configure_kopf(settings)
+    logging.getLogger("kopf.objects").addFilter(QuietWakeups((WAKE_HANDLER,)))
+    # git, builds' process waits, S3 and API calls all go through asyncio.to_thread.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="stepflow"))
+    memo["ctx"] = Context.create(config)
+    logger.info("stepflow operator: work dir %s, default store %s, S3 endpoint %s, integrity key %s",
+                config.work_dir, config.default_s3_root_uri or "(from the stepflow config)",
+                config.s3_endpoint_url or "(AWS)", "set" if config.integrity_key else "not set")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx = memo.get("ctx")
+    if ctx is not None:
+        ctx.close()
+
+
+# A stop request is noticed between reconciles; one mid-build is cancelled after 10 s.
+@kopf.daemon(GROUP, VERSION, PIPELINES, id="reconcile", cancellation_backoff=10.0, cancellation_timeout=20.0)
+async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
+                             logger: logging.Logger, **_: Any) -> None:
+    await pipelines.run(memo["ctx"], body, memo, stopped, logger)
+
+
+@kopf.on.event(GROUP, VERSION, PIPELINES, id=WAKE_HANDLER)
+def pipeline_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    pipelines.notice(body, memo)
+
+
+def _not_ended(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL_PHASES
+
+
+# The execution thread notices a stop request within half a second.
+@kopf.daemon(GROUP, VERSION, EXECUTIONS, id="execute", when=_not_ended, cancellation_backoff=30.0,
+             cancellation_timeout=30.0, backoff=10.0)
+async def run_execution(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
+                        logger: logging.Logger, **_: Any) -> None:
+    await executions.drive(memo["ctx"], body, stopped, logger)

@@ -1,0 +1,180 @@
+"""One ``Pipeline``'s loop: reconcile, write status, post events, create executions, wait.
+
+The loop lives in a kopf daemon, one per Pipeline. It reconciles at once when it starts,
+then every ``spec.source.interval`` (the reconciler's ``requeue_after``), and as soon as the
+generation or the ``stepflow.dev/reconcile-requested-at`` annotation changes: kopf's
+watch-event handler calls :func:`notice`, which wakes the loop. One loop per resource means
+one reconcile at a time per Pipeline, with no locks.
+
+The status is written as a JSON merge patch of what the reconcile changed, so the keys the
+execution daemons own (``lastExecution``, ``steps``, ``summary.steps``) are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from stepflow.errors import StepflowError
+from stepflow.gitops import conditions as cond
+from stepflow.gitops.gitauth import GitCredentials
+from stepflow.gitops.reconciler import SOURCE_READY, Event, ExecutionRequest, Outcome
+from stepflow.gitops.spec import PipelineSpec
+from stepflow_operator.context import Context
+from stepflow_operator.settings import EXECUTIONS, PIPELINES, RECONCILE_ANNOTATION
+from stepflow_operator.status import TERMINAL_PHASES, merge_patch, timestamp
+
+#: After a bug in the operator itself (not the user's input), wait this long before retrying.
+ERROR_BACKOFF = 30.0
+
+
+def _wake_event(memo: kopf.Memo) -> asyncio.Event:
+    if "wake" not in memo:
+        memo["wake"] = asyncio.Event()
+    return memo["wake"]
+
+
+def _trigger_key(body: Mapping[str, Any]) -> tuple[Any, Any]:
+    meta = body.get("metadata") or {}
+    return meta.get("generation"), (meta.get("annotations") or {}).get(RECONCILE_ANNOTATION)
+
+
+def notice(body: Mapping[str, Any], memo: kopf.Memo) -> None:
+    """A watch event arrived: wake the loop if the spec or the reconcile request changed.
+
+    Status patches (ours) change neither, so they do not cause a reconcile.
+    """
+    key = _trigger_key(body)
+    if memo.get("seen") != key:
+        memo["seen"] = key
+        _wake_event(memo).set()
+
+
+async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
+              logger: logging.Logger) -> None:
+    """The daemon: until the resource is deleted or the operator exits."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    wake = _wake_event(memo)
+    memo["seen"] = _trigger_key(body)
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                delay = await _reconcile(ctx, body, memo, logger)
+            except Exception as exc:  # noqa: BLE001 - one Pipeline's bug must not stop the loop
+                logger.exception("reconcile of Pipeline %s/%s failed", namespace, name)
+                kopf.event(body, type="Warning", reason="ReconcileError",
+                           message=f"the operator failed to reconcile: {type(exc).__name__}: {exc}; "
+                                   f"retrying in {ERROR_BACKOFF:.0f}s (see the operator log)")
+                delay = ERROR_BACKOFF
+            await _wait(wake, stopped, delay)
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            for execution in ctx.runs.of(namespace, name):
+                logger.info("Pipeline %s/%s deleted: stopping execution %s", namespace, name,
+                            execution.execution_id)
+                await execution.stop()
+
+
+async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> float | None:
+    """One pass; returns how long to wait before the next one (None: until woken)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    spec = copy.deepcopy(dict(body.get("spec") or {}))
+    generation = meta.get("generation") or 1
+    requested_at = (meta.get("annotations") or {}).get(RECONCILE_ANNOTATION)
+    # Our last write is fresher than the watch's copy when the event has not arrived yet.
+    status = memo.get("status") or copy.deepcopy(dict(body.get("status") or {}))
+
+    async with ctx.reconcile_slots:
+        credentials, outcome = await _credentials(ctx, namespace, name, spec, status, generation)
+        if outcome is None:
+            outcome = await ctx.reconciler.reconcile(name, spec, status, generation=generation,
+                                                     credentials=credentials, requested_at=requested_at)
+
+    patch = merge_patch(status, outcome.status)
+    if patch:
+        stored = await ctx.kube.patch_status(PIPELINES, namespace, name, patch)
+        if stored is None:  # deleted meanwhile; the daemon is being stopped
+            return None
+        memo["status"] = stored.get("status") or {}
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if outcome.execution is not None:
+        await _create_execution(ctx, body, spec, outcome.execution, logger)
+    return outcome.requeue_after
+
+
+async def _credentials(ctx: Context, namespace: str, name: str, spec: Mapping[str, Any],
+                       status: Mapping[str, Any], generation: int
+                       ) -> tuple[GitCredentials | None, Outcome | None]:
+    """The git credentials of ``spec.source.secretRef``, or the failed Outcome saying why not."""
+    secret_name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
+    if not secret_name:
+        return None, None
+    try:
+        parsed = PipelineSpec.from_manifest(spec, name=name, namespace=namespace)
+    except StepflowError:
+        return None, None  # the reconciler reports the spec's problem
+    data = await ctx.kube.secret_data(namespace, secret_name)
+    if data is None:
+        return None, _source_failed(
+            parsed, status, generation, "SecretNotFound",
+            f"spec.source.secretRef names the Secret {secret_name!r}, which does not exist in namespace "
+            f"{namespace!r}; create it (kubectl -n {namespace} create secret generic {secret_name} "
+            "--from-literal=username=... --from-literal=password=...) or fix the name")
+    try:
+        return GitCredentials.from_secret_data(data, secret_name=secret_name), None
+    except StepflowError as exc:
+        return None, _source_failed(parsed, status, generation, exc.reason, str(exc))
+
+
+def _source_failed(spec: PipelineSpec, status: Mapping[str, Any], generation: int, reason: str,
+                   message: str) -> Outcome:
+    """What the reconciler reports for a source failure, for one found before it runs."""
+    new = copy.deepcopy(dict(status))
+    now = timestamp()
+    new["conditions"] = cond.set_condition(new.get("conditions"), SOURCE_READY, "False", reason=reason,
+                                           message=message, observed_generation=generation, timestamp=now)
+    new["conditions"] = cond.mark_failed(new["conditions"], observed_generation=generation, reason=reason,
+                                         message=message, timestamp=now)
+    new["observedGeneration"] = generation
+    return Outcome(status=new, events=[Event("Warning", reason, message)],
+                   requeue_after=min(spec.interval, 30.0))
+
+
+async def _create_execution(ctx: Context, body: kopf.Body, spec: Mapping[str, Any],
+                            request: ExecutionRequest, logger: logging.Logger) -> None:
+    meta = body["metadata"]
+    created = await ctx.kube.create_execution(body, request.name, revision=request.revision,
+                                              parameters=request.parameters, trigger=request.trigger)
+    if created:
+        logger.info("created PipelineExecution %s (%s, %s)", request.name, request.trigger, request.revision)
+    await _prune(ctx, meta["namespace"], meta["name"], int(spec.get("historyLimit") or 10), logger)
+
+
+async def _prune(ctx: Context, namespace: str, pipeline: str, limit: int, logger: logging.Logger) -> None:
+    """Keep the newest ``limit`` executions; running ones are never deleted."""
+    executions = await ctx.kube.executions_of(namespace, pipeline)
+    excess = len(executions) - limit
+    for execution in executions:
+        if excess <= 0:
+            break
+        if (execution.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            await ctx.kube.delete(EXECUTIONS, namespace, execution["metadata"]["name"])
+            logger.info("pruned PipelineExecution %s (historyLimit %d)", execution["metadata"]["name"], limit)
+            excess -= 1

@@ -1,0 +1,109 @@
+"""The operator's configuration: our settings from the environment, and kopf's settings.
+
+Everything comes from environment variables so the chart's ConfigMap is the one place an
+installation is configured (``charts/stepflow/templates/configmap.yaml``). A mistake stops
+the operator at start-up with a message naming the variable, never at the first reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import kopf
+
+from stepflow.errors import ConfigurationError
+
+GROUP = "stepflow.dev"
+VERSION = "v1alpha1"
+PIPELINES = "pipelines"
+EXECUTIONS = "pipelineexecutions"
+
+#: Like Flux's ``reconcile.fluxcd.io/requestedAt``: any new value asks for a reconcile now.
+RECONCILE_ANNOTATION = "stepflow.dev/reconcile-requested-at"
+#: On every PipelineExecution: the Pipeline it runs (for ``kubectl get sfx -l``).
+PIPELINE_LABEL = "stepflow.dev/pipeline"
+TRIGGER_ANNOTATION = "stepflow.dev/trigger"
+
+DEFAULT_WORK_DIR = "/var/cache/stepflow"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What an installation decides; read once at start-up."""
+
+    work_dir: Path
+    default_s3_root_uri: str | None = None
+    s3_endpoint_url: str | None = None
+    integrity_key: bytes | None = None
+    #: Threads for blocking work (git, S3, the API client). Executions get their own threads.
+    workers: int = 16
+    #: Reconciles (ls-remote, build, publish) in flight at once; builds are CPU-heavy.
+    max_reconciles: int = 8
+    #: Shortest time between two status patches of one execution (coalesces step updates).
+    status_interval: float = 0.25
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
+        from stepflow.config import load_config
+
+        try:
+            key = load_config(env).integrity_key
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"operator configuration: {exc}", reason="InvalidOperatorConfig") from None
+        return cls(
+            work_dir=Path(env.get("STEPFLOW_CACHE_DIR") or DEFAULT_WORK_DIR),
+            default_s3_root_uri=env.get("STEPFLOW_S3_ROOT_URI") or None,
+            s3_endpoint_url=env.get("STEPFLOW_S3_ENDPOINT_URL") or None,
+            integrity_key=key,
+            workers=_positive_int(env, "STEPFLOW_OPERATOR_WORKERS", 16),
+            max_reconciles=_positive_int(env, "STEPFLOW_OPERATOR_MAX_RECONCILES", 8),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name}={raw!r} is not a positive integer; unset it or give e.g. {default}",
+                                 reason="InvalidOperatorConfig")
+    return value
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's knobs for this operator.
+
+    * Our status keys only: nothing is stored under handler ids (our handlers return None
+      and write ``.status`` themselves), kopf's own bookkeeping goes to annotations and the
+      CRD-declared ``status.kopf``.
+    * Events are ours: kopf's own "Handler succeeded" chatter is not posted as Events
+      (posting level WARNING); ours are posted with an explicit type, whatever the level.
+    * Watches reconnect quickly after an API server restart.
+    """
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+
+
+class QuietWakeups(logging.Filter):
+    """Drops kopf's per-watch-event "Handler 'wake' succeeded." line: it says nothing new."""
+
+    def __init__(self, handler_ids: tuple[str, ...]) -> None:
+        super().__init__()
+        self._lines = tuple(f"Handler {h!r} succeeded." for h in handler_ids)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self._lines

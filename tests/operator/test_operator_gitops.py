@@ -1,0 +1,253 @@
+"""The operator end to end: a real operator process, API server, S3 server and git server.
+
+``python -m stepflow_operator`` runs as a separate process, namespace-scoped to a fresh
+namespace per test, so killing and restarting it is real. Its log is printed when a test
+fails (pytest shows a fixture's teardown output for failed tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.testenv import unavailable, wait_for
+from tests.testenv.procs import WaitTimeout
+
+BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+
+TWO_STEPS = '''
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+
+@step(name="make")
+def make(n: int) -> list:
+    return list(range(n))
+
+
+@step(name="total")
+def total(values: list) -> int:
+    return sum(values) * {factor}
+
+
+pipeline = Pipeline(name="{name}", steps=[total(make(5))])
+'''
+
+
+class Operator:
+    """``python -m stepflow_operator`` as a child process with its own log file."""
+
+    def __init__(self, kube: Any, s3: Any, namespace: str, work_dir: Path, log: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.namespace = namespace
+        self.log = log
+        self.env = {**os.environ, **kube.env, **s3.env(),
+                    "STEPFLOW_CACHE_DIR": str(work_dir),
+                    "STEPFLOW_S3_ROOT_URI": s3.root_uri,
+                    "STEPFLOW_BUILD_PYTHON": BUILD_PYTHON,
+                    "PYTHONUNBUFFERED": "1",
+                    **(extra_env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Operator:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stepflow_operator", "--standalone", f"--namespace={self.namespace}"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the operator only: step processes are detached and must survive it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, n: int = 80) -> str:
+        return "\n".join(self.text().splitlines()[-n:])
+
+
+class World:
+    """One test's namespace, operator(s), and ways to look at resources."""
+
+    def __init__(self, kube: Any, s3: Any, base: Path) -> None:
+        self.kube, self.s3, self.base = kube, s3, base
+        self.namespace = f"op-{secrets.token_hex(4)}"
+        kube.kubectl("create", "namespace", self.namespace)
+        self.work_dir = base / "work"
+        self.operators: list[Operator] = []
+
+    def operator(self, **extra_env: str) -> Operator:
+        op = Operator(self.kube, self.s3, self.namespace, self.work_dir,
+                      self.base / f"operator-{len(self.operators)}.log", extra_env).start()
+        self.operators.append(op)
+        return op
+
+    def log_text(self) -> str:
+        return "\n".join(op.text() for op in self.operators)
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+        return self.kube.kubectl("-n", self.namespace, *args, **kw)
+
+    def apply(self, obj: dict) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def get(self, kind: str, name: str) -> dict:
+        return json.loads(self.kubectl("get", kind, name, "-o", "json").stdout)
+
+    def items(self, kind: str) -> list[dict]:
+        return json.loads(self.kubectl("get", kind, "-o", "json").stdout)["items"]
+
+    def events(self, name: str | None = None) -> list[dict]:
+        events = self.items("events")
+        return [e for e in events if name is None or e["involvedObject"].get("name") == name]
+
+    def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            return wait_for(predicate, timeout, 0.1, what)
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}\n--- operator log (tail) ---\n"
+                                 + "\n".join(op.tail() for op in self.operators)) from None
+
+    def condition(self, name: str, type_: str = "Ready") -> dict:
+        status = self.get("pipeline", name).get("status") or {}
+        return next((c for c in status.get("conditions") or () if c["type"] == type_), {})
+
+    def wait_ready(self, name: str, value: str = "True", timeout: float = 60, **match: Any) -> dict:
+        def ready() -> dict | None:
+            pipeline = self.get("pipeline", name)
+            status = pipeline.get("status") or {}
+            c = next((c for c in status.get("conditions") or () if c["type"] == "Ready"), None)
+            if c and c["status"] == value and all(_dig(status, k) == v for k, v in match.items()):
+                return pipeline
+            return None
+        return self.wait(ready, timeout, f"Pipeline {name} Ready={value} with {match}")
+
+    def wait_execution(self, name: str, phase: str = "Succeeded", timeout: float = 60) -> dict:
+        def done() -> dict | None:
+            found = [e for e in self.items("pipelineexecutions") if e["metadata"]["name"] == name]
+            if found and (found[0].get("status") or {}).get("phase") == phase:
+                return found[0]
+            return None
+        return self.wait(done, timeout, f"PipelineExecution {name} {phase}")
+
+
+def _dig(data: dict, dotted: str) -> Any:
+    for part in dotted.split("__"):
+        data = (data or {}).get(part)
+    return data
+
+
+def pipeline_manifest(name: str, url: str, module: str = "pipelines/flow.py", **spec: Any) -> dict:
+    source = {"url": url, "ref": {"branch": "main"}, "interval": "1s"}
+    source.update(spec.pop("source", {}))
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
+            "spec": {"source": source, "module": module, **spec}}
+
+
+@pytest.fixture
+def world(kube, s3, request):
+    if os.geteuid() == 0 and not Path(BUILD_PYTHON).exists():
+        unavailable(f"{BUILD_PYTHON} is needed: builds run as uid 65534, who cannot run the venv's python")
+    base = Path(tempfile.mkdtemp(prefix="stepflow-op-", dir="/var/tmp"))
+    base.chmod(0o711)
+    w = World(kube, s3, base)
+    yield w
+    for op in w.operators:
+        op.stop()
+    for i, op in enumerate(w.operators):
+        print(f"--- operator {i} log ({op.log}) ---\n{op.tail(200)}")
+    kube.kubectl("delete", "namespace", w.namespace, "--wait=false", check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- the GitOps loop -----------------------------------------------------------------------
+
+def test_push_builds_runs_and_reports(world, git_remote):
+    first = git_remote.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name="flow"),
+                               "README.md": "v1\n"}, "v1")
+    world.apply(pipeline_manifest("flow", git_remote.url))
+    world.operator()
+
+    pipeline = world.wait_ready("flow", summary__revision=first[:7])
+    definition = pipeline["status"]["definition"]
+    assert definition["steps"] == 2 and definition["pipelineName"] == "flow"
+    assert pipeline["status"]["source"]["revision"] == f"main@sha1:{first}"
+    table = world.kubectl("get", "pipelines").stdout
+    assert first[:7] in table.splitlines()[1] and "True" in table.splitlines()[1], table
+
+    executions = world.wait(lambda: world.items("pipelineexecutions"), 30, "a PipelineExecution")
+    assert len(executions) == 1
+    run1 = world.wait_execution(executions[0]["metadata"]["name"])
+    assert [s["phase"] for s in run1["status"]["steps"]] == ["Succeeded", "Succeeded"]
+    assert run1["status"]["definitionDigest"] == definition["digest"]
+    assert run1["metadata"]["ownerReferences"][0]["name"] == "flow"
+    summary = world.wait(lambda: (s := world.get("pipeline", "flow")["status"]).get("summary", {}).get("steps") == "2/2"
+                         and s, 20, "the Pipeline's step summary")
+    assert summary["lastExecution"]["phase"] == "Succeeded"
+    assert [s["name"] for s in summary["steps"]] == ["make", "total"]
+    reasons = {e["reason"] for e in world.events()}
+    assert {"NewRevision", "ExecutionStarted", "ExecutionSucceeded"} <= reasons, reasons
+
+    # a change to the pipeline: a new definition, a new execution with the new digest
+    second = git_remote.commit({"pipelines/flow.py": TWO_STEPS.format(factor=2, name="flow")}, "v2")
+    pipeline = world.wait_ready("flow", summary__revision=second[:7], timeout=30)
+    new_digest = pipeline["status"]["definition"]["digest"]
+    assert new_digest != definition["digest"]
+    run2 = world.wait(lambda: [e for e in world.items("pipelineexecutions")
+                               if (e.get("status") or {}).get("definitionDigest") == new_digest], 30,
+                      "an execution of the new definition")[0]
+    world.wait_execution(run2["metadata"]["name"])
+
+    # a commit that does not touch the pipeline: no upload, no execution
+    third = git_remote.commit({"README.md": "v3\n"}, "docs only")
+    pipeline = world.wait_ready("flow", summary__revision=third[:7], timeout=30)
+    assert pipeline["status"]["definition"]["digest"] == new_digest
+    assert pipeline["status"]["definition"]["uploadedFiles"] == 0
+    assert pipeline["status"]["definition"]["uploadedBytes"] == 0
+    _request_reconcile(world, "flow")  # a full pass after the one that saw the commit
+    assert len(world.items("pipelineexecutions")) == 2
+
+    # a broken module: the specific reason, the last good definition stays
+    broken = git_remote.commit({"pipelines/flow.py": "def oops(:\n"}, "broken")
+    pipeline = world.wait_ready("flow", "False", timeout=30, source__commit=broken)
+    ready = next(c for c in pipeline["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SyntaxError", ready
+    assert "pipelines/flow.py" in ready["message"], ready
+    assert pipeline["status"]["lastBuild"]["file"] == "pipelines/flow.py"
+    assert pipeline["status"]["lastBuild"]["line"] == 1
+    assert pipeline["status"]["definition"]["digest"] == new_digest
+    assert any(e["reason"] == "SyntaxError" and e["type"] == "Warning" for e in world.events("flow"))
+
+
+def _request_reconcile(world: World, name: str) -> None:
+    stamp = f"{time.time():.6f}"
+    world.kubectl("annotate", "--overwrite", "pipeline", name, f"stepflow.dev/reconcile-requested-at={stamp}")
+    world.wait(lambda: world.get("pipeline", name)["status"].get("lastHandledReconcileAt") == stamp, 30,
+               f"the reconcile request {stamp} echoed")
