@@ -304,3 +304,23 @@ def test_merge_status_keeps_the_loops_own_keys():
     assert merged == {"definition": {"digest": "d2"}, "lastExecution": {"name": "x"},
                       "steps": [{"name": "s", "phase": "Succeeded"}], "summary": {"revision": "new", "steps": "1/1"}}
     assert steps_summary([{"phase": "Succeeded"}, {"phase": "Skipped"}, {"phase": "Failed"}]) == "2/3"
+
+
+def test_state_and_artifacts_in_the_s3_store(tmp_path, monkeypatch, git_remote, s3):
+    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    for key, value in s3.env().items():  # the step processes read the store too
+        monkeypatch.setenv(key, value)
+    env = Env(tmp_path)
+    env.root_uri = s3.root_uri
+    env.store = open_store(s3.root_uri, s3.endpoint_url)
+    sha = git_remote.commit(example_files(), "churn example")
+    env.write("churn.yaml", manifest("churn", git_remote.file_url))
+
+    status = env.once().statuses()["churn"]
+    assert status["lastExecution"]["phase"] == "Succeeded" and status["summary"]["steps"] == "6/6"
+    assert status["definition"]["uri"].startswith(s3.root_uri)
+    saved = s3.client().get_object(Bucket=s3.bucket, Key=f"stepflow/{STATE_PREFIX}/churn.json")["Body"].read()
+    assert f'"commit": "{sha}"' in saved.decode()
+
+    again = env.once()
+    assert again.reports == [] and again.statuses()["churn"]["lastExecution"] == status["lastExecution"]
