@@ -142,6 +142,8 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
     ctx.runs.claim_latest(namespace, pipeline_ref, name, started,
                           (recorded.get("startedAt") or "", recorded["name"]) if recorded.get("name") else None)
 
+    if resumed:
+        logger.info("resuming execution %s of %s (%s)", name, pipeline_name, state.status)
     run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop())
     ctx.runs.add(namespace, pipeline_ref, name, run)
     try:

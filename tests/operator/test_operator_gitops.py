@@ -251,3 +251,96 @@ def _request_reconcile(world: World, name: str) -> None:
     world.kubectl("annotate", "--overwrite", "pipeline", name, f"stepflow.dev/reconcile-requested-at={stamp}")
     world.wait(lambda: world.get("pipeline", name)["status"].get("lastHandledReconcileAt") == stamp, 30,
                f"the reconcile request {stamp} echoed")
+
+
+SLOW_MIDDLE = '''
+import os
+import time
+
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+MARKS = {marks!r}
+
+
+def _mark(name):
+    with open(os.path.join(MARKS, name), "a") as f:
+        f.write("ran\\n")
+
+
+@step(name="first")
+def first() -> int:
+    _mark("first")
+    return 1
+
+
+@step(name="slow")
+def slow(x: int) -> int:
+    _mark("slow")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(MARKS, "go")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("nobody created the go file")
+        time.sleep(0.05)
+    return x + 1
+
+
+@step(name="last")
+def last(x: int) -> int:
+    _mark("last")
+    return x * 10
+
+
+pipeline = Pipeline(name="{name}", steps=[last(slow(first()))])
+'''
+
+
+def _slow_pipeline(world: World, git_remote: Any, name: str) -> tuple[Path, str]:
+    marks = world.base / f"marks-{name}"
+    marks.mkdir()
+    git_remote.commit({"pipelines/flow.py": SLOW_MIDDLE.format(marks=str(marks), name=name)}, "slow")
+    world.apply(pipeline_manifest(name, git_remote.url))
+    return marks, name
+
+
+def _step_phase(world: World, execution: str, step: str) -> str | None:
+    found = [e for e in world.items("pipelineexecutions") if e["metadata"]["name"] == execution]
+    steps = ((found[0].get("status") or {}).get("steps") or []) if found else []
+    return next((s.get("phase") for s in steps if s["name"] == step), None)
+
+
+def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remote):
+    marks, name = _slow_pipeline(world, git_remote, "restartable")
+    first_operator = world.operator()
+    execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
+                           "the execution")[0]
+    world.wait(lambda: _step_phase(world, execution, "slow") == "Executing", 60, "step slow running")
+
+    first_operator.kill()
+    second_operator = world.operator()
+    world.wait(lambda: f"resuming execution {execution}" in second_operator.text(), 60,
+               "the new operator resuming the execution")
+    (marks / "go").write_text("")
+
+    done = world.wait_execution(execution, timeout=60)
+    assert [(s["name"], s["phase"], s["attempts"]) for s in done["status"]["steps"]] == [
+        ("first", "Succeeded", 1), ("slow", "Succeeded", 1), ("last", "Succeeded", 1)]
+    for step in ("first", "slow", "last"):
+        assert (marks / step).read_text() == "ran\n", f"step {step} ran more than once"
+    world.wait(lambda: world.get("pipeline", name)["status"].get("summary", {}).get("steps") == "3/3", 20,
+               "the Pipeline's summary")
+
+
+def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote):
+    marks, name = _slow_pipeline(world, git_remote, "doomed")
+    world.operator()
+    execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
+                           "the execution")[0]
+    world.wait(lambda: _step_phase(world, execution, "slow") == "Executing", 60, "step slow running")
+
+    world.kubectl("delete", "pipeline", name, "--wait=true", timeout=60)
+    stopped = world.wait_execution(execution, phase="Stopped", timeout=60)
+    phases = {s["name"]: s["phase"] for s in stopped["status"]["steps"]}
+    assert phases["first"] == "Succeeded" and phases["slow"] == "Stopped", phases
+    assert not (marks / "last").exists()
+    assert any(e["reason"] == "ExecutionStopped" for e in world.events(execution))
