@@ -176,7 +176,6 @@ class ExecutionReport:
     pipeline: str
     name: str
     phase: str
-    failed_steps: tuple[dict[str, Any], ...] = ()
     failure_reason: str | None = None
 
 
@@ -357,12 +356,8 @@ class EmbeddedLoop:
             return
         if not final.terminal:
             return  # we are stopping; the execution resumes next time
-        with tracked.lock:
-            steps = [s for s in (tracked.state.status.get("steps") or []) if s.get("phase") == "Failed"] \
-                if (tracked.state.status.get("lastExecution") or {}).get("name") == execution_id else []
         with self._reports_lock:
-            self.reports.append(ExecutionReport(name, execution_id, final.status, tuple(steps),
-                                                final.failure_reason))
+            self.reports.append(ExecutionReport(name, execution_id, final.status, final.failure_reason))
         kind = "Normal" if final.status == "Succeeded" else "Warning"
         suffix = f": {final.failure_reason}" if final.failure_reason else ""
         self.on_event(name, _event(kind, f"Execution{final.status}", f"execution {execution_id} {final.status}{suffix}"))
