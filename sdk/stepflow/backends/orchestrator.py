@@ -89,18 +89,24 @@ class Orchestrator:
     def run(self, *, poll: float = 0.05, max_poll: float = 0.5,
             should_stop: Callable[[], bool] = lambda: False) -> ExecutionState:
         """Tick until the execution is over. Polls fast while steps finish quickly and backs
-        off while they run long, so a step's end is noticed within ``max_poll`` seconds."""
+        off while they run long, so a step's end is noticed within ``max_poll`` seconds; a
+        launcher with a ``wait(timeout)`` cuts the sleep short when one of its processes ends."""
         delay = poll
-        while not self.state.terminal and not should_stop():
-            before = self._persisted
-            decision = self.tick()
-            if self.state.terminal:
-                break
-            delay = poll if self._persisted != before else min(max_poll, delay * 1.5)
-            if decision.wake_at is not None:
-                until = (decision.wake_at - self.clock()).total_seconds()
-                delay = max(0.0, min(delay, until)) if until > 0 else 0.0
-            time.sleep(delay)
+        try:
+            while not self.state.terminal and not should_stop():
+                before = self._persisted
+                decision = self.tick()
+                if self.state.terminal:
+                    break
+                delay = poll if self._persisted != before else min(max_poll, delay * 1.5)
+                if decision.wake_at is not None:
+                    until = (decision.wake_at - self.clock()).total_seconds()
+                    delay = max(0.0, min(delay, until)) if until > 0 else 0.0
+                getattr(self.launcher, "wait", time.sleep)(delay)
+        finally:
+            close = getattr(self.launcher, "close", None)
+            if close is not None:
+                close()
         return self.state
 
     # -- observing attempts ----------------------------------------------------------------
