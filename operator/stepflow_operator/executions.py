@@ -32,7 +32,7 @@ from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
 from stepflow_operator.kube import reference
 from stepflow_operator.settings import EXECUTIONS, PIPELINES
-from stepflow_operator.status import execution_status, merge_patch, steps_summary, timestamp
+from stepflow_operator.status import TERMINAL_PHASES, execution_status, merge_patch, steps_summary, timestamp
 
 #: How often a Pending execution looks again for its Pipeline's first definition.
 DEFINITION_POLL = 2.0
@@ -155,6 +155,21 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
         await _follow(ctx, body, writer, fixed, run, result_uri, pipeline_ref, stopped, logger)
     finally:
         ctx.runs.remove(namespace, pipeline_ref, name)
+    if writer.status.get("phase") in TERMINAL_PHASES:
+        await prune_history(ctx, namespace, pipeline_ref, pspec.history_limit, logger)
+
+
+async def prune_history(ctx: Context, namespace: str, pipeline: str, limit: int, logger: logging.Logger) -> None:
+    """Keep the newest ``limit`` executions of a Pipeline; unfinished ones are never deleted."""
+    executions = await ctx.kube.executions_of(namespace, pipeline)
+    excess = len(executions) - limit
+    for execution in executions:
+        if excess <= 0:
+            break
+        if (execution.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            await ctx.kube.delete(EXECUTIONS, namespace, execution["metadata"]["name"])
+            logger.info("pruned PipelineExecution %s (historyLimit %d)", execution["metadata"]["name"], limit)
+            excess -= 1
 
 
 async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[str, Any], run: ExecutionRun,

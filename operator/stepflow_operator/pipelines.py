@@ -26,8 +26,8 @@ from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.reconciler import SOURCE_READY, Event, ExecutionRequest, Outcome
 from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
-from stepflow_operator.settings import EXECUTIONS, PIPELINES, RECONCILE_ANNOTATION
-from stepflow_operator.status import TERMINAL_PHASES, merge_patch, timestamp
+from stepflow_operator.settings import PIPELINES, RECONCILE_ANNOTATION
+from stepflow_operator.status import merge_patch, timestamp
 
 #: After a bug in the operator itself (not the user's input), wait this long before retrying.
 ERROR_BACKOFF = 30.0
@@ -115,7 +115,7 @@ async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: log
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if outcome.execution is not None:
-        await _create_execution(ctx, body, spec, outcome.execution, logger)
+        await _create_execution(ctx, body, outcome.execution, logger)
     return outcome.requeue_after
 
 
@@ -157,24 +157,11 @@ def _source_failed(spec: PipelineSpec, status: Mapping[str, Any], generation: in
                    requeue_after=min(spec.interval, 30.0))
 
 
-async def _create_execution(ctx: Context, body: kopf.Body, spec: Mapping[str, Any],
-                            request: ExecutionRequest, logger: logging.Logger) -> None:
+async def _create_execution(ctx: Context, body: kopf.Body, request: ExecutionRequest,
+                            logger: logging.Logger) -> None:
     meta = body["metadata"]
     created = await ctx.kube.create_execution(body, request.name, revision=request.revision,
                                               parameters=request.parameters, trigger=request.trigger)
     if created:
-        logger.info("created PipelineExecution %s (%s, %s)", request.name, request.trigger, request.revision)
-    await _prune(ctx, meta["namespace"], meta["name"], int(spec.get("historyLimit") or 10), logger)
-
-
-async def _prune(ctx: Context, namespace: str, pipeline: str, limit: int, logger: logging.Logger) -> None:
-    """Keep the newest ``limit`` executions; running ones are never deleted."""
-    executions = await ctx.kube.executions_of(namespace, pipeline)
-    excess = len(executions) - limit
-    for execution in executions:
-        if excess <= 0:
-            break
-        if (execution.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            await ctx.kube.delete(EXECUTIONS, namespace, execution["metadata"]["name"])
-            logger.info("pruned PipelineExecution %s (historyLimit %d)", execution["metadata"]["name"], limit)
-            excess -= 1
+        logger.info("created PipelineExecution %s/%s (%s, %s)", meta["namespace"], request.name,
+                    request.trigger, request.revision)

@@ -537,3 +537,58 @@ def test_bad_input_gets_a_specific_reason_and_the_operator_keeps_serving(world, 
                               .decode("latin-1"))
     for value in secret_values:
         assert all(value not in text for text in everything), "a secret leaked"
+
+
+# ---- manual executions and history ----------------------------------------------------------
+
+PARAMETRISED = '''
+from stepflow.workflow.function_step import step
+from stepflow.workflow.parameters import ParameterInteger
+from stepflow.workflow.pipeline import Pipeline
+
+count = ParameterInteger(name="Count", default_value=3)
+
+
+@step(name="square")
+def square(n: int) -> int:
+    return n * n
+
+
+pipeline = Pipeline(name="manual", parameters=[count], steps=[square(count)])
+'''
+
+
+def _manual(name: str, pipeline: str, **spec: Any) -> dict:
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "PipelineExecution", "metadata": {"name": name},
+            "spec": {"pipelineRef": {"name": pipeline}, **spec}}
+
+
+def test_manual_executions_run_the_current_definition_and_history_is_pruned(world, git_remote):
+    commit = git_remote.commit({"pipelines/flow.py": PARAMETRISED}, "manual")
+    world.apply(pipeline_manifest("manual", git_remote.url, historyLimit=2, trigger={"onChange": False}))
+    world.operator()
+    world.wait_ready("manual")
+
+    world.apply(_manual("by-hand-1", "manual", parameters={"Count": 7}))
+    first = world.wait_execution("by-hand-1")
+    assert first["status"]["parameters"] == {"Count": 7}
+    assert first["status"]["revision"] == f"main@sha1:{commit}"
+    assert first["status"]["steps"][0]["resultUri"].endswith("/manual/by-hand-1/square/results")
+    assert world.get("pipeline", "manual")["status"]["lastExecution"]["name"] == "by-hand-1"
+
+    world.apply(_manual("by-hand-2", "manual", revision=commit[:7]))
+    world.wait_execution("by-hand-2")
+    world.apply(_manual("by-hand-3", "manual"))
+    world.wait_execution("by-hand-3")
+    world.wait(lambda: sorted(e["metadata"]["name"] for e in world.items("pipelineexecutions"))
+               == ["by-hand-2", "by-hand-3"], 30, "historyLimit 2 keeping the newest two")
+    assert world.get("pipeline", "manual")["status"]["lastExecution"]["name"] == "by-hand-3"
+
+    world.apply(_manual("old-revision", "manual", revision="0" * 40))
+    failed = world.wait_execution("old-revision", phase="Failed", timeout=30)
+    assert failed["status"]["failureReason"] == "RevisionNotAvailable"
+    world.apply(_manual("orphan", "no-such-pipeline"))
+    orphan = world.wait_execution("orphan", phase="Failed", timeout=30)
+    assert orphan["status"]["failureReason"] == "PipelineNotFound"
+    assert "no-such-pipeline" in orphan["status"]["message"]
+    assert any(e["reason"] == "PipelineNotFound" for e in world.events("orphan"))
