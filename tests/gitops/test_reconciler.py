@@ -108,7 +108,7 @@ async def test_broken_commit_keeps_the_last_good_definition_and_says_where(world
     second = await reconciler.reconcile("churn", spec_for(repo), first.status)
     r = ready(second.status)
     assert r["status"] == "False" and r["reason"] == "SyntaxError"
-    assert "pipelines/churn.py" in r["message"] and "last good definition" in r["message"]
+    assert "pipelines/churn.py:1" in r["message"] and "last good definition" in r["message"]
     assert cond.is_true(second.status["conditions"], "Stalled")
     assert second.status["definition"] == first.status["definition"]
     assert second.execution is None

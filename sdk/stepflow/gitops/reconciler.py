@@ -309,8 +309,8 @@ class Reconciler:
 
     def _build_failed(self, out: Outcome, spec: PipelineSpec, reason: str, message: str, file: str | None,
                       line: int | None, generation: int, now: datetime) -> None:
-        where = f" ({file}:{line})" if file and line else f" ({file})" if file else ""
-        text = f"{message}{where}" if where and (file or "") not in message else message
+        where = f"{file}:{line}" if file and line else file or ""
+        text = f"{message} ({where})" if where and where not in message else message
         kept = (out.status.get("definition") or {}).get("revision")
         if kept:
             text += f" The last good definition (from {kept}) stays current."
