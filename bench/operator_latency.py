@@ -1,0 +1,216 @@
+"""Operator benchmark: push → Ready latency, and a resync of many unchanged Pipelines.
+
+Starts the test environment's real servers (etcd + kube-apiserver, versitygw, the git
+smart-HTTP server) and runs ``python -m stepflow_operator`` as a separate process, as the
+operator tests do. Two figures:
+
+* ``latency``: one Pipeline polling every 1 s; after each ``git push`` of a changed module,
+  the time until the Pipeline reports Ready=True on the new short revision (watched by
+  polling the API server every 20 ms). The goal is under 3 s.
+* ``resync``: N Pipelines (one repository each, ``onChange: false`` so no execution runs)
+  built once; then a fresh operator process starts and re-checks every one of them. The
+  time until every Pipeline's ``status.source.fetchedAt`` is newer than that start, and
+  the operator's RSS (its own process; builds and steps are separate processes) and CPU.
+
+Run from the repository root (as root, the sandbox needs a system python3.X):
+
+    .venv/bin/python bench/operator_latency.py                  # 5 pushes, 200 Pipelines
+    .venv/bin/python bench/operator_latency.py --pushes 3 --pipelines 50 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.testenv import wait_for  # noqa: E402
+from tests.testenv.git import GitRemote, GitServer  # noqa: E402
+from tests.testenv.kube import Kube  # noqa: E402
+from tests.testenv.s3 import S3Server  # noqa: E402
+
+BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+MODULE = '''
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+
+@step(name="make")
+def make(n: int) -> list:
+    return list(range(n))
+
+
+@step(name="total")
+def total(values: list) -> int:
+    return sum(values) * {factor}
+
+
+pipeline = Pipeline(name="{name}", steps=[total(make(5))])
+'''
+
+
+class Env:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.kube = Kube(base / "kube").start()
+        self.kube.apply_crds()
+        self.s3 = S3Server(base / "s3").start()
+        self.git = GitServer(base / "git").start()
+
+    def stop(self) -> None:
+        self.git.stop()
+        self.s3.stop()
+        self.kube.stop()
+
+
+def _namespace(env: Env) -> str:
+    name = f"bench-{secrets.token_hex(3)}"
+    env.kube.kubectl("create", "namespace", name)
+    return name
+
+
+def _operator(env: Env, namespace: str, bucket: Any, work: Path, log: Path) -> subprocess.Popen:
+    environment = {**os.environ, **env.kube.env, **bucket.env(), "STEPFLOW_CACHE_DIR": str(work),
+                   "STEPFLOW_S3_ROOT_URI": bucket.root_uri, "STEPFLOW_BUILD_PYTHON": BUILD_PYTHON}
+    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen([sys.executable, "-m", "stepflow_operator", "--standalone",
+                             f"--namespace={namespace}"], env=environment, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _manifest(name: str, url: str, on_change: bool, interval: str) -> dict:
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
+            "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": interval},
+                     "module": "pipelines/flow.py", "trigger": {"onChange": on_change}}}
+
+
+def _apply(env: Env, namespace: str, manifests: list[dict]) -> None:
+    env.kube.kubectl("-n", namespace, "apply", "-f", "-",
+                     input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}), timeout=300)
+
+
+def _pipelines(api: Any, namespace: str) -> list[dict]:
+    return api.list_namespaced_custom_object("stepflow.dev", "v1alpha1", namespace, "pipelines")["items"]
+
+
+def _ready_on(item: dict, short: str | None = None) -> bool:
+    status = item.get("status") or {}
+    ready = next((c for c in status.get("conditions") or () if c["type"] == "Ready"), {})
+    return ready.get("status") == "True" and (short is None or (status.get("summary") or {}).get("revision") == short)
+
+
+def latency(env: Env, pushes: int) -> dict[str, Any]:
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(env.kube.new_api_client())
+    namespace, bucket = _namespace(env), env.s3.new_bucket("latency")
+    remote = GitRemote(env.git, f"latency-{secrets.token_hex(3)}")
+    remote.commit({"pipelines/flow.py": MODULE.format(factor=0, name="latency")}, "v0")
+    _apply(env, namespace, [_manifest("latency", remote.url, True, "1s")])
+    work = Path(tempfile.mkdtemp(prefix="latency-", dir="/var/tmp"))
+    work.chmod(0o711)
+    proc = _operator(env, namespace, bucket, work / "work", env.base / "latency-operator.log")
+    try:
+        get = lambda: api.get_namespaced_custom_object("stepflow.dev", "v1alpha1", namespace, "pipelines", "latency")  # noqa: E731
+        wait_for(lambda: _ready_on(get()), 120, 0.05, "first Ready")
+        samples = []
+        for i in range(1, pushes + 1):
+            sha = remote.commit({"pipelines/flow.py": MODULE.format(factor=i, name="latency")}, f"v{i}")
+            pushed = time.monotonic()
+            wait_for(lambda: _ready_on(get(), sha[:7]), 60, 0.02, f"Ready on {sha[:7]}")
+            samples.append(time.monotonic() - pushed)
+    finally:
+        _stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+    return {"pushes": pushes, "seconds": [round(s, 3) for s in samples],
+            "median": round(statistics.median(samples), 3), "max": round(max(samples), 3)}
+
+
+def resync(env: Env, count: int) -> dict[str, Any]:
+    import psutil
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(env.kube.new_api_client())
+    namespace, bucket = _namespace(env), env.s3.new_bucket("resync")
+    manifests = []
+    for i in range(count):
+        remote = GitRemote(env.git, f"resync-{i}-{secrets.token_hex(2)}")
+        remote.commit({"pipelines/flow.py": MODULE.format(factor=1, name=f"p{i}")}, "v1")
+        manifests.append(_manifest(f"p{i}", remote.url, False, "10m"))
+    _apply(env, namespace, manifests)
+    work = Path(tempfile.mkdtemp(prefix="resync-", dir="/var/tmp"))
+    work.chmod(0o711)
+    try:
+        started = time.monotonic()
+        proc = _operator(env, namespace, bucket, work / "work", env.base / "resync-operator-1.log")
+        wait_for(lambda: sum(_ready_on(p) for p in _pipelines(api, namespace)) == count, 1800, 1.0,
+                 f"{count} Pipelines built")
+        first_build = time.monotonic() - started
+        _stop(proc)
+
+        since = datetime.now(timezone.utc).replace(microsecond=0)
+        started = time.monotonic()
+        proc = _operator(env, namespace, bucket, work / "work", env.base / "resync-operator-2.log")
+
+        def fresh() -> bool:
+            stamps = [((p.get("status") or {}).get("source") or {}).get("fetchedAt") for p in _pipelines(api, namespace)]
+            return all(s and datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) >= since
+                       for s in stamps)
+        wait_for(fresh, 600, 0.2, f"{count} Pipelines re-checked")
+        seconds = time.monotonic() - started
+        process = psutil.Process(proc.pid)
+        rss, cpu = process.memory_info().rss, process.cpu_times()
+        builds = sum(1 for p in _pipelines(api, namespace)
+                     if (p["status"].get("lastBuild") or {}).get("startedAt", "") >= since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        _stop(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"pipelines": count, "first_build_seconds": round(first_build, 1), "resync_seconds": round(seconds, 2),
+            "rebuilt": builds, "operator_rss_mib": round(rss / 2**20, 1),
+            "operator_cpu_seconds": round(cpu.user + cpu.system, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pushes", type=int, default=5)
+    parser.add_argument("--pipelines", type=int, default=200)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="stepflow-bench-op-"))
+    env = Env(base)
+    try:
+        results = {"latency": latency(env, args.pushes)}
+        print(json.dumps(results["latency"]), flush=True)
+        results["resync"] = resync(env, args.pipelines)
+        print(json.dumps(results["resync"]), flush=True)
+    finally:
+        env.stop()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
