@@ -57,8 +57,10 @@ async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Dae
     await pipelines.run(memo["ctx"], body, memo, stopped, logger)
 
 
+# async: it runs on the loop, where the daemon's asyncio.Event may be set (sync handlers run
+# in kopf's thread pool).
 @kopf.on.event(GROUP, VERSION, PIPELINES, id=WAKE_HANDLER)
-def pipeline_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pipeline_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pipelines.notice(body, memo)
 
 

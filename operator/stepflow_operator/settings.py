@@ -82,8 +82,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """kopf's knobs for this operator.
 
     * Our status keys only: nothing is stored under handler ids (our handlers return None
-      and write ``.status`` themselves), kopf's own bookkeeping goes to annotations and the
-      CRD-declared ``status.kopf``.
+      and write ``.status`` themselves); kopf's own bookkeeping, if any, goes to
+      ``stepflow.dev/*`` annotations.
     * Events are ours: kopf's own "Handler succeeded" chatter is not posted as Events
       (posting level WARNING); ours are posted with an explicit type, whatever the level.
     * Watches reconnect quickly after an API server restart.
