@@ -1,0 +1,55 @@
+"""The operator's pure parts: status merge patches, the latest-execution claim, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepflow_operator.__main__ import kopf_arguments
+from stepflow_operator.context import Runs
+from stepflow_operator.status import duration_text, merge_patch
+
+
+def test_merge_patch_touches_only_what_changed_and_deletes_what_went():
+    old = {"conditions": [{"type": "Ready", "status": "False"}], "summary": {"revision": "abc", "steps": "1/2"},
+           "lastBuild": {"reason": "SyntaxError", "line": 3}, "nextScheduleTime": "t"}
+    new = {"conditions": [{"type": "Ready", "status": "True"}], "summary": {"revision": "def", "steps": "1/2"},
+           "lastBuild": {"reason": None, "line": None}}
+    assert merge_patch(old, new) == {
+        "conditions": [{"type": "Ready", "status": "True"}], "summary": {"revision": "def"},
+        "lastBuild": {"reason": None, "line": None}, "nextScheduleTime": None}
+    assert merge_patch(new, new) == {}
+    assert merge_patch({}, {"definition": {"digest": "d", "uri": None}}) == {"definition": {"digest": "d"}}
+
+
+def test_a_resumed_old_execution_does_not_take_the_summary_from_a_newer_one():
+    runs = Runs()
+    recorded = ("2025-01-02T00:00:00Z", "newer")
+    assert not runs.claim_latest("ns", "p", "older", "2025-01-01T00:00:00Z", recorded)
+    assert runs.claim_latest("ns", "p", "newest", "2025-01-03T00:00:00Z", recorded)
+    assert runs.is_latest("ns", "p", "newest") and not runs.is_latest("ns", "p", "newer")
+    assert runs.claim_latest("ns", "p", "newest", "2025-01-03T00:00:00Z", None)
+
+
+@pytest.mark.parametrize("argv, env, expected", [
+    ([], {}, ["--all-namespaces", "--standalone"]),
+    (["-n", "a", "-n", "b"], {}, ["--namespace=a", "--namespace=b", "--standalone"]),
+    ([], {"STEPFLOW_WATCH_NAMESPACES": "x, y"}, ["--namespace=x", "--namespace=y", "--standalone"]),
+    (["--peering", "stepflow", "--verbose"], {}, ["--all-namespaces", "--peering=stepflow", "--verbose"]),
+])
+def test_command_line_maps_to_kopf_run(argv, env, expected, monkeypatch):
+    monkeypatch.delenv("STEPFLOW_WATCH_NAMESPACES", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert kopf_arguments(argv) == ["run", "--module=stepflow_operator.handlers", *expected]
+
+
+def test_contradictory_flags_are_refused():
+    with pytest.raises(SystemExit):
+        kopf_arguments(["--standalone", "--peering", "x"])
+    with pytest.raises(SystemExit):
+        kopf_arguments(["-A", "-n", "x"])
+
+
+@pytest.mark.parametrize("seconds, text", [(8, "8s"), (72, "1m12s"), (120, "2m"), (3720, "1h2m"), (7200, "2h")])
+def test_durations_read_like_kubectl_ages(seconds, text):
+    assert duration_text(seconds) == text
