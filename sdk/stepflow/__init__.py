@@ -1,55 +1,69 @@
 """stepflow: pipeline-as-code for @step-decorated Python functions.
 
 The common names of the SageMaker ``@step`` programming model, importable from the top:
-``from stepflow import step, Pipeline, ConditionStep, ParameterFloat, ...``.
+``from stepflow import step, Pipeline, ConditionStep, ParameterFloat, ...``. They are
+loaded on first use, so processes that only need a corner of the package (the step
+runtime, the sandboxed build) do not pay for importing all of it.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib import import_module as _import_module
 
-try:
-    __version__ = _version("stepflow")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+unknown"
+_EXPORTS = {
+    'Session': 'stepflow.session',
+    'PipelineSession': 'stepflow.session',
+    'ConditionStep': 'stepflow.workflow.condition_step',
+    'ConditionEquals': 'stepflow.workflow.conditions',
+    'ConditionGreaterThan': 'stepflow.workflow.conditions',
+    'ConditionGreaterThanOrEqualTo': 'stepflow.workflow.conditions',
+    'ConditionIn': 'stepflow.workflow.conditions',
+    'ConditionLessThan': 'stepflow.workflow.conditions',
+    'ConditionLessThanOrEqualTo': 'stepflow.workflow.conditions',
+    'ConditionNot': 'stepflow.workflow.conditions',
+    'ConditionOr': 'stepflow.workflow.conditions',
+    'ExecutionVariables': 'stepflow.workflow.execution_variables',
+    'FailStep': 'stepflow.workflow.fail_step',
+    'DelayedReturn': 'stepflow.workflow.function_step',
+    'step': 'stepflow.workflow.function_step',
+    'Join': 'stepflow.workflow.functions',
+    'JsonGet': 'stepflow.workflow.functions',
+    'ParameterBoolean': 'stepflow.workflow.parameters',
+    'ParameterFloat': 'stepflow.workflow.parameters',
+    'ParameterInteger': 'stepflow.workflow.parameters',
+    'ParameterString': 'stepflow.workflow.parameters',
+    'Pipeline': 'stepflow.workflow.pipeline',
+    'SageMakerJobExceptionTypeEnum': 'stepflow.workflow.retry',
+    'SageMakerJobStepRetryPolicy': 'stepflow.workflow.retry',
+    'StepExceptionTypeEnum': 'stepflow.workflow.retry',
+    'StepRetryPolicy': 'stepflow.workflow.retry',
+    'get_step': 'stepflow.workflow.step_outputs',
+    'ProcessingInput': 'stepflow.workflow.steps',
+    'ProcessingOutput': 'stepflow.workflow.steps',
+    'ProcessingStep': 'stepflow.workflow.steps',
+}
 
-from stepflow.session import PipelineSession, Session  # noqa: E402
-from stepflow.workflow.condition_step import ConditionStep  # noqa: E402
-from stepflow.workflow.conditions import (  # noqa: E402
-    ConditionEquals,
-    ConditionGreaterThan,
-    ConditionGreaterThanOrEqualTo,
-    ConditionIn,
-    ConditionLessThan,
-    ConditionLessThanOrEqualTo,
-    ConditionNot,
-    ConditionOr,
-)
-from stepflow.workflow.execution_variables import ExecutionVariables  # noqa: E402
-from stepflow.workflow.fail_step import FailStep  # noqa: E402
-from stepflow.workflow.function_step import DelayedReturn, step  # noqa: E402
-from stepflow.workflow.functions import Join, JsonGet  # noqa: E402
-from stepflow.workflow.parameters import (  # noqa: E402
-    ParameterBoolean,
-    ParameterFloat,
-    ParameterInteger,
-    ParameterString,
-)
-from stepflow.workflow.pipeline import Pipeline  # noqa: E402
-from stepflow.workflow.retry import (  # noqa: E402
-    SageMakerJobExceptionTypeEnum,
-    SageMakerJobStepRetryPolicy,
-    StepExceptionTypeEnum,
-    StepRetryPolicy,
-)
-from stepflow.workflow.step_outputs import get_step  # noqa: E402
-from stepflow.workflow.steps import ProcessingInput, ProcessingOutput, ProcessingStep  # noqa: E402
+__all__ = ["__version__", *_EXPORTS]
 
-__all__ = [
-    "__version__", "Session", "PipelineSession", "step", "DelayedReturn", "get_step",
-    "Pipeline", "ConditionStep", "FailStep", "ProcessingStep", "ProcessingInput",
-    "ProcessingOutput", "ParameterString", "ParameterInteger", "ParameterFloat",
-    "ParameterBoolean", "ExecutionVariables", "Join", "JsonGet", "ConditionEquals",
-    "ConditionGreaterThan", "ConditionGreaterThanOrEqualTo", "ConditionLessThan",
-    "ConditionLessThanOrEqualTo", "ConditionIn", "ConditionNot", "ConditionOr",
-    "StepRetryPolicy", "StepExceptionTypeEnum", "SageMakerJobStepRetryPolicy",
-    "SageMakerJobExceptionTypeEnum",
-]
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stepflow")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stepflow' has no attribute {name!r}")
+    value = getattr(_import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

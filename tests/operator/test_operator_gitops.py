@@ -479,9 +479,8 @@ def test_bad_input_gets_a_specific_reason_and_the_operator_keeps_serving(world, 
                                              source={"secretRef": {"name": "not-there"}}), "SecretNotFound"),
         "missing-branch": (pipeline_manifest("missing-branch", shared.url, source={"ref": {"branch": "nope"}}),
                            "RefNotFound"),
-        # passes the CRD's pattern, not the bucket naming rules (s3://a..b still slips through
-        # the storage's bucket check and ends as BucketNotFound at publish)
-        "bad-s3-uri": (pipeline_manifest("bad-s3-uri", shared.url, s3RootUri="s3://-ab"), "InvalidS3RootUri"),
+        # passes the CRD's pattern, not the bucket naming rules
+        "bad-s3-uri": (pipeline_manifest("bad-s3-uri", shared.url, s3RootUri="s3://a..b"), "InvalidS3RootUri"),
         "bad-cron": (pipeline_manifest("bad-cron", shared.url, trigger={"schedule": "61 * * * *"}),
                      "InvalidSchedule"),
         "probe": (pipeline_manifest("probe", probe.url), "ModuleError"),

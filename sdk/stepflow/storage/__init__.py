@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from stepflow.errors import ConfigurationError
@@ -21,7 +22,9 @@ from stepflow.storage.base import (
     check_key,
 )
 from stepflow.storage.file import FileStore
-from stepflow.storage.s3 import S3Store
+
+if TYPE_CHECKING:
+    from stepflow.storage.s3 import S3Store
 
 __all__ = [
     "ENDPOINT_ENV",
@@ -40,15 +43,16 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _EXAMPLES = "Use s3://<bucket>/<prefix> or file:///absolute/path"
 
 
-def _s3(root_uri: str, endpoint_url: str | None) -> S3Store:
+def _s3(root_uri: str, endpoint_url: str | None) -> "S3Store":
     parts = urlsplit(root_uri)
     bucket, prefix = parts.netloc, parts.path.strip("/")
     if not bucket:
         raise ConfigurationError(f"S3 root URI {root_uri!r} has no bucket. {_EXAMPLES}.")
-    if not _BUCKET.match(bucket):
+    if (not _BUCKET.match(bucket) or ".." in bucket or ".-" in bucket or "-." in bucket
+            or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket)):
         raise ConfigurationError(
             f"S3 root URI {root_uri!r}: {bucket!r} is not a valid bucket name (3-63 lowercase "
-            "letters, digits, '.', '-', starting and ending with a letter or digit). "
+            "letters, digits, '.', '-', starting and ending with a letter or digit, no '..', no IP address). "
             f"{_EXAMPLES}."
         )
     if parts.query or parts.fragment or (prefix and "" in prefix.split("/")):
@@ -56,6 +60,8 @@ def _s3(root_uri: str, endpoint_url: str | None) -> S3Store:
             f"S3 root URI {root_uri!r} has an empty path segment, a query or a fragment. "
             f"{_EXAMPLES}."
         )
+    from stepflow.storage.s3 import S3Store  # boto3 costs ~170 ms to import: only when used
+
     return S3Store(bucket, prefix, endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
 
 
