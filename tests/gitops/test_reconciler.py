@@ -164,3 +164,15 @@ async def test_signed_build_runs_with_the_key(world, monkeypatch):
     state = backend.run(request.pipeline_name, request.name)
     assert state.status == "Succeeded"
     assert backend.result("churn", request.name, "register")["approved"] is True
+
+
+async def test_new_trigger_parameters_run_again_without_a_code_change(world):
+    repo, reconciler, _ = world
+    first = await reconciler.reconcile("churn", spec_for(repo), {}, generation=1)
+    same = await reconciler.reconcile("churn", spec_for(repo), first.status, generation=2)
+    assert same.execution is None, "a spec edit that changes nothing deployed must not run"
+    edited = spec_for(repo, trigger={"parameters": {"Epochs": 20}})
+    second = await reconciler.reconcile("churn", edited, same.status, generation=3)
+    assert second.execution is not None and second.execution.parameters == {"Epochs": 20}
+    assert second.execution.name != first.execution.name
+    assert second.status["definition"]["digest"] == first.status["definition"]["digest"]

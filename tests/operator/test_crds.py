@@ -149,6 +149,7 @@ def _full_pipeline_status() -> dict:
         ],
         "summary": {"revision": SHA[:7], "steps": "1/2"},
         "lastHandledReconcileAt": "2025-01-02T03:04:00Z",
+        "triggered": {"digest": "sha256:" + "ab" * 32, "parameters": {"Epochs": 3}},
         "lastScheduleTime": t,
         "nextScheduleTime": t,
         "kopf": {"progress": {"anything": {"retries": 1}}},

@@ -15,6 +15,7 @@ Blocking work (git, the sandbox's process waits, S3) runs off the event loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -269,11 +270,16 @@ class Reconciler:
                         f"Pipeline {bundle.pipeline_name} at {revision}: definition {bundle.digest[:19]} "
                         f"({bundle.step_count} steps, {report.uploaded_files} files uploaded)")
         self._ready(out, spec, generation, now)
-        if changed and spec.trigger.on_change:
+        # onChange runs what is deployed: the definition *and* the trigger's parameters, so
+        # editing spec.trigger.parameters runs again even when the code did not change.
+        triggered = {"digest": bundle.digest, "parameters": dict(spec.trigger.parameters)}
+        if spec.trigger.on_change and status.get("triggered") != triggered:
+            key = hashlib.sha256(json.dumps(triggered, sort_keys=True).encode()).hexdigest()[:6]
             out.execution = ExecutionRequest(
-                name=f"{spec.name}-{_short(revision.rsplit(':', 1)[-1])}-{bundle.digest.split(':')[1][:6]}",
+                name=f"{spec.name}-{_short(revision.rsplit(':', 1)[-1])}-{key}",
                 revision=revision, definition_digest=bundle.digest, pipeline_name=bundle.pipeline_name,
                 parameters=dict(spec.trigger.parameters), trigger="NewRevision")
+            status["triggered"] = triggered
 
     # -- schedule ------------------------------------------------------------------------
 
