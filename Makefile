@@ -10,6 +10,7 @@ help:
 	@echo "make test      install the test environment and the venv, then run the whole suite"
 	@echo "make testenv   build/install kube-apiserver, kubectl, etcd, versitygw, helm (cached)"
 	@echo "make venv      create/refresh .venv (pip install -e '.[dev]')"
+	@echo "make e2e       the image and chart in a kind cluster (needs docker, kind; see e2e/README.md)"
 	@echo "               PYTEST_ARGS='-k s3 -x' make test   passes options to pytest"
 
 testenv:
@@ -27,3 +28,10 @@ test: testenv venv
 # The main job on the embedded default: `stepflow up --once` on the example (no cluster, no cloud).
 demo:
 	scripts/demo
+
+# The kind suite: builds operator/Dockerfile, installs charts/stepflow in a new kind cluster.
+# Needs docker and kind (kubectl and helm from the testenv cache or PATH); skips without
+# them, fails without them when CI is set. Not part of `make test` (testpaths = tests/).
+.PHONY: e2e
+e2e: venv
+	$(PYTHON) -m pytest e2e $(PYTEST_ARGS)
