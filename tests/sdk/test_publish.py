@@ -281,3 +281,27 @@ def test_many_files_upload_in_parallel(store, tmp_path):
     report = publish(make_bundle(tmp_path / "b", "big", contents), store, workers=16)
     assert report.uploaded_files == len(contents) == 401
     assert len(_all_keys(store)) == 403
+
+
+def test_s3_publish_sends_artifacts_on_the_bulk_path_and_only_two_objects_through_boto3(s3, monkeypatch, tmp_path):
+    from urllib.parse import unquote, urlsplit
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(s3.root_uri, s3.endpoint_url)
+    boto3_puts: list[str] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: boto3_puts.append(unquote(urlsplit(request.url).path))
+    )
+    contents = step_files("churn", 20)
+    bundle = make_bundle(tmp_path / "b1", "churn", contents)
+    report = publish(bundle, store)
+    assert report.uploaded_files == len(contents) == 81
+    ours = [p for p in boto3_puts if p.startswith(f"/{s3.bucket}/stepflow/")]
+    assert ours == [f"/{s3.bucket}/stepflow/{definition_key('churn', bundle.digest)}",
+                    f"/{s3.bucket}/stepflow/{index_key('churn')}"]
+    client = s3.client()
+    for key, data in contents.items():
+        got = client.get_object(Bucket=s3.bucket, Key=f"stepflow/{key}")
+        assert got["Body"].read() == data
+        assert got["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}

@@ -4,10 +4,11 @@
 SHA-256 of its content. One GET of it tells which bundle files are already in place, so
 republishing unchanged content costs one request and uploads nothing.
 
-Order is what makes a crash harmless: artifacts first (in parallel), then the definition
-that refers to them, then the index. A definition is never written before all of its
-artifacts are, and the index never claims an object that was not uploaded, so a publish
-interrupted at any point is repaired by running it again (it re-uploads, never skips).
+Order is what makes a crash harmless: artifacts first (in parallel, through the store's
+bulk ``put_many``), then the definition that refers to them, then the index. A definition
+is never written before all of its artifacts are, and the index never claims an object
+that was not uploaded, so a publish interrupted at any point is repaired by running it
+again (it re-uploads, never skips).
 
 The bundle comes from an untrusted sandbox, so every file must live under the pipeline's
 own prefix (never under ``.stepflow/``) and must hash to what the bundle claims.
@@ -20,7 +21,6 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -148,30 +148,16 @@ def _check_files(bundle: _Bundle) -> list[_BundleFile]:
     return files
 
 
-def _upload(store: ObjectStore, bundle: _Bundle, f: _BundleFile) -> int:
-    written = store.put_file(f.key, bundle.path_of(f.key))
-    if written.sha256 != f.sha256:
-        raise IntegrityError(
-            f"Bundle file {f.key} hashes to {written.sha256} but the bundle records {f.sha256}: "
-            "it changed after compiling. Compile again; nothing will point to this upload."
-        )
-    return written.size
-
-
 def _upload_all(store: ObjectStore, bundle: _Bundle, files: list[_BundleFile], workers: int) -> int:
-    """Upload in parallel; on the first failure cancel the rest and raise it."""
-    if not files:
-        return 0
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files))),
-                            thread_name_prefix="stepflow-publish") as pool:
-        futures = [pool.submit(_upload, store, bundle, f) for f in files]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in done:
-            if future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-        return sum(future.result() for future in futures)
+    """Upload in parallel (the store's bulk path); every upload must hash to what the bundle records."""
+    written = store.put_many([(f.key, bundle.path_of(f.key)) for f in files], workers=workers)
+    for f, info in zip(files, written):
+        if info.sha256 != f.sha256:
+            raise IntegrityError(
+                f"Bundle file {f.key} hashes to {info.sha256} but the bundle records {f.sha256}: "
+                "it changed after compiling. Compile again; nothing will point to this upload."
+            )
+    return sum(info.size for info in written)
 
 
 def _index_bytes(pipeline_name: str, objects: dict[str, str]) -> bytes:

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from os import PathLike
+from typing import TypeVar, Union
 
 from stepflow.errors import StorageError
 
-__all__ = ["ObjectInfo", "ObjectStore", "NotFound", "PreconditionFailed", "InvalidKey", "check_key"]
+__all__ = [
+    "ObjectInfo", "ObjectStore", "NotFound", "PreconditionFailed", "InvalidKey", "Source",
+    "check_key", "map_parallel",
+]
+
+# What put_many uploads for a key: the bytes themselves, or a local file to read them from.
+Source = Union[bytes, str, "PathLike[str]"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,27 @@ def check_key(key: str) -> str:
     return key
 
 
+def map_parallel(fn: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:
+    """``[fn(item) for item in items]`` on up to ``workers`` threads, results in input order.
+
+    The first failure cancels every call that has not started and is raised once the running
+    ones have finished, so a caller never returns while an upload is still in flight.
+    """
+    work = list(items)
+    if not work:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(work))),
+                            thread_name_prefix="stepflow-store") as pool:
+        futures = [pool.submit(fn, item) for item in work]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            if future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        return [future.result() for future in futures]
+
+
 class ObjectStore(ABC):
     """A flat key → bytes store with S3 semantics (last writer wins, no directories)."""
 
@@ -82,6 +114,23 @@ class ObjectStore(ABC):
     @abstractmethod
     def put_file(self, key: str, path: str | PathLike[str]) -> ObjectInfo:
         """Upload a local file (streamed, for files too large to hold in memory)."""
+
+    def put_many(self, items: Iterable[tuple[str, Source]], *, workers: int = 16) -> list[ObjectInfo]:
+        """Write many objects, each from bytes or from a local file, on up to ``workers`` threads.
+
+        Returns one :class:`ObjectInfo` per item, in input order. The first failure stops
+        the rest and is raised; objects already written stay (there is no transaction), so
+        callers write whatever points to them afterwards. Stores with a cheaper bulk path
+        (S3) override this; here it is a thread pool over :meth:`put_bytes` and :meth:`put_file`.
+        """
+
+        def put(item: tuple[str, Source]) -> ObjectInfo:
+            key, source = item
+            if isinstance(source, bytes):
+                return self.put_bytes(key, source)
+            return self.put_file(key, source)
+
+        return map_parallel(put, items, workers)
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
