@@ -41,7 +41,7 @@ def run(argv: list[str], *, input: bytes | str | None = None, env: Mapping[str, 
         timeout: float = 300, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     text = not isinstance(input, bytes)
     proc = subprocess.run(argv, input=input, env=None if env is None else {**os.environ, **env},
-                          capture_output=True, text=text, timeout=timeout, cwd=cwd)
+                          capture_output=True, text=text, timeout=timeout, cwd=cwd, check=False)
     if check and proc.returncode != 0:
         out = proc.stdout if text else proc.stdout.decode(errors="replace")
         err = proc.stderr if text else proc.stderr.decode(errors="replace")

@@ -29,7 +29,7 @@ Push = Callable[[str, bytes], None]
 
 def git(*args: str, cwd: Path) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {cwd}:\n{proc.stdout}{proc.stderr}")
     return proc.stdout.strip()

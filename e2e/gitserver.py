@@ -90,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "Git-Protocol" in self.headers:
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                              timeout=120)
+                              timeout=120, check=False)
         if proc.stderr:
             sys.stderr.write(f"http-backend: {proc.stderr.decode(errors='replace').strip()}\n")
         head, sep, payload = proc.stdout.partition(b"\r\n\r\n")

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stepflow.gitops.source import GitSource, Ref, SourceError
 
 from e2e.cluster import wait_for
 from e2e.gitrepo import SERVER_SCRIPT, Repo
-from stepflow.gitops.source import GitSource, Ref, SourceError
 
 
 @pytest.fixture
@@ -72,6 +72,6 @@ def test_unknown_repositories_and_bad_names_are_refused(served, tmp_path):
         source.resolve(f"{base}/nothing.git", Ref(branch="main"), timeout=20)
     assert refused.value.reason == "GitOperationFailed"
     proc = subprocess.run([sys.executable, str(SERVER_SCRIPT), "push", "--root", str(root), "--repo", "../up"],
-                          input=b"", capture_output=True, timeout=60)
+                          input=b"", capture_output=True, timeout=60, check=False)
     assert proc.returncode != 0 and b"letters, digits" in proc.stderr
     assert not (root.parent / "up.git").exists()
