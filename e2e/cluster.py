@@ -74,7 +74,7 @@ class Tools:
         found: dict[str, str] = {}
         missing: list[str] = []
         for name in ("docker", "kind", "kubectl", "helm"):
-            path = _pinned(name) or shutil.which(name)
+            path = tool_path(name)
             if path:
                 found[name] = path
             else:
@@ -89,13 +89,15 @@ class Tools:
         return cls(**found), ""
 
 
-def _pinned(name: str) -> str | None:
-    """kubectl and helm at the versions the rest of the project tests with, when installed."""
-    if name not in ("kubectl", "helm"):
-        return None
-    proc = run([str(REPO / "scripts" / "testenv"), "path", name], check=False, timeout=30)
-    path = proc.stdout.strip()
-    return path if proc.returncode == 0 and path and os.access(path, os.X_OK) else None
+def tool_path(name: str) -> str | None:
+    """kubectl and helm at the versions the rest of the project tests with, when the test
+    environment has built them; otherwise (and for docker and kind) the one on PATH."""
+    if name in ("kubectl", "helm"):
+        proc = run([str(REPO / "scripts" / "testenv"), "path", name], check=False, timeout=30)
+        path = proc.stdout.strip()
+        if proc.returncode == 0 and path and os.access(path, os.X_OK):
+            return path
+    return shutil.which(name)
 
 
 @dataclass
