@@ -132,7 +132,8 @@ class Cluster:
 
     def delete(self) -> None:
         if self.owned and not os.environ.get("STEPFLOW_E2E_KEEP"):
-            run([self.tools.kind, "delete", "cluster", "--name", self.name], check=False, timeout=300)
+            run([self.tools.kind, "delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig)],
+                check=False, timeout=300)
 
     def load_image(self, image: str) -> None:
         run([self.tools.kind, "load", "docker-image", image, "--name", self.name], timeout=600)
@@ -187,8 +188,8 @@ class Release:
                 "operator.s3RootUri": self.store, "operator.integrityKeySecret": "stepflow-signing",
                 "watchNamespaces": "{" + self.watched + "}"}
         argv = ["install", self.name, str(CHART), "--namespace", self.namespace, "--wait", "--timeout", "5m"]
-        for key_, value in sets.items():
-            argv += ["--set", f"{key_}={value}"]
+        for path, value in sets.items():
+            argv += ["--set", f"{path}={value}"]
         self.cluster.helm(*argv)
 
     def uninstall(self) -> None:
