@@ -348,7 +348,16 @@ def _materialise(repo: git.Repo, commit: str, dest: Path, deadline: float, url: 
              deadline=deadline, url=url, what=f"read the files of {commit[:12]}")
         stream.seek(0)
         with tarfile.open(fileobj=stream) as tar:
-            tar.extractall(dest, filter="tar")
+            if hasattr(tarfile, "tar_filter"):  # Python >= 3.11.4 (and the 3.10/3.9 backports)
+                tar.extractall(dest, filter="tar")
+            else:  # the same refusals by hand: no absolute paths, nothing outside dest
+                root = dest.resolve()
+                for member in tar.getmembers():
+                    target = (root / member.name).resolve()
+                    if member.name.startswith("/") or (target != root and root not in target.parents):
+                        raise SourceError(f"commit {commit[:12]} holds a path outside the checkout: "
+                                          f"{member.name!r}; it was refused")
+                tar.extractall(dest)
 
 
 def _run(cmd: git.Git, command: str, *args: str, deadline: float, url: str, what: str,
