@@ -62,7 +62,7 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     pod = deploy["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "ghcr.io/stepflow/stepflow-operator:1.2.3"
-    assert container["command"] == ["kopf"]
+    assert container["command"] == ["tini", "--", "kopf"]  # tini reaps orphaned step processes
     assert container["args"][:4] == ["run", "--module=stepflow_operator.handlers",
                                      "--all-namespaces", "--standalone"]
     # The token: not auto-mounted (0644), but projected 0400 for the operator alone.
