@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from stepflow.backends.local import LocalBackend
 from stepflow.gitops.reconciler import Reconciler
 from stepflow.storage import ObjectStore
 from stepflow_operator.kube import Kube, api_client
-from stepflow_operator.settings import OperatorConfig
+from stepflow_operator.settings import OperatorConfig, step_environment
 
 if TYPE_CHECKING:
     from stepflow_operator.executions import ExecutionRun
@@ -70,10 +71,14 @@ class Context:
     def create(cls, config: OperatorConfig) -> Context:
         run_dir = config.work_dir / "runs"
 
+        step_env = step_environment(os.environ, config)
+        (config.work_dir / "home").mkdir(parents=True, exist_ok=True)
+
         def backend(store: ObjectStore) -> LocalBackend:
             # One run dir for every execution, kept across restarts: the launcher finds the
-            # detached step processes of a resumed execution there.
-            return LocalBackend(store, run_dir=run_dir)
+            # detached step processes of a resumed execution there. Steps get the store's
+            # credentials and nothing else of the operator's environment.
+            return LocalBackend(store, run_dir=run_dir, env=step_env)
 
         reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key,
                                 default_s3_root_uri=config.default_s3_root_uri,

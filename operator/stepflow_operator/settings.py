@@ -107,3 +107,22 @@ class QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in self._lines
+
+
+#: What a step process may see of the operator's environment: enough to reach the store,
+#: nothing that reaches the cluster (no KUBECONFIG, no KUBERNETES_*), no operator settings.
+_STEP_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                  "STEPFLOW_S3_ENDPOINT_URL", "STEPFLOW_CACHE_DIR")
+_STEP_ENV_PREFIXES = ("AWS_",)
+
+
+def step_environment(env: Mapping[str, str], config: OperatorConfig) -> dict[str, str]:
+    """The environment of step processes started by the operator's local backend."""
+    out = {k: v for k, v in env.items() if k in _STEP_ENV_KEYS or k.startswith(_STEP_ENV_PREFIXES)}
+    out["HOME"] = str(config.work_dir / "home")
+    if config.s3_endpoint_url:
+        out["STEPFLOW_S3_ENDPOINT_URL"] = config.s3_endpoint_url
+    if config.integrity_key is not None:
+        # The runtime takes it out of its environment before any user code runs.
+        out["STEPFLOW_INTEGRITY_KEY"] = config.integrity_key.hex()
+    return out

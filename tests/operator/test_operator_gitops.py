@@ -591,3 +591,38 @@ def test_manual_executions_run_the_current_definition_and_history_is_pruned(worl
     assert orphan["status"]["failureReason"] == "PipelineNotFound"
     assert "no-such-pipeline" in orphan["status"]["message"]
     assert any(e["reason"] == "PipelineNotFound" for e in world.events("orphan"))
+
+
+ENV_PROBE = '''
+import os
+
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+
+@step(name="probe")
+def probe() -> list:
+    return sorted(os.environ)
+
+
+pipeline = Pipeline(name="envprobe", steps=[probe()])
+'''
+
+
+def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world, git_remote, s3, monkeypatch):
+    git_remote.commit({"pipelines/flow.py": ENV_PROBE}, "probe")
+    world.apply(pipeline_manifest("envprobe", git_remote.url))
+    world.operator(STEPFLOW_OPERATOR_TEST_SECRET="do-not-leak")
+    executions = world.wait(lambda: world.items("pipelineexecutions"), 60, "a PipelineExecution")
+    name = executions[0]["metadata"]["name"]
+    world.wait_execution(name)
+
+    from stepflow.backends.local import LocalBackend
+    from stepflow.storage import open_store
+
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    seen = LocalBackend(open_store(s3.root_uri)).result("envprobe", name, "probe")
+    assert "AWS_ACCESS_KEY_ID" in seen and "AWS_SECRET_ACCESS_KEY" in seen  # the store's credentials
+    leaked = [k for k in seen if k.startswith(("KUBE", "STEPFLOW_OPERATOR", "STEPFLOW_S3_ROOT", "STEPFLOW_INTEGRITY"))]
+    assert leaked == [], f"step processes must not see the operator's settings: {leaked}"

@@ -218,3 +218,23 @@ def test_declared_dependencies_install_into_an_isolated_cached_env(store_env, tm
     assert subprocess.run([sys.executable, "-c", "import stepflow_demo_dep"]).returncode != 0
     envs = list((tmp_path / "cache" / "envs").glob("*/.ready"))
     assert len(envs) == 1
+
+
+def test_user_code_does_not_see_the_integrity_key_even_after_a_dependency_reexec(store_env, tmp_path):
+    base, env = store_env
+    key = "cd" * 32
+    env = {**env, "STEPFLOW_INTEGRITY_KEY": key}
+    store = open_store(base)
+    wheel = _make_wheel(tmp_path, "stepflow_key_dep", "VALUE = 1\n")
+    probe = lambda: [__import__("stepflow_key_dep").VALUE, __import__("os").environ.get("STEPFLOW_INTEGRITY_KEY")]
+    for name, obj in (("function", probe), ("arguments", ((), {}))):
+        art = serialize(obj, key=bytes.fromhex(key))
+        store.put_bytes(f"k/{TS}/{name}/payload.pkl", art.payload)
+        store.put_bytes(f"k/{TS}/{name}/metadata.json", art.metadata)
+    store.put_bytes(f"k/{TS}/pre_exec_script_and_dependencies/requirements.txt", f"--no-index\n{wheel}\n".encode())
+    proc = run(base, env, "k", deps="requirements.txt")
+    assert proc.returncode == 0, proc.stderr
+    prefix = layout.results_prefix(EXEC, "k")
+    value = deserialize(store.get_bytes(f"{prefix}/payload.pkl"), store.get_bytes(f"{prefix}/metadata.json"),
+                        key=bytes.fromhex(key))
+    assert value == [1, None]

@@ -67,7 +67,7 @@ def _load_uri(uri: str, key: bytes | None) -> Any:
     return _load(open_store(uri.rsplit("/", 1)[0]), uri.rsplit("/", 1)[1], key)
 
 
-def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str]) -> Path:
+def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str], key: bytes | None) -> Path:
     """Set up the workspace; re-exec under the dependency venv when the step declares one."""
     prepared = os.environ.get(PREPARED_ENV)
     if prepared:
@@ -81,6 +81,8 @@ def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str]) -> Pa
         sys.stdout.flush()
         sys.stderr.flush()
         env = {**os.environ, PREPARED_ENV: str(workspace)}
+        if key is not None and "STEPFLOW_INTEGRITY_KEY_FILE" not in env:
+            env["STEPFLOW_INTEGRITY_KEY"] = key.hex()  # the new interpreter verifies too
         os.execve(python, [python, "-m", "stepflow.runtime", *argv], env)
     return workspace
 
@@ -89,7 +91,7 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
              argv: Sequence[str]) -> None:
     base = f"{inv.step_name}/{inv.func_step_s3_dir}"
     try:
-        workspace = _prepare(inv, store, argv)
+        workspace = _prepare(inv, store, argv, key)
         os.chdir(workspace)
         sys.path.insert(0, str(workspace))
         func = _load(store, f"{base}/function", key)
@@ -168,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inv = parse(argv)
         store = open_store(inv.s3_base_uri)
         key = load_config().integrity_key
+        # The key verifies artifacts; user code has no business with it (it could sign).
+        os.environ.pop("STEPFLOW_INTEGRITY_KEY", None)
     except (ValueError, StepflowError) as exc:
         print(f"stepflow runtime: cannot start: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT_ERROR
