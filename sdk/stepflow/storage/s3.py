@@ -366,6 +366,8 @@ class S3Store(ObjectStore):
         return self._target
 
     def _put_one(self, target: _PutTarget, key: str, source: Source) -> ObjectInfo:
+        url = target.url_prefix + quote(self._key(key), safe="/~")  # quoted as boto3 does
+        where = self.uri(key)
         if isinstance(source, bytes):
             data = source
         elif os.path.getsize(source) > _SINGLE_PUT_LIMIT:
@@ -374,8 +376,6 @@ class S3Store(ObjectStore):
             with open(source, "rb") as src:
                 data = src.read()
         digest = hashlib.sha256(data).hexdigest()
-        url = target.url_prefix + quote(self._key(key), safe="/~")
-        where = self.uri(key)
         pool = target.connection.http()
         failure: StorageError | None = None
         for attempt in range(_ATTEMPTS):
