@@ -130,3 +130,20 @@ def test_workspace_is_under_the_steps_own_ts_and_a_new_workspace_means_a_new_ts(
     ch2 = _channels(second)
     assert ch2["read_helper"]["ts"] != ts, "a changed workspace must not reuse the published folder"
     assert ch2["plain"]["ts"] == ch["plain"]["ts"], "an unrelated step keeps its folder"
+
+
+def test_changed_content_never_lands_in_a_published_folder_even_at_the_same_commit_second(tmp_path, monkeypatch):
+    """Two commits in one second share SOURCE_DATE_EPOCH; the second must still get new folders."""
+    root = (tmp_path / "store").as_uri()
+    store = open_store(root)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = compile_pipeline(_load(_project(tmp_path, SOURCE), root), s3_root_uri=root, out_dir=str(tmp_path / "c1"))
+    publish(first, store)
+    changed = SOURCE.replace("return 2 * x", "return 3 * x")
+    second = compile_pipeline(_load(_project(tmp_path, changed), root), s3_root_uri=root,
+                              out_dir=str(tmp_path / "c2"), previous_index=read_index(store, "signed"))
+    assert second.digest != first.digest
+    published = {f.key for f in first.files}
+    rewritten = [f.key for f in second.files if f.key in published and "/double/" in f.key
+                 and f.sha256 != next(g.sha256 for g in first.files if g.key == f.key)]
+    assert rewritten == []

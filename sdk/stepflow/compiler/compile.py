@@ -56,7 +56,7 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
 
     def place(prefix: str, content: dict[str, bytes]) -> str:
         digest = content_digest({rel: hashlib.sha256(d).hexdigest() for rel, d in content.items()})
-        ts = previous.reuse(prefix, digest) or now
+        ts = previous.reuse(prefix, digest) or previous.fresh(prefix, now)
         for rel, data in content.items():
             files[f"{prefix}/{ts}/{rel}"] = data
         return ts

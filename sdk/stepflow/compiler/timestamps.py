@@ -61,6 +61,21 @@ class PreviousFolders:
         self._digests = {prefix: {ts: content_digest(files) for ts, files in by_ts.items()}
                          for prefix, by_ts in groups.items()}
 
+    def fresh(self, prefix: str, ts: str) -> str:
+        """``ts``, or the next free millisecond after it if ``prefix`` already has that folder.
+
+        Commit times have one-second resolution: two quick commits would otherwise put
+        different content in the same published folder.
+        """
+        taken = self._digests.get(prefix, {})
+        if ts not in taken:
+            return ts
+        moment = dt.datetime.strptime(ts, "%Y-%m-%d-%H-%M-%S-%f").replace(tzinfo=dt.timezone.utc)
+        while ts in taken:
+            moment += dt.timedelta(milliseconds=1)
+            ts = build_timestamp(moment)
+        return ts
+
     def reuse(self, prefix: str, digest: str) -> str | None:
         """The newest ``<ts>`` under ``prefix`` whose content has this digest, if any."""
         matches = [ts for ts, d in self._digests.get(prefix, {}).items() if d == digest]
