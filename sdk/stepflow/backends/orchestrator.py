@@ -77,6 +77,9 @@ class Orchestrator:
         self._persist(state)  # write-ahead: recorded before any process starts
         after: list[Any] = []
         for launch in decision.launches:
+            if launch.step_type not in RUNNABLE_STEP_TYPES:
+                after.append(AttemptFailed(launch.step, launch.attempt, _unsupported(launch.step_type), "User"))
+                continue
             self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments)
             after.append(AttemptRunning(launch.step, launch.attempt))
         for stop in decision.stops:
@@ -191,6 +194,16 @@ class Orchestrator:
         self._persisted = text
         if self.on_change is not None:
             self.on_change(state)
+
+
+#: Step types this orchestrator's launchers can run: @step functions (the step runtime).
+RUNNABLE_STEP_TYPES = ("Training",)
+
+
+def _unsupported(step_type: str) -> str:
+    return (f"UnsupportedStepType: {step_type} steps run a container image, and this backend runs "
+            "@step functions as local processes only. Turn the step into a @step function, or run "
+            "the pipeline on a backend that runs containers.")
 
 
 def _vanished(proc: ProcessStatus) -> str:
