@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,10 +15,11 @@ import sys
 import tempfile
 import textwrap
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.testenv.wheels import make_wheel
 
 from stepflow.gitops.sandbox import (
     BUILD_OUT_OF_MEMORY,
@@ -288,31 +287,9 @@ def test_work_dir_the_sandbox_user_cannot_reach_is_a_clear_error(tmp_path, build
     assert "chmod o+x" in str(err.value) and str(private) in str(err.value)
 
 
-def _wheel(folder: Path, name: str, version: str, code: str) -> Path:
-    """A minimal pure-Python wheel, so requirement tests need no index."""
-    dist = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": code,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                         "Tag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record.append(f"{dist}/RECORD,,")
-    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
-    target = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(target, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return target
-
-
 def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
     (checkout / "dist").mkdir()
-    _wheel(checkout / "dist", "tinydep", "1.0", "VALUE = 42\n")
+    make_wheel(checkout / "dist", "tinydep", "VALUE = 42\n")
     _write(checkout, {"requirements.txt": "./dist/tinydep-1.0-py3-none-any.whl\n",
                       "script.py": """
         import os, sys, tinydep, stepflow

@@ -15,14 +15,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.testenv import unavailable, wait_for
 from tests.testenv.procs import WaitTimeout

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +18,7 @@ from stepflow import layout
 from stepflow.serialization import deserialize, serialize
 from stepflow.storage import open_store
 from stepflow.workflow import placeholders as ph
+from tests.testenv.wheels import make_wheel
 
 PIPELINE = "demo"
 TS = "2026-01-01-00-00-00-000"
@@ -188,28 +188,10 @@ def test_pre_exec_script_runs_in_the_workspace_and_failure_stops_the_step(store_
     assert "pre-execution" in record(store, "pre2")["failureReason"]
 
 
-def _make_wheel(where: Path, name: str, source: str) -> Path:
-    """A minimal pure-Python wheel, built by hand so the test needs no network or build backend."""
-    import zipfile
-
-    dist = f"{name}-1.0.dist-info"
-    files = {
-        f"{name}/__init__.py": source,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    files[f"{dist}/RECORD"] = "".join(f"{k},,\n" for k in files) + f"{dist}/RECORD,,\n"
-    path = where / f"{name}-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for k, v in files.items():
-            zf.writestr(k, v)
-    return path
-
-
 def test_declared_dependencies_install_into_an_isolated_cached_env(store_env, tmp_path):
     """A local package installed for the step is importable there and not in the runtime's env."""
     base, env = store_env
-    wheel = _make_wheel(tmp_path, "stepflow_demo_dep", "VALUE = 42\n")
+    wheel = make_wheel(tmp_path, "stepflow_demo_dep", "VALUE = 42\n")
     req = f"--no-index\n{wheel}\n".encode()
     store = put(base, "dep", lambda: __import__("stepflow_demo_dep").VALUE, extra={"requirements.txt": req})
     proc = run(base, env, "dep", deps="requirements.txt")
@@ -225,7 +207,7 @@ def test_user_code_does_not_see_the_integrity_key_even_after_a_dependency_reexec
     key = "cd" * 32
     env = {**env, "STEPFLOW_INTEGRITY_KEY": key}
     store = open_store(base)
-    wheel = _make_wheel(tmp_path, "stepflow_key_dep", "VALUE = 1\n")
+    wheel = make_wheel(tmp_path, "stepflow_key_dep", "VALUE = 1\n")
     probe = lambda: [__import__("stepflow_key_dep").VALUE, __import__("os").environ.get("STEPFLOW_INTEGRITY_KEY")]
     for name, obj in (("function", probe), ("arguments", ((), {}))):
         art = serialize(obj, key=bytes.fromhex(key))

@@ -6,7 +6,6 @@ read these; the operator mirrors the same facts onto Kubernetes status.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from stepflow.engine import ExecutionState, Plan, StepState

@@ -229,7 +229,6 @@ class S3Store(ObjectStore):
 
     def _error(self, exc: Exception, action: str, where: str) -> StorageError:
         """Turn a boto error into one that says what failed and what to do about it."""
-        endpoint = self.endpoint_url or "the default AWS endpoint"
         if isinstance(exc, NoCredentialsError):
             return StorageError(
                 f"Cannot {action} {where}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and "
