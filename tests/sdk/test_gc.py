@@ -199,14 +199,34 @@ def test_unfinished_executions_keep_their_definition_and_finished_ones_their_rec
     assert _definitions(d.store) == set(d.digests)  # both executions' records remain
 
 
-def test_keep_counts_the_newest_definitions_by_their_folders(deploy):
+def test_keep_counts_the_newest_definitions_and_orphans_go_but_nothing_outside(deploy):
     for version in (1, 2, 3):
         deploy(version)
     d: Deployed = deploy.state
+    orphan = f"{NAME}/train/2000-01-01-00-00-00-000/function/payload.pkl"  # a publish that crashed
+    neighbour = f"{NAME}x/train/{_ts(1)}/function/payload.pkl"  # another pipeline's prefix
+    loose = f"{NAME}/notes/readme.txt"  # not an artifact folder: not gc's to judge
+    for key in (orphan, neighbour, loose):
+        d.store.put_bytes(key, b"x")
+
     report = collect_garbage(d.store, NAME, keep=2)
     assert (report.kept_definitions, report.deleted_definitions) == (2, 1)
     assert _folders(d.store, "train") == {_ts(2), _ts(3)}
     assert _definitions(d.store) == set(d.digests[1:])
+    assert d.store.head(orphan) is None
+    assert d.store.head(neighbour) is not None and d.store.head(loose) is not None
+
+
+def test_an_unreadable_live_definition_stops_gc_before_it_deletes_anything(deploy):
+    for version in (1, 2):
+        deploy(version)
+    d: Deployed = deploy.state
+    d.store.put_bytes(f"{NAME}/.stepflow/definitions/{d.digests[-1]}.json", b"{")
+    before = _sizes(d.store)
+    with pytest.raises(StorageError, match="cannot tell which artifacts it needs") as caught:
+        collect_garbage(d.store, NAME, keep=1)
+    assert caught.value.reason == "UnreadableDefinition"
+    assert _sizes(d.store) == before
 
 
 def test_refuses_keep_below_one_and_an_unknown_pipeline(deploy):
