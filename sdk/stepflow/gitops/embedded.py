@@ -263,14 +263,21 @@ class EmbeddedLoop:
             generation = state.generation
         spec = _resolved_spec(manifest)
         outcome = await self.reconciler.reconcile(name, spec, status, generation=generation)
+        start = outcome.execution is not None and not self._stopping.is_set()
+        if outcome.execution is not None and not start:
+            # Not started: forget it was requested, so the next `up` requests it again.
+            outcome.status["triggered"] = status.get("triggered")
         with tracked.lock:  # executions' threads write the same state: one writer at a time
             state.status = merge_status(outcome.status, state.status)
-            self.states.save(state)
         for event in outcome.events:
             self.on_event(name, event)
         self.on_change()
-        if outcome.execution is not None and not self._stopping.is_set():
+        # The execution's record first, then the state that says it was requested: killed in
+        # between, the next `up` requests it again and its deterministic id makes that a no-op.
+        if start:
             await self._start_execution(tracked, outcome.execution)
+        with tracked.lock:
+            self.states.save(state)
         interval = self.interval or manifest.parsed.interval
         if outcome.requeue_after is not None:
             interval = min(interval, max(outcome.requeue_after, 0.5))
