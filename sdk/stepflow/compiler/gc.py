@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from stepflow.compiler.definition import BOOTSTRAP_CHANNEL
-from stepflow.compiler.publish import _index_bytes, index_key, read_index
+from stepflow.compiler.publish import index_bytes, index_key, read_index
 from stepflow.errors import IntegrityError, StorageError, ValidationError
 from stepflow.storage import NotFound, ObjectStore
 from stepflow.storage.base import map_parallel
@@ -121,7 +121,7 @@ def collect_garbage(store: ObjectStore, pipeline_name: str, *, keep: int = 5,
     pruned = {key: sha for key, sha in index.items() if key in remaining and key not in unlisted}
     if not dry_run:
         if pruned != index:
-            store.put_bytes(index_key(pipeline_name), _index_bytes(pipeline_name, pruned))
+            store.put_bytes(index_key(pipeline_name), index_bytes(pipeline_name, pruned))
         map_parallel(store.delete, sorted(doomed_artifacts), _WORKERS)
         map_parallel(store.delete, [f"{defs_prefix}{d}.json" for d in doomed_defs], _WORKERS)
 

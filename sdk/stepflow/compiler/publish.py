@@ -32,6 +32,7 @@ __all__ = [
     "PublishReport",
     "publish",
     "read_index",
+    "index_bytes",
     "index_key",
     "definition_key",
 ]
@@ -160,7 +161,7 @@ def _upload_all(store: ObjectStore, bundle: _Bundle, files: list[_BundleFile], w
     return sum(info.size for info in written)
 
 
-def _index_bytes(pipeline_name: str, objects: dict[str, str]) -> bytes:
+def index_bytes(pipeline_name: str, objects: dict[str, str]) -> bytes:
     body: dict[str, Any] = {
         "format": INDEX_FORMAT,
         "pipeline": pipeline_name,
@@ -194,7 +195,7 @@ def publish(bundle: _Bundle, store: ObjectStore, *, workers: int = 16) -> Publis
     updated = {**published, **{f.key: f.sha256 for f in files}, def_key: def_sha}
     index_written = updated != published
     if index_written:
-        store.put_bytes(index_key(bundle.pipeline_name), _index_bytes(bundle.pipeline_name, updated))
+        store.put_bytes(index_key(bundle.pipeline_name), index_bytes(bundle.pipeline_name, updated))
 
     report = PublishReport(
         uploaded_files=len(todo),
