@@ -41,25 +41,9 @@ from tests.testenv import wait_for  # noqa: E402
 from tests.testenv.git import GitRemote, GitServer  # noqa: E402
 from tests.testenv.kube import Kube  # noqa: E402
 from tests.testenv.s3 import S3Server  # noqa: E402
+from tests.testenv.samples import TWO_STEPS as MODULE  # noqa: E402
 
 BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-MODULE = '''
-from stepflow.workflow.function_step import step
-from stepflow.workflow.pipeline import Pipeline
-
-
-@step(name="make")
-def make(n: int) -> list:
-    return list(range(n))
-
-
-@step(name="total")
-def total(values: list) -> int:
-    return sum(values) * {factor}
-
-
-pipeline = Pipeline(name="{name}", steps=[total(make(5))])
-'''
 
 
 class Env:

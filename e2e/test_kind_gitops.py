@@ -12,24 +12,8 @@ import time
 from typing import Any
 
 from e2e.cluster import Cluster, Release, wait_for
+from tests.testenv.samples import TWO_STEPS
 
-TWO_STEPS = '''
-from stepflow.workflow.function_step import step
-from stepflow.workflow.pipeline import Pipeline
-
-
-@step(name="make")
-def make(n: int) -> list:
-    return list(range(n))
-
-
-@step(name="total")
-def total(values: list) -> int:
-    return sum(values) * {factor}
-
-
-pipeline = Pipeline(name="{name}", steps=[total(make(5))])
-'''
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 STORE = "file:///var/cache/stepflow/store"

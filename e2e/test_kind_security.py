@@ -12,6 +12,7 @@ import subprocess
 import yaml
 
 from e2e.cluster import Cluster, Release, run, wait_for
+from tests.testenv.samples import probe_module
 
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 INTEGRITY_KEY = "/etc/stepflow/integrity/key"
@@ -19,30 +20,6 @@ INTEGRITY_KEY = "/etc/stepflow/integrity/key"
 # CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, CAP_SETGID, CAP_SETUID: bits 0, 1, 5, 6, 7.
 SANDBOX_CAPABILITIES = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7)
 
-PROBE = '''
-import glob, json, os
-
-found = {{}}
-for key in os.environ:
-    if key.startswith(("AWS_", "KUBE", "STEPFLOW_S3", "STEPFLOW_INTEGRITY")):
-        found["env:" + key] = "visible"
-for path in glob.glob("/proc/[0-9]*/environ"):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        continue
-    if b"KUBERNETES_SERVICE_HOST" in data or b"STEPFLOW_INTEGRITY_KEY_FILE" in data:
-        found[path] = "readable"
-for path in {paths!r}:
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-        found[path] = "readable"
-    except OSError:
-        pass
-raise RuntimeError("probe " + json.dumps(found, sort_keys=True))
-'''
 
 
 def can_i(cluster: Cluster, account: str, verb: str, resource: str, namespace: str) -> bool:
@@ -124,7 +101,7 @@ def test_operator_container_has_only_the_sandbox_capabilities(operator: Release)
 def test_user_code_in_a_build_sees_none_of_the_operators_secrets(cluster, operator: Release, namespace, repo):
     probe = repo("probe")
     name = f"probe-{secrets.token_hex(2)}"
-    commit = probe.commit({"pipelines/flow.py": PROBE.format(paths=[TOKEN, INTEGRITY_KEY])}, "probe")
+    commit = probe.commit({"pipelines/flow.py": probe_module([TOKEN, INTEGRITY_KEY], [b"KUBERNETES_SERVICE_HOST", b"STEPFLOW_INTEGRITY_KEY_FILE"])}, "probe")
     cluster.apply(namespace, {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
                               "spec": {"source": {"url": probe.url, "interval": "2s"}, "module": "pipelines/flow.py"}})
 

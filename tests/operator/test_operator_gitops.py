@@ -24,26 +24,10 @@ import pytest
 
 from tests.testenv import unavailable, wait_for
 from tests.testenv.procs import WaitTimeout
+from tests.testenv.samples import TWO_STEPS, probe_module
 
 BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
-TWO_STEPS = '''
-from stepflow.workflow.function_step import step
-from stepflow.workflow.pipeline import Pipeline
-
-
-@step(name="make")
-def make(n: int) -> list:
-    return list(range(n))
-
-
-@step(name="total")
-def total(values: list) -> int:
-    return sum(values) * {factor}
-
-
-pipeline = Pipeline(name="{name}", steps=[total(make(5))])
-'''
 
 
 class Operator:
@@ -403,30 +387,6 @@ pipeline = Pipeline(name="unpicklable", steps=[use(threading.Lock())])
                   "BuildOutOfMemory"),
 }
 
-PROBE = '''
-import glob, json, os
-
-found = {{}}
-for key in os.environ:
-    if key.startswith(("AWS_", "KUBE", "STEPFLOW_S3", "STEPFLOW_INTEGRITY")):
-        found["env:" + key] = "visible"
-for path in glob.glob("/proc/[0-9]*/environ"):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        continue
-    if b"AWS_SECRET_ACCESS_KEY" in data or b"KUBECONFIG" in data:
-        found[path] = "readable"
-for path in {paths!r}:
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-        found[path] = "readable"
-    except OSError:
-        pass
-raise RuntimeError("probe " + json.dumps(found, sort_keys=True))
-'''
 
 
 def test_bad_input_gets_a_specific_reason_and_the_operator_keeps_serving(world, kube, s3, git_server):
@@ -462,7 +422,7 @@ def test_bad_input_gets_a_specific_reason_and_the_operator_keeps_serving(world, 
     private = repo("private", plain)
     private_url = private.http_url_with_auth("alice", "the-right-password")
     probe_paths = [str(token_dir / "token"), str(key_file), kube.kubeconfig]
-    probe = repo("probe", {"pipelines/flow.py": PROBE.format(paths=probe_paths)})
+    probe = repo("probe", {"pipelines/flow.py": probe_module(probe_paths, [b"AWS_SECRET_ACCESS_KEY", b"KUBECONFIG"])})
     others = {
         "missing-module": (pipeline_manifest("missing-module", shared.url, module="pipelines/nowhere.py"),
                            "ModuleNotFound"),

@@ -1,0 +1,57 @@
+"""Pipeline sources shared by the operator tests, the kind suite and the operator benchmark."""
+
+from __future__ import annotations
+
+#: Two chained steps; format with ``factor`` (changes the definition) and ``name``.
+TWO_STEPS = '''
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+
+
+@step(name="make")
+def make(n: int) -> list:
+    return list(range(n))
+
+
+@step(name="total")
+def total(values: list) -> int:
+    return sum(values) * {factor}
+
+
+pipeline = Pipeline(name="{name}", steps=[total(make(5))])
+'''
+
+_PROBE = '''
+import glob, json, os
+
+found = {{}}
+for key in os.environ:
+    if key.startswith(("AWS_", "KUBE", "STEPFLOW_S3", "STEPFLOW_INTEGRITY")):
+        found["env:" + key] = "visible"
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        continue
+    if any(marker in data for marker in {markers!r}):
+        found[path] = "readable"
+for path in {paths!r}:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        found[path] = "readable"
+    except OSError:
+        pass
+raise RuntimeError("probe " + json.dumps(found, sort_keys=True))
+'''
+
+
+def probe_module(paths: list[str], proc_markers: list[bytes]) -> str:
+    """A pipeline module whose import reports what build-time user code can see.
+
+    The build fails with ``RuntimeError: probe {...}`` listing every visible secret-bearing
+    variable, readable file among ``paths``, and other process whose environment (found by
+    ``proc_markers``) it could read: ``{}`` means the sandbox held.
+    """
+    return _PROBE.format(paths=list(paths), markers=list(proc_markers))
