@@ -11,10 +11,22 @@ from stepflow.compiler import compile_pipeline
 from stepflow.compiler.bundle import Bundle
 from stepflow.config import StepflowConfig
 from stepflow.session import Session
+from stepflow.storage import open_store
 
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path, monkeypatch):
+    """An empty store, once on file:// and once on the real S3 server."""
+    if request.param == "file":
+        return open_store((tmp_path / "store").as_uri())
+    s3 = request.getfixturevalue("s3")
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    return open_store(s3.root_uri, s3.endpoint_url)
 
 
 @pytest.fixture

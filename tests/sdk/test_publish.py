@@ -109,16 +109,6 @@ class RecordingStore(ObjectStore):
         return self.inner.uri(key)
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "file":
-        return open_store((tmp_path / "store").as_uri())
-    s3 = request.getfixturevalue("s3")
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
-    return open_store(s3.root_uri, s3.endpoint_url)
-
-
 def _all_keys(store: ObjectStore) -> set[str]:
     return {o.key for o in store.list()}
 

@@ -22,16 +22,6 @@ from stepflow.storage.file import FileStore
 from stepflow.storage.s3 import S3Store
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "file":
-        return open_store((tmp_path / "store").as_uri())
-    s3 = request.getfixturevalue("s3")
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
-    return open_store(s3.root_uri, s3.endpoint_url)
-
-
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -280,12 +270,17 @@ def test_s3_unreachable_endpoint(monkeypatch):
     assert info.value.reason == "EndpointUnreachable"
 
 
-def test_s3_no_credentials(monkeypatch, tmp_path):
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """No credentials anywhere boto3 looks: env, files, instance metadata."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_s3_no_credentials(no_aws_credentials):
     store = open_store("s3://bucket/p", "http://127.0.0.1:9")
     with pytest.raises(StorageError, match="no AWS credentials found") as info:
         store.get_bytes("x")
@@ -431,12 +426,7 @@ def test_put_many_unreachable_endpoint_fails_within_bounded_time(monkeypatch):
     assert time.monotonic() - started < 10  # 5 attempts, backoff capped, refused at once
 
 
-def test_put_many_without_credentials(monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_put_many_without_credentials(no_aws_credentials):
     store = open_store("s3://bucket/p", "http://127.0.0.1:9")
     with pytest.raises(StorageError, match="no AWS credentials found") as info:
         store.put_many([("x", b"x")])
