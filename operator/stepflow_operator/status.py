@@ -14,10 +14,6 @@ from stepflow.engine import ExecutionState
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Stopped"})
 
 
-def timestamp(moment: datetime | None = None) -> str:
-    """RFC 3339 UTC at second precision, the format metav1.Time has."""
-    moment = moment or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from stepflow.engine import (AttemptFailed, AttemptRunning, AttemptStarted, Atte
                              UnreadableDocument, apply_all, decide)
 from stepflow.errors import StepflowError
 from stepflow.storage import NotFound, ObjectStore, open_store
+from stepflow.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ class Launcher(Protocol):
     def status(self, execution_id: str, step: str, attempt: int) -> ProcessStatus | None: ...
     def stop(self, execution_id: str, step: str, attempt: int, grace: float = 10.0) -> None: ...
     def forget(self, execution_id: str, step: str, attempt: int) -> None: ...
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Orchestrator:

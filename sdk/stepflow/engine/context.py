@@ -8,7 +8,9 @@ from typing import Any
 
 from .expressions import Context, resolve, to_text
 from .plan import CONTAINER_ARGUMENTS, Plan
-from .state import ExecutionState, require_utc
+from stepflow.timefmt import millis
+
+from .state import ExecutionState
 
 
 def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str, Any] | None,
@@ -21,8 +23,8 @@ def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str,
     execution = {
         "PipelineName": state.pipeline_name,
         "PipelineExecutionId": state.execution_id,
-        "StartDateTime": _service_time(state.started_at),
-        "CurrentDateTime": _service_time(now),
+        "StartDateTime": millis(state.started_at),
+        "CurrentDateTime": millis(now),
     }
     if state.pipeline_arn is not None:
         execution["PipelineArn"] = state.pipeline_arn
@@ -50,9 +52,3 @@ def resolve_container_arguments(plan: Plan, step_name: str, context: Context) ->
     section = step.arguments.get(location[0]) or {}
     raw = section.get(location[1]) or []
     return [to_text(value) for value in resolve(raw, context)]
-
-
-def _service_time(moment: datetime) -> str:
-    """SageMaker renders execution times as ISO 8601 UTC with milliseconds."""
-    utc = require_utc(moment)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

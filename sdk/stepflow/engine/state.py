@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from stepflow.errors import DeserializationError
+from stepflow.timefmt import micros as format_time
+from stepflow.timefmt import parse as parse_time
+from stepflow.timefmt import require_utc
 
 STATE_VERSION = 1
 
@@ -26,24 +29,6 @@ STEP_STATUSES = (PENDING, STARTING, EXECUTING, STOPPING, STOPPED, FAILED, SUCCEE
 ATTEMPT_STATUSES = (STARTING, EXECUTING, STOPPING, SUCCEEDED, FAILED, STOPPED)
 USER, INFRASTRUCTURE = "User", "Infrastructure"
 FAILURE_KINDS = (USER, INFRASTRUCTURE)
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds; the only time format in the state."""
-    return require_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    if not isinstance(text, str) or not text.endswith("Z"):
-        raise ValueError(f"expected an RFC 3339 UTC time ending in Z, got {text!r}")
-    return datetime.fromisoformat(text[:-1] + "+00:00")
-
-
-def require_utc(moment: datetime) -> datetime:
-    """Times without a zone are ambiguous across the processes that share a state."""
-    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"times given to the engine must be timezone-aware datetimes, got {moment!r}")
-    return moment.astimezone(timezone.utc)
 
 
 @dataclass

@@ -13,9 +13,10 @@ kopf's ``patch.status["conditions"] = ...``. Nothing here talks to the API serve
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
+
+from stepflow.timefmt import seconds
 
 Condition = dict[str, Any]
 
@@ -36,7 +37,7 @@ _STATUSES = frozenset({"True", "False", "Unknown"})
 
 def now() -> str:
     """RFC 3339 UTC timestamp at second precision, the format metav1.Time serialises to."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return seconds()
 
 
 def get_condition(conditions: Sequence[Condition] | None, type_: str) -> Condition | None:

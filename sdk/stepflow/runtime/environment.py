@@ -9,7 +9,6 @@ command's output, not a stack trace from deep inside the bootstrap.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -20,7 +19,9 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
+from stepflow.cache import cache_dir
 from stepflow.errors import StepflowError
+from stepflow.locks import flock
 from stepflow.storage import ObjectStore
 
 WORKSPACE_DIR = "sagemaker_remote_function_workspace"
@@ -32,10 +33,6 @@ class EnvironmentError_(StepflowError):
     """The step's environment could not be prepared; user code did not run."""
 
     reason = "RuntimeEnvironmentError"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("STEPFLOW_CACHE_DIR") or Path.home() / ".cache" / "stepflow")
 
 
 def check_python_version(client_version: str | None) -> None:
@@ -121,8 +118,7 @@ def dependency_python(workspace: Path, dependency_file: str | None) -> str | Non
     env_dir = cache_dir() / "envs" / digest
     python = env_dir / "bin" / "python"
     env_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(env_dir.parent / f"{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flock(env_dir.parent / f"{digest}.lock"):
         if (env_dir / ".ready").exists():
             return str(python)
         shutil.rmtree(env_dir, ignore_errors=True)

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +39,7 @@ from stepflow.runtime.environment import (
 from stepflow.runtime.resolve import ArgumentError, resolve_arguments
 from stepflow.serialization import deserialize, failure_reason, serialize, serialize_exception
 from stepflow.storage import ObjectStore, open_store
+from stepflow.timefmt import millis
 
 PREPARED_ENV = "STEPFLOW_RUNTIME_WORKSPACE"
 _KIND = {EXIT_USER_ERROR: "User", EXIT_ENVIRONMENT_ERROR: "User",
@@ -55,7 +55,7 @@ class _Outcome(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return millis()
 
 
 def _load(store: ObjectStore, prefix: str, key: bytes | None) -> Any:
