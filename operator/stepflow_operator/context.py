@@ -8,8 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stepflow.backends.base import Backend
 from stepflow.backends.local import LocalBackend
 from stepflow.gitops.reconciler import Reconciler
+from stepflow.gitops.targets import Targets
 from stepflow.storage import ObjectStore
 from stepflow_operator.kube import Kube, api_client
 from stepflow_operator.settings import OperatorConfig, step_environment
@@ -74,15 +76,15 @@ class Context:
         step_env = step_environment(os.environ, config)
         (config.work_dir / "home").mkdir(parents=True, exist_ok=True)
 
-        def backend(store: ObjectStore) -> LocalBackend:
+        def local(store: ObjectStore) -> Backend:
             # One run dir for every execution, kept across restarts: the launcher finds the
             # detached step processes of a resumed execution there. Steps get the store's
             # credentials and nothing else of the operator's environment.
             return LocalBackend(store, run_dir=run_dir, env=step_env)
 
-        reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key,
-                                default_s3_root_uri=config.default_s3_root_uri,
-                                s3_endpoint_url=config.s3_endpoint_url, backend_factory=backend)
+        targets = Targets(default_s3_root_uri=config.default_s3_root_uri, s3_endpoint_url=config.s3_endpoint_url,
+                          backends={"local": local})
+        reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key, targets=targets)
         return cls(config=config, reconciler=reconciler, kube=Kube(api_client(config.workers + 4)),
                    reconcile_slots=asyncio.Semaphore(config.max_reconciles))
 

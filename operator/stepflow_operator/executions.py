@@ -1,15 +1,15 @@
 """One ``PipelineExecution``: run it on the Pipeline's backend and mirror it onto the resources.
 
-The local backend's ``run`` orchestrates in the calling thread until the execution ends,
-so each execution gets its own thread (never a pool worker: an execution can last hours).
-The thread reports every state change; the daemon coroutine turns the latest one into a
-status patch on the execution, at most every ``status_interval`` seconds, and into the
-summary on the owning Pipeline when this execution is that Pipeline's latest.
+The execution runs in a :class:`~stepflow.gitops.execution_runner.ExecutionRunner` thread
+(shared with ``stepflow up``); its news hop onto the event loop, where the daemon coroutine
+turns the latest state into a status patch on the execution, at most every
+``status_interval`` seconds, and onto the owning Pipeline when this execution is its latest.
+The shapes come from :mod:`stepflow.gitops.execution_status`, as ``stepflow up``'s do.
 
 Everything the run needs is in the store, so nothing is lost when the operator stops: the
-thread leaves the orchestrator loop without touching the steps (they are detached
-processes), and the next operator's daemon calls ``run`` again, which finds the steps that
-are still running and the results of those that ended, and runs no step twice.
+thread lets go without touching the steps, and the next operator's daemon runs the
+execution again, which finds the steps still running and the results of those that ended,
+and runs no step twice.
 """
 
 from __future__ import annotations
@@ -17,77 +17,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from stepflow import layout
-from stepflow.backends.local import LocalBackend
+from stepflow import timefmt
+from stepflow.backends.base import Backend
 from stepflow.engine import ExecutionState
-from stepflow.errors import BackendError, StepflowError
+from stepflow.errors import StepflowError
 from stepflow.gitops import conditions as cond
+from stepflow.gitops import reasons
+from stepflow.gitops.execution_runner import ExecutionRunner
+from stepflow.gitops.execution_status import (TERMINAL_PHASES, execution_conditions, execution_status,
+                                              pipeline_status)
 from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
 from stepflow_operator.kube import reference
 from stepflow_operator.settings import EXECUTIONS, PIPELINES
-from stepflow_operator.status import TERMINAL_PHASES, execution_status, merge_patch, steps_summary, timestamp
+from stepflow_operator.patches import merge_patch
 
 #: How often a Pending execution looks again for its Pipeline's first definition.
 DEFINITION_POLL = 2.0
-#: How long to wait for the backend to release an execution another process still holds.
-BUSY_RETRY = 1.0
 
 
 class ExecutionRun:
-    """The thread driving one execution on its backend; its news arrive on the event loop."""
+    """An :class:`ExecutionRunner` whose news arrive on the event loop as two asyncio events."""
 
-    def __init__(self, backend: LocalBackend, pipeline_name: str, execution_id: str,
+    def __init__(self, backend: Backend, pipeline_name: str, execution_id: str,
                  loop: asyncio.AbstractEventLoop) -> None:
-        self.backend = backend
-        self.pipeline_name = pipeline_name
-        self.execution_id = execution_id
-        self.latest: ExecutionState | None = None
-        self.error: BaseException | None = None
         self.changed = asyncio.Event()
         self.finished = asyncio.Event()
-        self._loop = loop
-        self._leave = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"execution-{execution_id}", daemon=True)
+        self.runner = ExecutionRunner(
+            backend, pipeline_name, execution_id,
+            on_change=lambda _state: loop.call_soon_threadsafe(self.changed.set),
+            on_finish=lambda _runner: loop.call_soon_threadsafe(self.finished.set))
+        self.execution_id = execution_id
 
     def start(self) -> None:
-        self._thread.start()
+        self.runner.start()
 
     def leave(self) -> None:
-        """Stop orchestrating but let the steps run on: another operator will resume."""
-        self._leave.set()
+        self.runner.leave()
 
     async def stop(self) -> None:
         """Stop the execution itself: its running steps are stopped, it ends as Stopped."""
-        await asyncio.to_thread(self.backend.stop, self.pipeline_name, self.execution_id)
-
-    def _main(self) -> None:
-        try:
-            while not self._leave.is_set():
-                try:
-                    self.latest = self.backend.run(self.pipeline_name, self.execution_id,
-                                                   on_change=self._on_change, should_stop=self._leave.is_set)
-                    break
-                except BackendError as exc:
-                    if exc.reason != "ExecutionBusy":
-                        raise
-                    # The previous operator's orchestrator is still exiting; it releases
-                    # the lock when its process ends.
-                    self._leave.wait(BUSY_RETRY)
-        except BaseException as exc:  # noqa: BLE001 - reported on the resource by the daemon
-            self.error = exc
-        finally:
-            self._loop.call_soon_threadsafe(self.finished.set)
-
-    def _on_change(self, state: ExecutionState) -> None:
-        self.latest = state
-        self._loop.call_soon_threadsafe(self.changed.set)
+        await asyncio.to_thread(self.runner.stop_execution)
 
 
 class _Writer:
@@ -117,7 +92,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
     if target is None:
         return
     pipeline, pspec, definition = target
-    backend = ctx.reconciler.backend_for(pspec)
+    backend = ctx.reconciler.targets.backend_for(pspec)
     pipeline_name = definition["pipelineName"]
     parameters = {**pspec.trigger.parameters, **(spec.get("parameters") or {})}
     try:
@@ -127,17 +102,15 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
         await _fail(ctx, body, writer, exc.reason, f"the execution could not be created: {exc}")
         return
 
-    pstore = backend.pipeline_store(pipeline_name)
-
     def result_uri(step: str) -> str:
-        return pstore.uri(layout.results_prefix(name, step))
+        return backend.result_uri(pipeline_name, name, step)
 
     revision = writer.status.get("revision") or definition.get("revision")
     fixed = {"revision": revision, "definitionDigest": writer.status.get("definitionDigest") or definition["digest"],
              "definitionUri": writer.status.get("definitionUri") or definition.get("uri"),
              "pipelineName": pipeline_name, "observedGeneration": meta.get("generation"), "message": None,
              "summary": {"revision": (revision or "").rsplit(":", 1)[-1][:7]}}
-    started = timestamp(state.started_at)
+    started = timefmt.seconds(state.started_at)
     recorded = (pipeline.get("status") or {}).get("lastExecution") or {}
     ctx.runs.claim_latest(namespace, pipeline_ref, name, started,
                           (recorded.get("startedAt") or "", recorded["name"]) if recorded.get("name") else None)
@@ -149,7 +122,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
     try:
         await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref)
         if not resumed and not state.terminal:
-            _event_both(body, pipeline, "Normal", "ExecutionStarted",
+            _event_both(body, pipeline, "Normal", reasons.EXECUTION_STARTED,
                         f"Execution {name} of {pipeline_name} started ({len(state.steps)} steps, {revision})")
         run.start()
         await _follow(ctx, body, writer, fixed, run, result_uri, pipeline_ref, stopped, logger)
@@ -193,15 +166,17 @@ async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[st
             else:  # the operator exits (or the resource stops matching): leave the steps running
                 run.leave()
         run.changed.clear()
-        if run.latest is not None and not run.latest.terminal:
-            await _mirror(ctx, body, writer, fixed, run.latest, result_uri, pipeline_ref)
+        latest = run.runner.latest
+        if latest is not None and not latest.terminal:
+            await _mirror(ctx, body, writer, fixed, latest, result_uri, pipeline_ref)
             await asyncio.sleep(ctx.config.status_interval)  # coalesce a burst of step updates
-    if run.error is not None:
-        logger.error("execution %s: %s", name, run.error)
-        await _fail(ctx, body, writer, getattr(run.error, "reason", "ExecutionError"),
-                    f"the execution could not run: {run.error}")
+    error = run.runner.error
+    if error is not None:
+        logger.error("execution %s: %s", name, error)
+        await _fail(ctx, body, writer, getattr(error, "reason", "ExecutionError"),
+                    f"the execution could not run: {error}")
         return
-    state = run.latest
+    state = run.runner.latest
     if state is None or not state.terminal:
         return  # left to the next operator
     await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, final=True)
@@ -218,15 +193,10 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
     namespace, name = meta["namespace"], meta["name"]
     mirrored = execution_status(state, result_uri)
     status = {**mirrored, **fixed, "summary": {**mirrored["summary"], **fixed["summary"]}}
-    status["conditions"] = _conditions(writer.status.get("conditions"), state, meta.get("generation"))
+    status["conditions"] = execution_conditions(writer.status.get("conditions"), state, meta.get("generation"))
     if ctx.runs.is_latest(namespace, pipeline_ref, name):
-        await ctx.kube.patch_status(PIPELINES, namespace, pipeline_ref, {
-            "lastExecution": {"name": name, "phase": state.status, "startedAt": status["startedAt"],
-                              "finishedAt": status.get("finishedAt"), "revision": fixed.get("revision"),
-                              "definitionDigest": fixed.get("definitionDigest")},
-            "steps": status["steps"],
-            "summary": {"steps": steps_summary(status["steps"])},
-        })
+        await ctx.kube.patch_status(PIPELINES, namespace, pipeline_ref, pipeline_status(
+            name, state, result_uri, revision=fixed.get("revision"), definition_digest=fixed.get("definitionDigest")))
     if final:
         type_ = "Normal" if state.status == "Succeeded" else "Warning"
         why = f": {state.failure_reason}" if state.failure_reason else ""
@@ -234,21 +204,6 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
                     f"Execution {name} {state.status.lower()} ({status['summary']['steps']} steps succeeded, "
                     f"{status['summary']['duration']}){why}", pipeline_ref=pipeline_ref)
     await writer.write(status)
-
-
-def _conditions(previous: Any, state: ExecutionState, generation: int | None) -> list[dict[str, Any]]:
-    """kstatus: Ready=True once Succeeded, Stalled when Failed or Stopped, Reconciling while running."""
-    now = timestamp()
-    if state.status == "Succeeded":
-        return cond.mark_ready(previous, observed_generation=generation, reason="Succeeded",
-                               message="every step succeeded or was skipped", timestamp=now)
-    if state.terminal:
-        reason = "ExecutionFailed" if state.status == "Failed" else "ExecutionStopped"
-        return cond.mark_stalled(previous, observed_generation=generation, reason=reason,
-                                 message=state.failure_reason or f"the execution {state.status.lower()}",
-                                 timestamp=now)
-    return cond.mark_reconciling(previous, observed_generation=generation, reason=state.status,
-                                 message=f"the execution is {state.status.lower()}", timestamp=now)
 
 
 async def _target(ctx: Context, body: kopf.Body, writer: _Writer, stopped: kopf.DaemonStopped
@@ -307,7 +262,7 @@ async def _fail(ctx: Context, body: kopf.Body, writer: _Writer, reason: str, mes
     """The execution cannot run: Failed with why, an Event, and the terminal phase written last."""
     meta = body["metadata"]
     kopf.event(body, type="Warning", reason=reason, message=message)
-    now = timestamp()
+    now = timefmt.seconds()
     await writer.write({
         "phase": "Failed", "failureReason": reason, "message": message, "finishedAt": now,
         "startedAt": writer.status.get("startedAt") or now,

@@ -24,7 +24,7 @@ from stepflow_operator import executions, pipelines
 from stepflow_operator.context import Context
 from stepflow_operator.settings import (EXECUTIONS, GROUP, PIPELINES, VERSION, OperatorConfig, QuietWakeups,
                                         configure_kopf)
-from stepflow_operator.status import TERMINAL_PHASES
+from stepflow.gitops.execution_status import TERMINAL_PHASES
 
 WAKE_HANDLER = "wake"
 

@@ -21,13 +21,12 @@ from typing import Any
 import kopf
 
 from stepflow.errors import StepflowError
-from stepflow.gitops import conditions as cond
+from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
-from stepflow.gitops.reconciler import SOURCE_READY, Event, ExecutionRequest, Outcome
-from stepflow.gitops.spec import PipelineSpec
+from stepflow.gitops.reconciler import ExecutionRequest
 from stepflow_operator.context import Context
 from stepflow_operator.settings import PIPELINES, RECONCILE_ANNOTATION
-from stepflow_operator.status import merge_patch, timestamp
+from stepflow_operator.patches import merge_patch
 
 #: After a bug in the operator itself (not the user's input), wait this long before retrying.
 ERROR_BACKOFF = 30.0
@@ -68,7 +67,7 @@ async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daem
                 delay = await _reconcile(ctx, body, memo, logger)
             except Exception as exc:  # noqa: BLE001 - one Pipeline's bug must not stop the loop
                 logger.exception("reconcile of Pipeline %s/%s failed", namespace, name)
-                kopf.event(body, type="Warning", reason="ReconcileError",
+                kopf.event(body, type="Warning", reason=reasons.RECONCILE_ERROR,
                            message=f"the operator failed to reconcile: {type(exc).__name__}: {exc}; "
                                    f"retrying in {ERROR_BACKOFF:.0f}s (see the operator log)")
                 delay = ERROR_BACKOFF
@@ -101,10 +100,9 @@ async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: log
     status = memo.get("status") or copy.deepcopy(dict(body.get("status") or {}))
 
     async with ctx.reconcile_slots:
-        credentials, outcome = await _credentials(ctx, namespace, name, spec, status, generation)
-        if outcome is None:
-            outcome = await ctx.reconciler.reconcile(name, spec, status, generation=generation,
-                                                     credentials=credentials, requested_at=requested_at)
+        credentials = await _credentials(ctx, namespace, spec)
+        outcome = await ctx.reconciler.reconcile(name, spec, status, generation=generation,
+                                                 credentials=credentials, requested_at=requested_at)
 
     patch = merge_patch(status, outcome.status)
     if patch:
@@ -119,42 +117,24 @@ async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: log
     return outcome.requeue_after
 
 
-async def _credentials(ctx: Context, namespace: str, name: str, spec: Mapping[str, Any],
-                       status: Mapping[str, Any], generation: int
-                       ) -> tuple[GitCredentials | None, Outcome | None]:
-    """The git credentials of ``spec.source.secretRef``, or the failed Outcome saying why not."""
+async def _credentials(ctx: Context, namespace: str, spec: Mapping[str, Any]
+                       ) -> GitCredentials | StepflowError | None:
+    """The git credentials of ``spec.source.secretRef``, or the error saying why there are none
+    (the reconciler reports it as the source's failure)."""
     secret_name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
     if not secret_name:
-        return None, None
-    try:
-        parsed = PipelineSpec.from_manifest(spec, name=name, namespace=namespace)
-    except StepflowError:
-        return None, None  # the reconciler reports the spec's problem
+        return None
     data = await ctx.kube.secret_data(namespace, secret_name)
     if data is None:
-        return None, _source_failed(
-            parsed, status, generation, "SecretNotFound",
+        return StepflowError(
             f"spec.source.secretRef names the Secret {secret_name!r}, which does not exist in namespace "
             f"{namespace!r}; create it (kubectl -n {namespace} create secret generic {secret_name} "
-            "--from-literal=username=... --from-literal=password=...) or fix the name")
+            "--from-literal=username=... --from-literal=password=...) or fix the name",
+            reason=reasons.SECRET_NOT_FOUND)
     try:
-        return GitCredentials.from_secret_data(data, secret_name=secret_name), None
+        return GitCredentials.from_secret_data(data, secret_name=secret_name)
     except StepflowError as exc:
-        return None, _source_failed(parsed, status, generation, exc.reason, str(exc))
-
-
-def _source_failed(spec: PipelineSpec, status: Mapping[str, Any], generation: int, reason: str,
-                   message: str) -> Outcome:
-    """What the reconciler reports for a source failure, for one found before it runs."""
-    new = copy.deepcopy(dict(status))
-    now = timestamp()
-    new["conditions"] = cond.set_condition(new.get("conditions"), SOURCE_READY, "False", reason=reason,
-                                           message=message, observed_generation=generation, timestamp=now)
-    new["conditions"] = cond.mark_failed(new["conditions"], observed_generation=generation, reason=reason,
-                                         message=message, timestamp=now)
-    new["observedGeneration"] = generation
-    return Outcome(status=new, events=[Event("Warning", reason, message)],
-                   requeue_after=min(spec.interval, 30.0))
+        return exc
 
 
 async def _create_execution(ctx: Context, body: kopf.Body, request: ExecutionRequest,

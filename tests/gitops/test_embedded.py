@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from stepflow.gitops.embedded import STATE_PREFIX, EmbeddedLoop, merge_status, steps_summary
+from stepflow.gitops.embedded import EmbeddedLoop
+from stepflow.gitops.execution_status import steps_summary
+from stepflow.gitops.up_state import merge_status
+from stepflow.layout import UP_STATE_FOLDER as STATE_PREFIX
 from stepflow.gitops.manifests import discover
 from stepflow.gitops.reconciler import Reconciler
 from stepflow.gitops.sandbox import SandboxSettings

@@ -6,7 +6,8 @@ import pytest
 
 from stepflow_operator.__main__ import kopf_arguments
 from stepflow_operator.context import Runs
-from stepflow_operator.status import duration_text, merge_patch
+from stepflow.gitops.execution_status import duration_text
+from stepflow_operator.patches import merge_patch
 
 
 def test_merge_patch_touches_only_what_changed_and_deletes_what_went():

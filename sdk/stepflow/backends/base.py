@@ -1,20 +1,30 @@
-"""The execution backend interface that ``Pipeline`` and ``_PipelineExecution`` delegate to.
+"""The execution backend interface: what ``Pipeline``, the CLI, the reconciler and both
+GitOps front ends call, and all they call.
 
-A backend records definitions and runs executions. Return values use the SageMaker API's
-shapes (``PipelineExecutionStatus``, ``StepName``, ``StepStatus``, ...) so code written
-against ``sagemaker.workflow`` reads them unchanged.
+A backend records definitions and runs executions. Two audiences, two vocabularies:
+user-facing calls (``describe``, ``list_steps``, ...) return the SageMaker API's shapes so
+code written against ``sagemaker.workflow`` reads them unchanged; the calls the GitOps core
+makes (``create_execution``, ``run``, ``execution_state``) speak the engine's
+:class:`~stepflow.engine.ExecutionState`, from which :mod:`stepflow.gitops.execution_status`
+derives the resources' status, whatever the backend.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from stepflow.errors import BackendError
 
 if TYPE_CHECKING:
     from stepflow.compiler.bundle import Bundle
+    from stepflow.engine import ExecutionState
     from stepflow.storage import ObjectStore
+
+#: Told every new state of an execution while ``Backend.run`` follows it (from its thread).
+OnChange = Callable[["ExecutionState"], None]
+#: Asked between steps of ``Backend.run``: True means let go (the execution goes on).
+ShouldStop = Callable[[], bool]
 
 
 class Backend(ABC):
@@ -31,6 +41,10 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def definition(self, pipeline_name: str, digest: str | None = None) -> dict[str, Any]:
+        """The recorded definition (the current one, or the one with ``digest``)."""
+
+    @abstractmethod
     def describe(self, pipeline_name: str) -> dict:
         """DescribePipeline's shape (PipelineName, PipelineArn, PipelineDefinition, ...).
 
@@ -45,6 +59,34 @@ class Backend(ABC):
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None,
               execution_id: str | None = None, display_name: str | None = None) -> str:
         """Start an execution and return its id."""
+
+    @abstractmethod
+    def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
+                         execution_id: str | None = None, display_name: str | None = None,
+                         parallelism: int | None = None) -> ExecutionState:
+        """Record a new execution of the current definition without running it.
+
+        Parameters are checked against the definition. Idempotent by ``execution_id``: a
+        second call returns the recorded execution (deterministic names make retries safe).
+        """
+
+    @abstractmethod
+    def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,
+            should_stop: ShouldStop = lambda: False) -> ExecutionState:
+        """Make the execution progress until it ends or ``should_stop()``; return its state.
+
+        Blocks the calling thread. Never runs a step twice: if another process is already
+        driving the execution, follow it (reporting its states) and take over if it dies.
+        Returning because of ``should_stop`` leaves the execution running for a later call.
+        """
+
+    @abstractmethod
+    def execution_state(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+        """The execution's current state (``BackendError`` ExecutionNotFound when unknown)."""
+
+    @abstractmethod
+    def result_uri(self, pipeline_name: str, execution_id: str, step_name: str) -> str:
+        """Where a step's results are (shown on the resources' status)."""
 
     @abstractmethod
     def describe_execution(self, pipeline_name: str, execution_id: str) -> dict:
@@ -93,9 +135,27 @@ class NoBackend(Backend):
     def delete(self, pipeline_name: str) -> dict:
         raise self._fail(f"delete pipeline '{pipeline_name}'")
 
+    def definition(self, pipeline_name: str, digest: str | None = None) -> dict[str, Any]:
+        raise self._fail(f"read the definition of pipeline '{pipeline_name}'")
+
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None,
               execution_id: str | None = None, display_name: str | None = None) -> str:
         raise self._fail(f"start pipeline '{pipeline_name}'")
+
+    def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
+                         execution_id: str | None = None, display_name: str | None = None,
+                         parallelism: int | None = None) -> ExecutionState:
+        raise self._fail(f"create an execution of pipeline '{pipeline_name}'")
+
+    def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,
+            should_stop: ShouldStop = lambda: False) -> ExecutionState:
+        raise self._fail(f"run execution '{execution_id}'")
+
+    def execution_state(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+        raise self._fail(f"read execution '{execution_id}'")
+
+    def result_uri(self, pipeline_name: str, execution_id: str, step_name: str) -> str:
+        raise self._fail(f"locate the results of step '{step_name}'")
 
     def describe_execution(self, pipeline_name: str, execution_id: str) -> dict:
         raise self._fail(f"describe execution '{execution_id}'")

@@ -24,10 +24,12 @@ from .expressions import (Context, DocumentsNeeded, ExpressionError, UnreadableD
 from .parameters import ParameterError, ParameterSpec, resolve_parameters
 from .plan import Branch, Plan, StepPlan
 from .retry import RetryPolicy, RetrySettings
-from .state import Attempt, ExecutionState, StepState
+from .state import (EXECUTING, FAILED, SKIPPED, STOPPED, STOPPING, SUCCEEDED, TERMINAL_EXECUTION_STATUSES, Attempt,
+                    ExecutionState, StepState)
 from .transitions import TransitionError, apply, apply_all, new_execution
 
 __all__ = [
+    "EXECUTING", "FAILED", "SKIPPED", "STOPPED", "STOPPING", "SUCCEEDED", "TERMINAL_EXECUTION_STATUSES",
     "Attempt", "AttemptFailed", "AttemptRunning", "AttemptStarted", "AttemptStopped", "AttemptStopping",
     "AttemptSucceeded", "Branch", "ConditionEvaluated", "Context", "Decision", "DocumentsNeeded",
     "EngineEvent", "Event", "ExecutionCompleted", "ExecutionState", "ExpressionError", "FailStepReached",

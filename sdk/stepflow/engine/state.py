@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from stepflow.errors import DeserializationError
+from stepflow.errors import ERROR_KINDS, INFRASTRUCTURE, USER, DeserializationError
 from stepflow.timefmt import micros as format_time
 from stepflow.timefmt import parse as parse_time
 from stepflow.timefmt import require_utc
@@ -27,8 +27,7 @@ EXECUTION_STATUSES = (EXECUTING, STOPPING, STOPPED, FAILED, SUCCEEDED)
 TERMINAL_EXECUTION_STATUSES = (STOPPED, FAILED, SUCCEEDED)
 STEP_STATUSES = (PENDING, STARTING, EXECUTING, STOPPING, STOPPED, FAILED, SUCCEEDED, SKIPPED)
 ATTEMPT_STATUSES = (STARTING, EXECUTING, STOPPING, SUCCEEDED, FAILED, STOPPED)
-USER, INFRASTRUCTURE = "User", "Infrastructure"
-FAILURE_KINDS = (USER, INFRASTRUCTURE)
+FAILURE_KINDS = ERROR_KINDS
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from stepflow.errors import USER
 from stepflow.timefmt import seconds
 
 Condition = dict[str, Any]
@@ -142,6 +143,15 @@ def mark_stalled(conditions: Sequence[Condition] | None, *, observed_generation:
                            observed_generation=observed_generation, timestamp=timestamp)
     return set_condition(result, READY, "False", reason=reason, message=message,
                          observed_generation=observed_generation, timestamp=timestamp)
+
+
+def mark_failure(conditions: Sequence[Condition] | None, *, kind: str, observed_generation: int | None,
+                 reason: str, message: str, timestamp: str | None = None) -> list[Condition]:
+    """A failure of the given kind (:mod:`stepflow.errors`): a user error stalls, anything
+    else is retried. The one place where an error's kind becomes kstatus conditions."""
+    marker = mark_stalled if kind == USER else mark_failed
+    return marker(conditions, observed_generation=observed_generation, reason=reason, message=message,
+                  timestamp=timestamp)
 
 
 def _ordered(conditions: list[Condition]) -> list[Condition]:

@@ -4,169 +4,48 @@ What the API server and kopf give the operator, this module does for itself:
 
 * **the resources** are ``Pipeline`` manifests in a folder (:mod:`stepflow.gitops.manifests`),
   re-read when the files change; a spec change bumps a generation, as the API server does;
-* **the status** lives in memory and in the store, at ``<store>/.stepflow-up/<name>.json``,
-  so a restart neither rebuilds nor re-runs what is current, and a second machine pointed
-  at the same store sees the same state;
+* **the status** lives in memory and in the store (:mod:`stepflow.gitops.up_state`), so a
+  restart neither rebuilds nor re-runs what is current;
 * **the timers**: each pipeline is reconciled every ``spec.source.interval``;
-* **the executions** the reconciler asks for run on the local backend, each in its own
-  thread, so pipelines (and several executions) progress at once while the loop goes on.
+* **the executions** the reconciler asks for run on the Pipeline's backend, each in an
+  :class:`~stepflow.gitops.execution_runner.ExecutionRunner` thread (the operator's too),
+  mirrored with :mod:`stepflow.gitops.execution_status` (the operator's too).
 
-The reconciler core owns everything it reports in ``Outcome.status``; this loop owns
-``lastExecution``, ``steps`` and ``summary.steps``, and merges the two. Nothing here prints:
-callers observe through ``on_change``/``on_event`` and read :meth:`EmbeddedLoop.rows`.
+The reconciler core owns everything it reports in ``Outcome.status``; the executions own
+``lastExecution``, ``steps`` and ``summary.steps``. Nothing here prints: callers observe
+through ``on_change``/``on_event`` and read :meth:`EmbeddedLoop.rows`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stepflow import layout
-from stepflow.engine import ExecutionState, Plan
+from stepflow import timefmt
+from stepflow.backends.base import Backend
+from stepflow.engine import SUCCEEDED, ExecutionState
 from stepflow.errors import StepflowError
+from stepflow.gitops import reasons
 from stepflow.gitops.conditions import READY, get_condition
+from stepflow.gitops.execution_runner import ExecutionRunner
+from stepflow.gitops.execution_status import TERMINAL_PHASES, pipeline_status
 from stepflow.gitops.manifests import Manifest, ManifestProblem, discover, manifest_files
-from stepflow.storage import NotFound, ObjectStore
+from stepflow.gitops.reconciler import Event, ExecutionRequest, Reconciler
+from stepflow.gitops.up_state import PipelineState, StateStore, merge_status
+from stepflow.gitops.up_table import Row, problem_row, row
+from stepflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-STATE_PREFIX = ".stepflow-up"
-TERMINAL_PHASES = ("Succeeded", "Failed", "Stopped")
-#: Keys of ``.status`` this loop owns; the reconciler's Outcome owns every other one.
-CALLER_KEYS = ("lastExecution", "steps")
-
-
-def _ts(moment: datetime | None = None) -> str:
-    moment = moment or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_ts(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-# -- persisted state ------------------------------------------------------------------------
-
-
-@dataclass
-class PipelineState:
-    """What ``up`` remembers about one pipeline between passes and between runs."""
-
-    name: str
-    created_at: str = field(default_factory=_ts)
-    generation: int = 0
-    spec_digest: str | None = None
-    status: dict[str, Any] = field(default_factory=dict)
-    #: The latest executions, newest first, at most ``spec.historyLimit``.
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> bytes:
-        return json.dumps({"name": self.name, "createdAt": self.created_at, "generation": self.generation,
-                           "specDigest": self.spec_digest, "status": self.status,
-                           "history": self.history}, indent=1, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> PipelineState:
-        raw = json.loads(data)
-        return cls(name=raw["name"], created_at=raw.get("createdAt") or _ts(),
-                   generation=int(raw.get("generation") or 0), spec_digest=raw.get("specDigest"),
-                   status=dict(raw.get("status") or {}), history=list(raw.get("history") or []))
-
-
-class StateStore:
-    """``<store>/.stepflow-up/<name>.json``: one small document per pipeline."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-
-    def key(self, name: str) -> str:
-        return f"{STATE_PREFIX}/{name}.json"
-
-    def load(self, name: str) -> PipelineState:
-        try:
-            return PipelineState.from_json(self.store.get_bytes(self.key(name)))
-        except NotFound:
-            return PipelineState(name=name)
-        except (ValueError, KeyError) as exc:
-            log.warning("%s is unreadable (%s); starting %s afresh", self.store.uri(self.key(name)), exc, name)
-            return PipelineState(name=name)
-
-    def save(self, state: PipelineState) -> None:
-        self.store.put_bytes(self.key(state.name), state.to_json())
-
-
-def merge_status(reconciled: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The reconciler's status with this loop's own keys carried over from ``current``."""
-    status = copy.deepcopy(dict(reconciled))
-    for key in CALLER_KEYS:
-        if key in current:
-            status[key] = copy.deepcopy(current[key])
-        else:
-            status.pop(key, None)
-    summary = dict(status.get("summary") or {})
-    steps = (current.get("summary") or {}).get("steps")
-    if steps is not None:
-        summary["steps"] = steps
-    if summary:
-        status["summary"] = summary
-    return status
-
-
-def step_entries(plan: Plan, state: ExecutionState, pipeline_store: ObjectStore) -> list[dict[str, Any]]:
-    """``status.steps`` (the CRD's shape) for one execution."""
-    from stepflow.backends.views import list_steps
-
-    out = []
-    for view in list_steps(plan, state):
-        entry: dict[str, Any] = {"name": view["StepName"], "type": view["StepType"],
-                                 "phase": view["StepStatus"], "attempts": view["AttemptCount"]}
-        if view.get("StartTime"):
-            entry["startedAt"] = _ts(view["StartTime"])
-        if view.get("EndTime"):
-            entry["finishedAt"] = _ts(view["EndTime"])
-        if view.get("FailureReason"):
-            entry["failureReason"] = view["FailureReason"]
-        if view["StepStatus"] == "Succeeded" and view["StepType"] == "Training":
-            entry["resultUri"] = pipeline_store.uri(layout.results_prefix(state.execution_id, view["StepName"]))
-        out.append(entry)
-    return out
-
-
-def steps_summary(steps: list[Mapping[str, Any]]) -> str:
-    """``done/total``: a step is done when it succeeded or a condition skipped it."""
-    done = sum(1 for s in steps if s.get("phase") in ("Succeeded", "Skipped"))
-    return f"{done}/{len(steps)}"
-
 
 # -- what callers see ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of ``stepflow up``'s table, ``kubectl get pipelines``' columns."""
-
-    name: str
-    revision: str
-    ready: str
-    phase: str
-    steps: str
-    last_run: datetime | None
-    created: datetime | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -200,7 +79,7 @@ class EmbeddedLoop:
     overrides every manifest's ``spec.source.interval``.
     """
 
-    def __init__(self, directory: str | Path, *, reconciler: Any, state_store: ObjectStore,
+    def __init__(self, directory: str | Path, *, reconciler: Reconciler, state_store: ObjectStore,
                  interval: float | None = None,
                  on_change: Callable[[], None] | None = None,
                  on_event: Callable[[str, Any], None] | None = None) -> None:
@@ -213,7 +92,7 @@ class EmbeddedLoop:
         self.problems: list[ManifestProblem] = []
         self.reports: list[ExecutionReport] = []
         self._tracked: dict[str, _Tracked] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._runners: dict[str, ExecutionRunner] = {}
         self._stopping = threading.Event()
         self._files_seen: object = None
         self._reports_lock = threading.Lock()
@@ -292,32 +171,33 @@ class EmbeddedLoop:
                 return entry["pipelineName"]
         return (tracked.state.status.get("definition") or {}).get("pipelineName")
 
-    async def _start_execution(self, tracked: _Tracked, request: Any) -> None:
+    def _backend(self, tracked: _Tracked) -> Backend:
+        return self.reconciler.targets.backend_for(tracked.manifest.parsed)
+
+    async def _start_execution(self, tracked: _Tracked, request: ExecutionRequest) -> None:
         name = tracked.manifest.name
-        pipeline_name = request.pipeline_name
-        backend = self.reconciler.backend_for(tracked.manifest.parsed)
+        backend = self._backend(tracked)
         try:
-            state = await asyncio.to_thread(backend.create_execution, pipeline_name,
+            state = await asyncio.to_thread(backend.create_execution, request.pipeline_name,
                                             parameters=dict(request.parameters or {}),
                                             execution_id=request.name)
         except StepflowError as exc:
             tracked.problem = f"{exc.reason}: {exc.message}"
-            self.on_event(name, _event("Warning", "ExecutionFailed",
-                                       f"execution {request.name} could not start: {exc.message}"))
+            self.on_event(name, Event("Warning", reasons.EXECUTION_FAILED,
+                                      f"execution {request.name} could not start: {exc.message}"))
             self.on_change()
             return
         tracked.problem = None
-        record = {"name": request.name, "phase": state.status, "startedAt": _ts(state.started_at),
-                  "revision": request.revision, "definitionDigest": request.definition_digest}
         with tracked.lock:
-            tracked.state.status["lastExecution"] = record
-            entry = {**record, "pipelineName": pipeline_name}
+            entry = {"name": request.name, "pipelineName": request.pipeline_name, "revision": request.revision,
+                     "definitionDigest": request.definition_digest}
             tracked.state.history = [entry, *[h for h in tracked.state.history if h.get("name") != request.name]]
             del tracked.state.history[tracked.manifest.parsed.history_limit:]
-            self._apply_execution(tracked, backend, pipeline_name, state, request.definition_digest)
-        self.on_event(name, _event("Normal", "ExecutionStarted",
-                                   f"execution {request.name} started ({request.trigger}, {request.revision})"))
-        self._run_in_thread(tracked, backend, pipeline_name, request.name, request.definition_digest)
+            tracked.state.status["lastExecution"] = {"name": request.name}
+            self._apply_execution(tracked, backend, request.pipeline_name, state)
+        self.on_event(name, Event("Normal", reasons.EXECUTION_STARTED,
+                                  f"execution {request.name} started ({request.trigger}, {request.revision})"))
+        self._run_in_thread(tracked, backend, request.pipeline_name, request.name)
 
     def resume_unfinished(self) -> None:
         """Pick up executions an earlier ``up`` left running (their state is in the store)."""
@@ -325,79 +205,55 @@ class EmbeddedLoop:
             last = tracked.state.status.get("lastExecution") or {}
             pipeline_name = self._pipeline_name(tracked, last.get("name"))
             if last.get("name") and last.get("phase") not in TERMINAL_PHASES \
-                    and last["name"] not in self._threads and pipeline_name:
-                backend = self.reconciler.backend_for(tracked.manifest.parsed)
-                self._run_in_thread(tracked, backend, pipeline_name, last["name"], last.get("definitionDigest"))
+                    and last["name"] not in self._runners and pipeline_name:
+                self._run_in_thread(tracked, self._backend(tracked), pipeline_name, last["name"])
 
-    def _run_in_thread(self, tracked: _Tracked, backend: Any, pipeline_name: str, execution_id: str,
-                       digest: str | None) -> None:
-        thread = threading.Thread(target=self._run_execution, name=f"execution-{execution_id}",
-                                  args=(tracked, backend, pipeline_name, execution_id, digest), daemon=True)
-        self._threads[execution_id] = thread
-        thread.start()
+    def _run_in_thread(self, tracked: _Tracked, backend: Backend, pipeline_name: str, execution_id: str) -> None:
+        def changed(state: ExecutionState) -> None:
+            with tracked.lock:
+                self._apply_execution(tracked, backend, pipeline_name, state)
+            self.on_change()
 
-    def _run_execution(self, tracked: _Tracked, backend: Any, pipeline_name: str, execution_id: str,
-                       digest: str | None) -> None:
-        name = tracked.manifest.name
-        try:
-            plan = Plan.from_definition(backend.definition(pipeline_name, digest))
+        runner = ExecutionRunner(backend, pipeline_name, execution_id, on_change=changed,
+                                 on_finish=lambda r: self._finished(tracked, r))
+        self._runners[execution_id] = runner
+        runner.start()
 
-            def changed(state: ExecutionState) -> None:
-                with tracked.lock:
-                    self._apply_execution(tracked, backend, pipeline_name, state, digest, plan=plan)
-                self.on_change()
-
-            try:
-                final = backend.run(pipeline_name, execution_id, on_change=changed,
-                                    should_stop=self._stopping.is_set)
-            except StepflowError as exc:
-                if exc.reason != "ExecutionBusy":
-                    raise
-                final = self._watch(backend, pipeline_name, execution_id, changed)  # another process runs it
-            changed(final)
-        except StepflowError as exc:
-            self.on_event(name, _event("Warning", "ExecutionFailed", f"execution {execution_id}: {exc.message}"))
+    def _finished(self, tracked: _Tracked, runner: ExecutionRunner) -> None:
+        """From the runner's thread, when it ends: the execution is over, could not run, or was left."""
+        name, execution_id = tracked.manifest.name, runner.execution_id
+        if runner.error is not None:
+            message = getattr(runner.error, "message", None) or f"{type(runner.error).__name__}: {runner.error}"
+            self.on_event(name, Event("Warning", reasons.EXECUTION_FAILED, f"execution {execution_id}: {message}"))
             with self._reports_lock:
-                self.reports.append(ExecutionReport(name, execution_id, "Failed", failure_reason=exc.message))
+                self.reports.append(ExecutionReport(name, execution_id, "Failed", failure_reason=message))
             self.on_change()
             return
-        if not final.terminal:
+        final = runner.latest
+        if final is None or not final.terminal:
             return  # we are stopping; the execution resumes next time
         with self._reports_lock:
             self.reports.append(ExecutionReport(name, execution_id, final.status, final.failure_reason))
-        kind = "Normal" if final.status == "Succeeded" else "Warning"
+        kind = "Normal" if final.status == SUCCEEDED else "Warning"
         suffix = f": {final.failure_reason}" if final.failure_reason else ""
-        self.on_event(name, _event(kind, f"Execution{final.status}", f"execution {execution_id} {final.status}{suffix}"))
+        self.on_event(name, Event(kind, f"Execution{final.status}", f"execution {execution_id} {final.status}{suffix}"))
         self.on_change()
 
-    def _watch(self, backend: Any, pipeline_name: str, execution_id: str,
-               changed: Callable[[ExecutionState], None]) -> ExecutionState:
-        store = backend.pipeline_store(pipeline_name)
-        delay = 0.1
-        while True:
-            state = ExecutionState.from_json(store.get_bytes(layout.execution_state_key(execution_id)))
-            changed(state)
-            if state.terminal or self._stopping.wait(delay):
-                return state
-            delay = min(1.0, delay * 1.5)
-
-    def _apply_execution(self, tracked: _Tracked, backend: Any, pipeline_name: str, state: ExecutionState,
-                         digest: str | None, *, plan: Plan | None = None) -> None:
+    def _apply_execution(self, tracked: _Tracked, backend: Backend, pipeline_name: str,
+                         state: ExecutionState) -> None:
         """Mirror an execution's state onto the status (caller holds ``tracked.lock``)."""
         status = tracked.state.status
         record = next((h for h in tracked.state.history if h.get("name") == state.execution_id), None)
-        update = {"phase": state.status, "startedAt": _ts(state.started_at)}
-        if state.ended_at is not None:
-            update["finishedAt"] = _ts(state.ended_at)
+        owned = pipeline_status(state.execution_id, state,
+                                lambda step: backend.result_uri(pipeline_name, state.execution_id, step),
+                                revision=(record or {}).get("revision"),
+                                definition_digest=(record or {}).get("definitionDigest"))
         if record is not None:
-            record.update(update)
-        last = status.get("lastExecution") or {}
-        if last.get("name") == state.execution_id:
-            last.update(update)
-            plan = plan or Plan.from_definition(backend.definition(pipeline_name, digest))
-            steps = step_entries(plan, state, backend.pipeline_store(pipeline_name))
-            status["steps"] = steps
-            status.setdefault("summary", {})["steps"] = steps_summary(steps)
+            record.update({k: v for k, v in owned["lastExecution"].items() if v is not None})
+        if (status.get("lastExecution") or {}).get("name") == state.execution_id:
+            status["lastExecution"] = {k: v for k, v in owned["lastExecution"].items() if v is not None}
+            status["steps"] = owned["steps"]
+            status.setdefault("summary", {})["steps"] = owned["summary"]["steps"]
         try:
             self.states.save(tracked.state)
         except StepflowError as exc:
@@ -450,20 +306,20 @@ class EmbeddedLoop:
         except Exception as exc:  # noqa: BLE001 - the reconciler never raises for user errors
             log.exception("reconcile of %s failed", name)
             tracked.problem = f"{type(exc).__name__}: {exc}"
-            self.on_event(name, _event("Warning", "ReconcileError", f"{type(exc).__name__}: {exc}"))
+            self.on_event(name, Event("Warning", reasons.RECONCILE_ERROR, f"{type(exc).__name__}: {exc}"))
             tracked.due = time.monotonic() + (self.interval or tracked.manifest.parsed.interval)
             self.on_change()
 
     async def wait_executions(self) -> None:
         while True:
-            alive = [t for t in self._threads.values() if t.is_alive()]
+            alive = [r for r in self._runners.values() if r.alive]
             if not alive:
                 return
             await asyncio.to_thread(alive[0].join, 0.5)
 
     async def shutdown(self) -> None:
         """Stop orchestrating: running steps keep running and their executions resume next time."""
-        self._stopping.set()
+        self.stop()
         for tracked in self._tracked.values():
             if tracked.task is not None:
                 tracked.task.cancel()
@@ -475,6 +331,8 @@ class EmbeddedLoop:
     def stop(self) -> None:
         """Thread-safe: ask the execution threads to let go (used on Ctrl-C)."""
         self._stopping.set()
+        for runner in list(self._runners.values()):
+            runner.leave()
 
     # -- observing -------------------------------------------------------------------------
 
@@ -495,25 +353,11 @@ class EmbeddedLoop:
         for name, tracked in sorted(self._tracked.items()):
             with tracked.lock:
                 status = copy.deepcopy(tracked.state.status)
-                created = _parse_ts(tracked.state.created_at)
-            ready = get_condition(status.get("conditions"), READY) or {}
-            last = status.get("lastExecution") or {}
-            message = tracked.problem or ""
-            if not message and ready.get("status") != "True" and ready.get("message"):
-                message = f"{ready.get('reason')}: {ready['message']}"
-            if not message and last.get("phase") == "Failed":
-                failed = [s for s in status.get("steps") or [] if s.get("phase") == "Failed"]
-                if failed:
-                    message = f"step {failed[0]['name']}: {failed[0].get('failureReason', 'failed')}"
-            if tracked.manifest.parsed.suspend:
-                message = message or "suspended"
-            rows.append(Row(name=name, revision=(status.get("summary") or {}).get("revision") or "",
-                            ready=ready.get("status") or ("Unknown" if status else ""),
-                            phase=last.get("phase") or "", steps=(status.get("summary") or {}).get("steps") or "",
-                            last_run=_parse_ts(last.get("startedAt")), created=created, message=message))
+                created_at = tracked.state.created_at
+            rows.append(row(name, status, created_at=created_at, problem=tracked.problem,
+                            suspended=tracked.manifest.parsed.suspend))
         for problem in self.problems:
-            rows.append(Row(name=problem.name or f"({problem.path.name})", revision="", ready="False", phase="",
-                            steps="", last_run=None, created=None, message=str(problem)))
+            rows.append(problem_row(problem.name or f"({problem.path.name})", str(problem)))
         return rows
 
     def healthy(self) -> bool:
@@ -532,9 +376,9 @@ class EmbeddedLoop:
         """The pipeline name in the store (from the user's code) of ``name``'s execution."""
         return self._pipeline_name(self._tracked[name], execution_id)
 
-    def backend(self, name: str) -> Any:
+    def backend(self, name: str) -> Backend:
         """The backend ``name``'s executions run on."""
-        return self.reconciler.backend_for(self._tracked[name].manifest.parsed)
+        return self._backend(self._tracked[name])
 
 
 def _resolved_spec(manifest: Manifest) -> dict[str, Any]:
@@ -543,9 +387,3 @@ def _resolved_spec(manifest: Manifest) -> dict[str, Any]:
     spec = copy.deepcopy(dict(manifest.spec))
     spec["source"] = {**spec["source"], "url": manifest.parsed.url}
     return spec
-
-
-def _event(type_: str, reason: str, message: str) -> Any:
-    from stepflow.gitops.reconciler import Event
-
-    return Event(type=type_, reason=reason, message=message)

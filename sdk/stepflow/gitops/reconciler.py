@@ -23,33 +23,23 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from stepflow.backends.local import LocalBackend
+from stepflow import timefmt
 from stepflow.compiler.bundle import Bundle
 from stepflow.compiler.publish import publish, read_index
-from stepflow.errors import StepflowError
+from stepflow.errors import INFRASTRUCTURE, USER, StepflowError
 from stepflow.gitops import conditions as cond
+from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
+from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
-from stepflow.gitops.source import GitSource, SourceError
+from stepflow.gitops.source import GitSource, SourceError, safe_url
 from stepflow.gitops.spec import PipelineSpec
-from stepflow.storage import ObjectStore, open_store
+from stepflow.gitops.targets import Targets
+from stepflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-SOURCE_READY = "SourceReady"
-BUILD_SUCCEEDED = "BuildSucceeded"
-PUBLISHED = "Published"
-
-#: Build failures a new commit must fix: retrying the same commit cannot help.
-_USER_BUILD_REASONS = frozenset({
-    "SyntaxError", "ImportError", "ModuleNotFound", "ModuleError", "NoPipeline", "NotAPipeline",
-    "AmbiguousPipeline", "ValidationFailed", "DependencyCycle", "DuplicateStepName",
-    "InvalidStepName", "SerializationFailed", "InvalidModulePath", "InvalidRequirementsPath",
-    "RequirementsInstallFailed", "BuildTimeout", "BuildOutOfMemory", "BuildCrashed",
-    "InvalidBundle", "CompileFailed",
-})
 
 
 @dataclass(frozen=True)
@@ -77,14 +67,7 @@ class Outcome:
     requeue_after: float | None = None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+_iso = timefmt.seconds
 
 
 def _short(commit: str | None) -> str:
@@ -92,41 +75,26 @@ def _short(commit: str | None) -> str:
 
 
 class Reconciler:
-    """Holds what reconciles share: the git cache, the sandbox, the key, the stores."""
+    """Holds what reconciles share: the git cache, the sandbox, the key, the targets.
+
+    ``targets`` says where each Pipeline's store and backend are; without it, one is made
+    from ``default_s3_root_uri``/``s3_endpoint_url`` with the local backend.
+    """
 
     def __init__(self, *, work_dir: Path, integrity_key: bytes | None = None,
                  default_s3_root_uri: str | None = None, s3_endpoint_url: str | None = None,
-                 backend_factory: Callable[[ObjectStore], LocalBackend] | None = None,
-                 sandbox_settings: SandboxSettings | None = None) -> None:
+                 targets: Targets | None = None, sandbox_settings: SandboxSettings | None = None) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.source = GitSource(self.work_dir / "git")
         self.sandbox = Sandbox(sandbox_settings or SandboxSettings(work_dir=self.work_dir / "sandbox"))
         self.integrity_key = integrity_key
-        self.default_s3_root_uri = default_s3_root_uri
-        self.s3_endpoint_url = s3_endpoint_url
-        self.backend_factory = backend_factory or (lambda store: LocalBackend(store))
-        self._stores: dict[str, ObjectStore] = {}
-
-    # -- where a pipeline's things live ---------------------------------------------------
-
-    def store_for(self, spec: PipelineSpec) -> ObjectStore:
-        uri = spec.s3_root_uri or self.default_s3_root_uri
-        if not uri:
-            from stepflow.config import load_config
-
-            uri = load_config().s3_root_uri
-        if uri not in self._stores:
-            self._stores[uri] = open_store(uri, self.s3_endpoint_url)
-        return self._stores[uri]
-
-    def backend_for(self, spec: PipelineSpec) -> LocalBackend:
-        return self.backend_factory(self.store_for(spec))
+        self.targets = targets or Targets(default_s3_root_uri=default_s3_root_uri, s3_endpoint_url=s3_endpoint_url)
 
     # -- the reconcile -------------------------------------------------------------------
 
     async def reconcile(self, name: str, spec: Mapping[str, Any] | PipelineSpec, status: Mapping[str, Any], *,
-                        generation: int = 1, credentials: GitCredentials | None = None,
+                        generation: int = 1, credentials: GitCredentials | StepflowError | None = None,
                         requested_at: str | None = None, now: datetime | None = None,
                         base_dir: str | None = None) -> Outcome:
         now = now or datetime.now(timezone.utc)
@@ -149,9 +117,12 @@ class Reconciler:
         if commit is not None:
             revision = parsed.ref.revision(commit)
             current = (status.get("definition") or {}).get("revision") == revision
-            built_here = (status.get("lastBuild") or {}).get("revision") == revision
-            if forced or status.get("observedGeneration") != generation or not (current or built_here):
-                await self._build_publish_upsert(out, parsed, commit, credentials, generation, now)
+            last_build = status.get("lastBuild") or {}
+            # A user error stays until the input changes; anything else is tried again.
+            failed_for_good = last_build.get("revision") == revision and last_build.get("kind") == USER
+            if forced or status.get("observedGeneration") != generation or not (current or failed_for_good):
+                git_credentials = credentials if isinstance(credentials, GitCredentials) else None
+                await self._build_publish_upsert(out, parsed, commit, git_credentials, generation, now)
             elif current:
                 self._ready(out, parsed, generation, now)
             self._schedule(out, parsed, now)
@@ -160,28 +131,34 @@ class Reconciler:
 
     # -- source ---------------------------------------------------------------------------
 
-    async def _source(self, out: Outcome, spec: PipelineSpec, credentials: GitCredentials | None,
+    async def _source(self, out: Outcome, spec: PipelineSpec, credentials: GitCredentials | StepflowError | None,
                       generation: int, now: datetime) -> str | None:
+        """Resolve the ref. ``credentials`` may be the front end's reason for having none (a
+        missing or malformed Secret): a source failure, retried, since fixing a Secret does
+        not touch the Pipeline and so would never wake a stalled one."""
         status = out.status
         try:
+            if isinstance(credentials, StepflowError):
+                raise SourceError(credentials.message, reason=credentials.reason, kind=INFRASTRUCTURE)
             commit = await asyncio.to_thread(self.source.resolve, spec.url, spec.ref, credentials, spec.timeout)
         except SourceError as exc:
             message = str(exc)
             self._condition(out, SOURCE_READY, "False", exc.reason, message, generation, now)
-            status["conditions"] = cond.mark_failed(status.get("conditions"), observed_generation=generation,
-                                                    reason=exc.reason, message=message, timestamp=_iso(now))
+            status["conditions"] = cond.mark_failure(status.get("conditions"), kind=exc.kind,
+                                                     observed_generation=generation, reason=exc.reason,
+                                                     message=message, timestamp=_iso(now))
             self._event(out, "Warning", exc.reason, message)
             out.requeue_after = min(spec.interval, 30.0)
             return None
         source = status.setdefault("source", {})
         previous = source.get("commit")
-        source.update({"url": _safe(spec.url), "revision": spec.ref.revision(commit), "commit": commit,
+        source.update({"url": safe_url(spec.url), "revision": spec.ref.revision(commit), "commit": commit,
                        "fetchedAt": _iso(now)})
         status.setdefault("summary", {})["revision"] = _short(commit)
         self._condition(out, SOURCE_READY, "True", "Succeeded",
                         f"{spec.ref.describe()} at {_short(commit)}", generation, now)
         if previous != commit:
-            self._event(out, "Normal", "NewRevision", f"New revision {spec.ref.revision(commit)}")
+            self._event(out, "Normal", reasons.NEW_REVISION, f"New revision {spec.ref.revision(commit)}")
         return commit
 
     # -- build, publish, upsert ------------------------------------------------------------
@@ -197,12 +174,13 @@ class Reconciler:
                                                spec.timeout)
         except SourceError as exc:
             self._condition(out, SOURCE_READY, "False", exc.reason, str(exc), generation, now)
-            status["conditions"] = cond.mark_failed(status["conditions"], observed_generation=generation,
-                                                    reason=exc.reason, message=str(exc), timestamp=_iso(now))
+            status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
+                                                     observed_generation=generation, reason=exc.reason,
+                                                     message=str(exc), timestamp=_iso(now))
             self._event(out, "Warning", exc.reason, str(exc))
             return
         status.setdefault("source", {})["committedAt"] = _iso(datetime.fromtimestamp(checkout.committed_at, timezone.utc))
-        store = self.store_for(spec)
+        store = self.targets.store_for(spec)
         previous_name = (status.get("definition") or {}).get("pipelineName")
         started = datetime.now(timezone.utc)
         bundle_dir: Path | None = None
@@ -226,20 +204,21 @@ class Reconciler:
                                    "durationSeconds": round((finished - started).total_seconds(), 3),
                                    "reason": None if result.ok else result.reason,
                                    "message": None if result.ok else result.message,
-                                   "file": result.file, "line": result.line}
+                                   "file": result.file, "line": result.line,
+                                   "kind": None if result.ok else (USER if result.user_error else INFRASTRUCTURE)}
             if not result.ok:
-                self._build_failed(out, spec, result.reason or "BuildFailed", result.message or "the build failed",
-                                   result.file, result.line, generation, now)
+                self._build_failed(out, result.reason or reasons.BUILD_FAILED, result.message or "the build failed",
+                                   result.file, result.line, status["lastBuild"]["kind"], generation, now)
                 return
             self._condition(out, BUILD_SUCCEEDED, "True", "Succeeded", f"built {revision}", generation, now)
             bundle = Bundle.open(result.bundle_dir)
             await self._publish_upsert(out, spec, bundle, store, revision, generation, now)
         except StepflowError as exc:
-            reason = getattr(exc, "reason", "ReconcileFailed")
-            self._condition(out, PUBLISHED, "False", reason, str(exc), generation, now)
-            status["conditions"] = cond.mark_failed(status["conditions"], observed_generation=generation,
-                                                    reason=reason, message=str(exc), timestamp=_iso(now))
-            self._event(out, "Warning", reason, str(exc))
+            self._condition(out, PUBLISHED, "False", exc.reason, str(exc), generation, now)
+            status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
+                                                     observed_generation=generation, reason=exc.reason,
+                                                     message=str(exc), timestamp=_iso(now))
+            self._event(out, "Warning", exc.reason, str(exc))
             out.requeue_after = min(spec.interval, 30.0)
         finally:
             checkout.cleanup()
@@ -254,8 +233,8 @@ class Reconciler:
         if self.integrity_key is not None:
             await asyncio.to_thread(bundle.sign, self.integrity_key)
         report = await asyncio.to_thread(publish, bundle, store)
-        backend = self.backend_for(spec)
-        await asyncio.to_thread(backend.upsert, bundle, store)
+        backend = self.targets.backend_for(spec)
+        await asyncio.to_thread(backend.upsert, bundle, store, role_arn=None, description=None, tags=None)
         previous = status.get("definition") or {}
         status["definition"] = {
             "pipelineName": bundle.pipeline_name, "digest": bundle.digest, "uri": report.definition_uri,
@@ -266,7 +245,7 @@ class Reconciler:
                         f"{report.uploaded_files} files ({report.uploaded_bytes} bytes) uploaded", generation, now)
         changed = previous.get("digest") != bundle.digest
         if changed:
-            self._event(out, "Normal", "DefinitionPublished",
+            self._event(out, "Normal", reasons.DEFINITION_PUBLISHED,
                         f"Pipeline {bundle.pipeline_name} at {revision}: definition {bundle.digest[:19]} "
                         f"({bundle.step_count} steps, {report.uploaded_files} files uploaded)")
         self._ready(out, spec, generation, now)
@@ -288,8 +267,8 @@ class Reconciler:
         if not spec.trigger.schedule:
             status.pop("nextScheduleTime", None)
             return
-        last = _parse_iso(status.get("lastScheduleTime"))
-        due = _parse_iso(status.get("nextScheduleTime"))
+        last = timefmt.parse_or_none(status.get("lastScheduleTime"))
+        due = timefmt.parse_or_none(status.get("nextScheduleTime"))
         definition = status.get("definition") or {}
         if due is not None and now >= due and definition.get("digest") and out.execution is None:
             out.execution = ExecutionRequest(
@@ -313,17 +292,17 @@ class Reconciler:
         out.status["conditions"] = cond.mark_ready(out.status.get("conditions"), observed_generation=generation,
                                                    message=message, timestamp=_iso(now))
 
-    def _build_failed(self, out: Outcome, spec: PipelineSpec, reason: str, message: str, file: str | None,
-                      line: int | None, generation: int, now: datetime) -> None:
+    def _build_failed(self, out: Outcome, reason: str, message: str, file: str | None,
+                      line: int | None, kind: str, generation: int, now: datetime) -> None:
         where = f"{file}:{line}" if file and line else file or ""
         text = f"{message} ({where})" if where and where not in message else message
         kept = (out.status.get("definition") or {}).get("revision")
         if kept:
             text += f" The last good definition (from {kept}) stays current."
         self._condition(out, BUILD_SUCCEEDED, "False", reason, text, generation, now)
-        marker = cond.mark_stalled if reason in _USER_BUILD_REASONS else cond.mark_failed
-        out.status["conditions"] = marker(out.status.get("conditions"), observed_generation=generation,
-                                          reason=reason, message=text, timestamp=_iso(now))
+        out.status["conditions"] = cond.mark_failure(out.status.get("conditions"), kind=kind,
+                                                     observed_generation=generation, reason=reason,
+                                                     message=text, timestamp=_iso(now))
         self._event(out, "Warning", reason, text)
 
     def _stalled(self, out: Outcome, generation: int, reason: str, message: str, now: datetime) -> Outcome:
@@ -343,12 +322,6 @@ class Reconciler:
     @staticmethod
     def _event(out: Outcome, type_: str, reason: str, message: str) -> None:
         out.events.append(Event(type_, reason, message))
-
-
-def _safe(url: str) -> str:
-    from stepflow.gitops.source import safe_url
-
-    return safe_url(url)
 
 
 __all__ = ["Event", "ExecutionRequest", "Outcome", "Reconciler", "BUILD_SUCCEEDED", "PUBLISHED", "SOURCE_READY"]

@@ -137,6 +137,7 @@ class BuildResult:
     file: str | None = None
     line: int | None = None
     log_tail: str = ""
+    user_error: bool = True
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
-from stepflow.errors import ConfigurationError, StepflowError
+from stepflow.errors import INFRASTRUCTURE, ConfigurationError, StepflowError
 from stepflow.gitops.gitauth import BASE_ENV, GitCredentials, git_environment
 
 GIT_OPERATION_FAILED = "GitOperationFailed"
@@ -52,9 +52,14 @@ _SCHEMES = ("https", "http", "ssh", "file")
 
 
 class SourceError(StepflowError):
-    """The repository could not be read; ``reason`` says why in one word."""
+    """The repository could not be read; ``reason`` says why in one word.
+
+    Retried by default: a git server that is down, a Secret fixed later and a branch pushed
+    later all heal without a change to the Pipeline.
+    """
 
     reason = GIT_OPERATION_FAILED
+    kind = INFRASTRUCTURE
 
 
 @dataclass(frozen=True)

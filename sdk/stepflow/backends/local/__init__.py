@@ -10,46 +10,42 @@ a finished or running step again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from stepflow import layout
-from stepflow.backends.base import Backend
+from stepflow.backends.base import Backend, OnChange, ShouldStop
 from stepflow.backends.local.launcher import ProcessLauncher
-from stepflow.backends.orchestrator import Orchestrator, utcnow
+from stepflow.backends.orchestrator import Orchestrator
 from stepflow.backends.views import describe_execution, list_steps
+from stepflow.cache import cache_dir
 from stepflow.engine import ExecutionState, Plan, new_execution
 from stepflow.errors import BackendError
+from stepflow.locks import flock, is_locked
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore, open_store
+from stepflow.timefmt import millis, utcnow
 
 if TYPE_CHECKING:
     from stepflow.compiler.bundle import Bundle
 
-_META = ".stepflow"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+#: How long ``run`` waits for a lock another process holds only briefly (a liveness probe).
+_PROBE_GRACE = 2.0
+#: How often ``run`` looks at an execution another live process orchestrates.
+_FOLLOW_MAX_DELAY = 1.0
 
 
 def new_execution_id(now: datetime | None = None) -> str:
     """Sortable by start time, unique without coordination: ``20261125t013000-3fa2c1``."""
     now = now or utcnow()
     return f"{now.strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("STEPFLOW_CACHE_DIR") or Path.home() / ".cache" / "stepflow")
 
 
 class LocalBackend(Backend):
@@ -78,22 +74,22 @@ class LocalBackend(Backend):
     def upsert(self, bundle: "Bundle", store: ObjectStore, *, role_arn: str | None = None,
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
         name = bundle.pipeline_name
-        now = _iso(utcnow())
+        now = millis()
         try:
             record = self._pipeline_record(name)
         except BackendError:
             record = {"PipelineName": name, "PipelineArn": f"stepflow:local:pipeline/{name}", "CreationTime": now}
-        store.put_bytes(f"{name}/{_META}/definitions/{bundle.digest.split(':', 1)[1]}.json",
-                        bundle.definition_bytes)
+        store.put_bytes(layout.in_pipeline(name, layout.definition_key(bundle.digest)), bundle.definition_bytes)
         record.update({"DefinitionDigest": bundle.digest, "LastModifiedTime": now,
                        "PipelineDescription": description, "RoleArn": role_arn,
                        "Tags": list(tags or record.get("Tags") or [])})
-        self.store.put_bytes(f"{name}/{_META}/pipeline.json", json.dumps(record, indent=1).encode())
+        self.store.put_bytes(layout.in_pipeline(name, layout.pipeline_record_key()),
+                             json.dumps(record, indent=1).encode())
         return {"PipelineArn": record["PipelineArn"]}
 
     def _pipeline_record(self, name: str) -> dict[str, Any]:
         try:
-            return json.loads(self.store.get_bytes(f"{name}/{_META}/pipeline.json"))
+            return json.loads(self.store.get_bytes(layout.in_pipeline(name, layout.pipeline_record_key())))
         except NotFound:
             raise BackendError(
                 f"Pipeline '{name}' does not exist in {self.store.root_uri}: create it first "
@@ -101,7 +97,7 @@ class LocalBackend(Backend):
 
     def definition(self, name: str, digest: str | None = None) -> dict[str, Any]:
         digest = digest or self._pipeline_record(name)["DefinitionDigest"]
-        return json.loads(self.store.get_bytes(f"{name}/{_META}/definitions/{digest.split(':', 1)[1]}.json"))
+        return json.loads(self.store.get_bytes(layout.in_pipeline(name, layout.definition_key(digest))))
 
     def describe(self, pipeline_name: str) -> dict:
         record = self._pipeline_record(pipeline_name)
@@ -110,7 +106,7 @@ class LocalBackend(Backend):
 
     def delete(self, pipeline_name: str) -> dict:
         record = self._pipeline_record(pipeline_name)
-        self.store.delete(f"{pipeline_name}/{_META}/pipeline.json")
+        self.store.delete(layout.in_pipeline(pipeline_name, layout.pipeline_record_key()))
         return {"PipelineArn": record["PipelineArn"]}
 
     # -- executions ----------------------------------------------------------------------
@@ -118,21 +114,20 @@ class LocalBackend(Backend):
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
                          parallelism: int | None = None) -> ExecutionState:
-        """Record a new execution (parameters checked against the definition) without running it."""
         record = self._pipeline_record(pipeline_name)
         definition = self.definition(pipeline_name, record["DefinitionDigest"])
         plan = Plan.from_definition(definition)
         execution_id = execution_id or new_execution_id()
         pstore = self.pipeline_store(pipeline_name)
         if pstore.head(layout.execution_state_key(execution_id)) is not None:
-            return self._load_state(pipeline_name, execution_id)
+            return self.execution_state(pipeline_name, execution_id)
         state = new_execution(plan, execution_id=execution_id, pipeline_name=pipeline_name,
                               parameters=parameters, now=utcnow(),
                               parallelism=parallelism or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
         meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
-        pstore.put_bytes(f"{execution_id}/meta.json", json.dumps(meta).encode())
+        pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
         self._write_summary(pstore, state, meta["displayName"])
         return state
@@ -145,23 +140,34 @@ class LocalBackend(Backend):
         self._spawn(pipeline_name, state.execution_id)
         return state.execution_id
 
-    def run(self, pipeline_name: str, execution_id: str, *,
-            on_change: Callable[[ExecutionState], None] | None = None,
-            should_stop: Callable[[], bool] = lambda: False) -> ExecutionState:
-        """Orchestrate in this process until the execution is over (the CLI's foreground mode)."""
-        with self._lock(pipeline_name, execution_id, wait=2.0) as held:
-            if not held:
-                raise BackendError(f"Execution '{execution_id}' is already being run by another process.",
-                                   reason="ExecutionBusy")
-            orchestrator = self._orchestrator(pipeline_name, execution_id, on_change)
-            return orchestrator.run(should_stop=should_stop)
+    def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,
+            should_stop: ShouldStop = lambda: False) -> ExecutionState:
+        """Orchestrate here while no other process does; follow (and outlive) one that does.
 
-    def _orchestrator(self, pipeline_name: str, execution_id: str,
-                      on_change: Callable[[ExecutionState], None] | None) -> Orchestrator:
+        The orchestrator lock decides: held, this thread runs the engine; taken, this thread
+        reports the state the other process writes, and takes over the moment it dies.
+        """
+        grace = _PROBE_GRACE
+        delay = 0.05
+        while True:
+            with flock(self._lock_path(pipeline_name, execution_id), wait=grace) as held:
+                if held:
+                    orchestrator = self._orchestrator(pipeline_name, execution_id, on_change)
+                    return orchestrator.run(should_stop=should_stop)
+            grace = 0.0
+            state = self.execution_state(pipeline_name, execution_id)
+            if on_change is not None:
+                on_change(state)
+            if state.terminal or should_stop():
+                return state
+            time.sleep(delay)
+            delay = min(_FOLLOW_MAX_DELAY, delay * 1.5)
+
+    def _orchestrator(self, pipeline_name: str, execution_id: str, on_change: OnChange | None) -> Orchestrator:
         pstore = self.pipeline_store(pipeline_name)
-        meta = json.loads(pstore.get_bytes(f"{execution_id}/meta.json"))
+        meta = json.loads(pstore.get_bytes(layout.execution_meta_key(execution_id)))
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
-        state = self._load_state(pipeline_name, execution_id)
+        state = self.execution_state(pipeline_name, execution_id)
         launcher = ProcessLauncher(self.run_dir, self.env)
 
         def changed(new: ExecutionState) -> None:
@@ -179,35 +185,17 @@ class LocalBackend(Backend):
     def _write_summary(self, pstore: ObjectStore, state: ExecutionState, display_name: str | None) -> None:
         summary = {"PipelineExecutionArn": state.execution_arn, "PipelineExecutionId": state.execution_id,
                    "PipelineExecutionDisplayName": display_name or state.execution_id,
-                   "PipelineExecutionStatus": state.status, "StartTime": _iso(state.started_at),
-                   "EndTime": _iso(state.ended_at) if state.ended_at else None,
+                   "PipelineExecutionStatus": state.status, "StartTime": millis(state.started_at),
+                   "EndTime": millis(state.ended_at) if state.ended_at else None,
                    "PipelineExecutionFailureReason": state.failure_reason}
-        pstore.put_bytes(f"{_META}/executions/{state.execution_id}.json", json.dumps(summary).encode())
+        pstore.put_bytes(layout.execution_summary_key(state.execution_id), json.dumps(summary).encode())
 
-    @contextmanager
-    def _lock(self, pipeline_name: str, execution_id: str, wait: float = 0.0) -> Iterator[bool]:
-        """The execution's orchestrator lock; ``wait`` rides out another process's brief probe."""
-        path = self.run_dir / "locks" / f"{pipeline_name}--{execution_id}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait
-        with open(path, "w") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.01)
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock_path(self, pipeline_name: str, execution_id: str) -> Path:
+        """Held by the one process orchestrating this execution, released when it dies."""
+        return self.run_dir / "locks" / f"{pipeline_name}--{execution_id}.lock"
 
     def orchestrator_alive(self, pipeline_name: str, execution_id: str) -> bool:
-        with self._lock(pipeline_name, execution_id) as held:
-            return not held
+        return is_locked(self._lock_path(pipeline_name, execution_id))
 
     def _spawn(self, pipeline_name: str, execution_id: str) -> None:
         log = self.run_dir / execution_id / "orchestrator.log"
@@ -220,13 +208,13 @@ class LocalBackend(Backend):
                              env=env, start_new_session=True)
         deadline = time.monotonic() + 10
         while not self.orchestrator_alive(pipeline_name, execution_id):
-            if self._load_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:
+            if self.execution_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
 
     def resume(self, pipeline_name: str, execution_id: str) -> bool:
         """Start an orchestrator for an unfinished execution nobody is running; True if started."""
-        if self._load_state(pipeline_name, execution_id).terminal:
+        if self.execution_state(pipeline_name, execution_id).terminal:
             return False
         if self.orchestrator_alive(pipeline_name, execution_id):
             return False
@@ -241,7 +229,7 @@ class LocalBackend(Backend):
                     resumed.append(summary["PipelineExecutionId"])
         return resumed
 
-    def _load_state(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+    def execution_state(self, pipeline_name: str, execution_id: str) -> ExecutionState:
         try:
             data = self.pipeline_store(pipeline_name).get_bytes(layout.execution_state_key(execution_id))
         except NotFound:
@@ -249,20 +237,25 @@ class LocalBackend(Backend):
                                reason="ExecutionNotFound") from None
         return ExecutionState.from_json(data)
 
+    def result_uri(self, pipeline_name: str, execution_id: str, step_name: str) -> str:
+        return self.pipeline_store(pipeline_name).uri(layout.results_prefix(execution_id, step_name))
+
+    def _meta(self, pipeline_name: str, execution_id: str) -> dict[str, Any]:
+        return json.loads(self.pipeline_store(pipeline_name).get_bytes(layout.execution_meta_key(execution_id)))
+
     def _plan(self, pipeline_name: str, execution_id: str) -> Plan:
-        meta = json.loads(self.pipeline_store(pipeline_name).get_bytes(f"{execution_id}/meta.json"))
+        meta = self._meta(pipeline_name, execution_id)
         return Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
 
     def describe_execution(self, pipeline_name: str, execution_id: str) -> dict:
-        state = self._load_state(pipeline_name, execution_id)
-        meta = json.loads(self.pipeline_store(pipeline_name).get_bytes(f"{execution_id}/meta.json"))
-        return describe_execution(state, display_name=meta.get("displayName"))
+        state = self.execution_state(pipeline_name, execution_id)
+        return describe_execution(state, display_name=self._meta(pipeline_name, execution_id).get("displayName"))
 
     def list_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
-        return list_steps(self._plan(pipeline_name, execution_id), self._load_state(pipeline_name, execution_id))
+        return list_steps(self._plan(pipeline_name, execution_id), self.execution_state(pipeline_name, execution_id))
 
     def stop(self, pipeline_name: str, execution_id: str) -> None:
-        state = self._load_state(pipeline_name, execution_id)
+        state = self.execution_state(pipeline_name, execution_id)
         if state.terminal:
             return
         self.pipeline_store(pipeline_name).put_bytes(layout.stop_request_key(execution_id), b"{}")
@@ -272,7 +265,7 @@ class LocalBackend(Backend):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
-            state = self._load_state(pipeline_name, execution_id)
+            state = self.execution_state(pipeline_name, execution_id)
             if state.terminal:
                 return self.describe_execution(pipeline_name, execution_id)
             self.resume(pipeline_name, execution_id)
@@ -283,7 +276,7 @@ class LocalBackend(Backend):
             delay = min(0.5, delay * 1.5)
 
     def _summaries(self, pipeline_name: str) -> list[dict[str, Any]]:
-        prefix = f"{pipeline_name}/{_META}/executions/"
+        prefix = layout.in_pipeline(pipeline_name, layout.execution_summaries_prefix())
         out = []
         for info in self.store.list(prefix):
             try:
@@ -303,7 +296,7 @@ class LocalBackend(Backend):
                                f"{', '.join(plan.order)}.", reason="StepNotFound")
         if plan.step(step_name).type != "Training":
             raise ValueError("This method can only be used on pipeline steps created using @step decorator.")
-        step = self._load_state(pipeline_name, execution_id).steps[step_name]
+        step = self.execution_state(pipeline_name, execution_id).steps[step_name]
         if step.status != "Succeeded":
             raise BackendError(f"Unable to retrieve step output as the step {step_name} is not in "
                                f"Completed status (it is {step.status}).", reason="StepNotCompleted")
