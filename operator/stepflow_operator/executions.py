@@ -201,7 +201,7 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
         type_ = "Normal" if state.status == "Succeeded" else "Warning"
         why = f": {state.failure_reason}" if state.failure_reason else ""
         _event_both(body, None, type_, f"Execution{state.status}",
-                    f"Execution {name} {state.status.lower()} ({status['summary']['steps']} steps succeeded, "
+                    f"Execution {name} {state.status.lower()} ({status['summary']['steps']} steps done, "
                     f"{status['summary']['duration']}){why}", pipeline_ref=pipeline_ref)
     await writer.write(status)
 

@@ -2,69 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
+from gitops_world import EXAMPLE, ready, spec_for
 
 from stepflow.gitops import conditions as cond
-from stepflow.gitops.reconciler import Reconciler
 from stepflow.storage import open_store
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn" / "pipelines" / "churn.py"
-BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Repo:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        _git(path, "init", "-q", "-b", "main")
-
-    def commit(self, files: dict[str, str], message: str = "change") -> str:
-        for name, text in files.items():
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_text(text)
-        _git(self.path, "add", "-A")
-        _git(self.path, "commit", "-q", "-m", message)
-        return _git(self.path, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def world(monkeypatch):
-    """A repo with the example pipeline, a reconciler, a store; under /var/tmp (the sandbox's
-    unprivileged user must be able to traverse its work folders)."""
-    if not Path(BUILD_PYTHON).exists() and __import__("os").geteuid() == 0:
-        pytest.fail(f"{BUILD_PYTHON} is needed to run sandboxed builds as root here")
-    monkeypatch.setenv("STEPFLOW_BUILD_PYTHON", BUILD_PYTHON)
-    base = Path(tempfile.mkdtemp(prefix="stepflow-rec-", dir="/var/tmp"))
-    base.chmod(0o711)
-    repo = Repo(base / "repo")
-    repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
-    reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())
-    yield repo, reconciler, base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def spec_for(repo: Repo, **extra) -> dict:
-    spec = {"source": {"url": str(repo.path), "ref": {"branch": "main"}, "interval": "1m"},
-            "module": "pipelines/churn.py"}
-    spec.update(extra)
-    return spec
-
-
-def ready(status) -> dict:
-    return cond.get_condition(status["conditions"], "Ready")
-
 
 async def test_first_reconcile_publishes_and_requests_one_execution_then_nothing(world):
     repo, reconciler, _ = world

@@ -5,7 +5,8 @@
 
 Imports the user's module from DIR, compiles, writes the bundle and
 ``BUNDLE_DIR/result.json``: ``{"ok": true, ...}`` or ``{"ok": false, "reason", "message",
-"file", "line"}``. Exit code 0 on success, 2 on a user error, 3 on an internal error. The
+"kind", "file", "line"}``. Exit code 0 on success, 2 on a user error (the error's ``kind``),
+3 on anything else (an infrastructure error, or a bug in stepflow). The
 integrity key comes from the configuration (``STEPFLOW_INTEGRITY_KEY``).
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from stepflow.compiler.hashseed import ensure_fixed_hash_seed
-from stepflow.errors import ConfigurationError, StepflowError
+from stepflow.errors import INFRASTRUCTURE, USER, ConfigurationError, StepflowError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,11 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result, code = build(args), 0
     except StepflowError as exc:
         loc = exc.location
-        result = {"ok": False, "reason": exc.reason, "message": exc.message,
+        result = {"ok": False, "reason": exc.reason, "message": exc.message, "kind": exc.kind,
                   "file": loc.file if loc else None, "line": loc.line if loc else None}
-        code = 2
+        code = 2 if exc.kind == USER else 3
     except Exception as exc:  # a bug in stepflow, not in the user's code
-        result = {"ok": False, "reason": "InternalError",
+        result = {"ok": False, "reason": "InternalError", "kind": INFRASTRUCTURE,
                   "message": f"{type(exc).__name__}: {exc}", "file": None, "line": None,
                   "traceback": traceback.format_exc()}
         code = 3

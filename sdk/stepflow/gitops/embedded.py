@@ -38,7 +38,7 @@ from stepflow.gitops.execution_runner import ExecutionRunner
 from stepflow.gitops.execution_status import TERMINAL_PHASES, pipeline_status
 from stepflow.gitops.manifests import Manifest, ManifestProblem, discover, manifest_files
 from stepflow.gitops.reconciler import Event, ExecutionRequest, Reconciler
-from stepflow.gitops.up_state import PipelineState, StateStore, merge_status
+from stepflow.gitops.up_state import PipelineState, StateStore, apply_execution, merge_status
 from stepflow.gitops.up_table import Row, problem_row, row
 from stepflow.storage import ObjectStore
 
@@ -242,18 +242,11 @@ class EmbeddedLoop:
     def _apply_execution(self, tracked: _Tracked, backend: Backend, pipeline_name: str,
                          state: ExecutionState) -> None:
         """Mirror an execution's state onto the status (caller holds ``tracked.lock``)."""
-        status = tracked.state.status
-        record = next((h for h in tracked.state.history if h.get("name") == state.execution_id), None)
+        record = next((h for h in tracked.state.history if h.get("name") == state.execution_id), {})
         owned = pipeline_status(state.execution_id, state,
                                 lambda step: backend.result_uri(pipeline_name, state.execution_id, step),
-                                revision=(record or {}).get("revision"),
-                                definition_digest=(record or {}).get("definitionDigest"))
-        if record is not None:
-            record.update({k: v for k, v in owned["lastExecution"].items() if v is not None})
-        if (status.get("lastExecution") or {}).get("name") == state.execution_id:
-            status["lastExecution"] = {k: v for k, v in owned["lastExecution"].items() if v is not None}
-            status["steps"] = owned["steps"]
-            status.setdefault("summary", {})["steps"] = owned["summary"]["steps"]
+                                revision=record.get("revision"), definition_digest=record.get("definitionDigest"))
+        apply_execution(tracked.state, state.execution_id, owned)
         try:
             self.states.save(tracked.state)
         except StepflowError as exc:

@@ -87,3 +87,19 @@ def merge_status(reconciled: Mapping[str, Any], current: Mapping[str, Any]) -> d
     if summary:
         status["summary"] = summary
     return status
+
+
+def apply_execution(state: PipelineState, execution_id: str, owned: Mapping[str, Any]) -> None:
+    """Record an execution's news (:func:`stepflow.gitops.execution_status.pipeline_status`).
+
+    Its history entry is updated; the status keys change only while it is the latest
+    execution. Absent values are dropped, as a merge patch drops them on the resource.
+    """
+    last = {k: v for k, v in owned["lastExecution"].items() if v is not None}
+    record = next((h for h in state.history if h.get("name") == execution_id), None)
+    if record is not None:
+        record.update(last)
+    if (state.status.get("lastExecution") or {}).get("name") == execution_id:
+        state.status["lastExecution"] = last
+        state.status["steps"] = copy.deepcopy(owned["steps"])
+        state.status.setdefault("summary", {})["steps"] = owned["summary"]["steps"]

@@ -1,0 +1,29 @@
+"""Fixtures of the GitOps core's tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from gitops_world import BUILD_PYTHON, EXAMPLE, Repo
+
+from stepflow.gitops.reconciler import Reconciler
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """A repo with the example pipeline, a reconciler, a store; under /var/tmp (the sandbox's
+    unprivileged user must be able to traverse its work folders)."""
+    if not Path(BUILD_PYTHON).exists() and os.geteuid() == 0:
+        pytest.fail(f"{BUILD_PYTHON} is needed to run sandboxed builds as root here")
+    monkeypatch.setenv("STEPFLOW_BUILD_PYTHON", BUILD_PYTHON)
+    base = Path(tempfile.mkdtemp(prefix="stepflow-rec-", dir="/var/tmp"))
+    base.chmod(0o711)
+    repo = Repo(base / "repo")
+    repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
+    reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())
+    yield repo, reconciler, base
+    shutil.rmtree(base, ignore_errors=True)
