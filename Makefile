@@ -3,13 +3,14 @@ SHELL := bash
 PYTHON ?= .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help test testenv venv demo
+.PHONY: help test testenv venv demo lint
 
 help:
 	@echo "make demo      run the main job on the embedded default (stepflow up --once examples/manifests)"
 	@echo "make test      install the test environment and the venv, then run the whole suite"
 	@echo "make testenv   build/install kube-apiserver, kubectl, etcd, versitygw, helm (cached)"
-	@echo "make venv      create/refresh .venv (pip install -e '.[dev]')"
+	@echo "make venv      create/refresh .venv (pip install -e '.[dev,lint]')"
+	@echo "make lint      ruff, mypy and the import-layer contracts (part of make test)"
 	@echo "make e2e       the image and chart in a kind cluster (needs docker, kind; see e2e/README.md)"
 	@echo "               PYTEST_ARGS='-k s3 -x' make test   passes options to pytest"
 
@@ -19,8 +20,14 @@ testenv:
 venv:
 	scripts/bootstrap
 
+# Lint first: a layering violation or a type error fails the run before the slow tests.
+lint: venv
+	.venv/bin/ruff check sdk operator tests bench e2e
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
 # The whole suite. pytest's exit code 5 ("no tests collected") is a failure here, with a word.
-test: testenv venv
+test: testenv venv lint
 	@rc=0; $(PYTHON) -m pytest --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
