@@ -105,10 +105,10 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 async def _run_script(sandbox: Sandbox, checkout: Path, script: str, *args: str,
                       limits: Limits = Limits(timeout=60)):
     _write(checkout, {"script.py": script})
-    sandbox._hand_over(checkout)
-    python, failure = await sandbox.environment(None, cwd=checkout)
+    sandbox.jail.hand_over(checkout)
+    python, failure = await sandbox.venvs.environment(None, cwd=checkout)
     assert failure is None
-    return await sandbox.run([python, "script.py", *args], cwd=checkout, limits=limits,
+    return await sandbox.jail.run([python, "script.py", *args], cwd=checkout, limits=limits,
                              source_date_epoch=1700000000)
 
 
@@ -304,12 +304,12 @@ def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
     requirements = checkout / "requirements.txt"
 
     async def scenario():
-        sandbox._hand_over(checkout)
-        results = await asyncio.gather(*[sandbox.environment(requirements, cwd=checkout)
+        sandbox.jail.hand_over(checkout)
+        results = await asyncio.gather(*[sandbox.venvs.environment(requirements, cwd=checkout)
                                           for _ in range(3)])
-        again = await sandbox.environment(requirements, cwd=checkout)
+        again = await sandbox.venvs.environment(requirements, cwd=checkout)
         python = results[0][0]
-        proc = await sandbox.run([python, "script.py"], cwd=checkout, limits=Limits(timeout=60))
+        proc = await sandbox.jail.run([python, "script.py"], cwd=checkout, limits=Limits(timeout=60))
         return results, again, proc
 
     results, again, proc = asyncio.run(scenario())
@@ -321,7 +321,7 @@ def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
     assert ("venv read-only" if ROOT else "venv writable") in proc.output
     marker = venvs[0] / ".complete"
     before = marker.stat().st_mtime_ns
-    asyncio.run(sandbox.environment(requirements, cwd=checkout))
+    asyncio.run(sandbox.venvs.environment(requirements, cwd=checkout))
     assert marker.stat().st_mtime_ns == before  # reused, not rebuilt
 
 
