@@ -17,6 +17,7 @@ from stepflow.gitops.sandbox.protocol import (
     BuildResult,
     entrypoint_argv,
     interpret,
+    not_started,
 )
 from stepflow.gitops.sandbox.settings import SandboxSettings
 from stepflow.gitops.sandbox.venvs import Venvs
@@ -42,18 +43,18 @@ class Sandbox:
     async def build(self, request: BuildRequest) -> BuildResult:
         """Compile ``request.module`` from the checkout into a fresh bundle folder.
 
-        User errors come back as a ``BuildResult`` with a reason; problems of the operator's
-        installation raise ``SandboxError``. The bundle folder belongs to the caller, who
-        removes it (``shutil.rmtree``) when published.
+        Failures come back as a ``BuildResult`` with a reason and ``user_error`` (see
+        there); problems of the operator's installation raise ``SandboxError``. The bundle
+        folder belongs to the caller, who removes it (``shutil.rmtree``) when published.
         """
         checkout = request.checkout.resolve()
         self.jail.check_reachable(checkout, "the checkout")
         problem = check_module_path(checkout, request.module)
         if problem:
-            return BuildResult(False, None, INVALID_MODULE_PATH, problem)
+            return BuildResult(False, None, INVALID_MODULE_PATH, problem, user_error=True)
         requirements, problem = requirements_file(checkout, request.requirements)
         if problem:
-            return BuildResult(False, None, INVALID_REQUIREMENTS_PATH, problem)
+            return BuildResult(False, None, INVALID_REQUIREMENTS_PATH, problem, user_error=True)
         self.jail.hand_over(checkout)
         python, failure = await self.venvs.environment(requirements, cwd=checkout)
         if failure:
@@ -69,16 +70,20 @@ class Sandbox:
         try:
             proc = await self.jail.run(argv, cwd=checkout, limits=request.limits,
                                        source_date_epoch=request.source_date_epoch)
+        except OSError as exc:
+            result = not_started(request, exc)
+        else:
+            result = interpret(proc, out, request)
         finally:
             self.jail.take_back(out)
             if index is not None:
                 index.unlink(missing_ok=True)
-        result = interpret(proc, out, request)
         if not result.ok:
             shutil.rmtree(out, ignore_errors=True)
             return result
         problem = check_bundle(out)
         if problem:
             shutil.rmtree(out, ignore_errors=True)
-            return BuildResult(False, None, INVALID_BUNDLE, problem, log_tail=result.log_tail)
+            return BuildResult(False, None, INVALID_BUNDLE, problem, log_tail=result.log_tail,
+                               user_error=True)
         return result

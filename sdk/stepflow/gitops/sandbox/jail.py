@@ -91,7 +91,11 @@ class Jail:
 
     async def run(self, argv: Sequence[str], *, cwd: Path, limits: Limits,
                   source_date_epoch: int | None = None) -> ProcessResult:
-        """Run ``argv`` sandboxed; the output is merged, bounded, and returned at the end."""
+        """Run ``argv`` sandboxed; the output is merged, bounded, and returned at the end.
+
+        Raises :class:`SandboxError` when the sandbox user may not execute the interpreter,
+        and ``OSError`` when the process cannot be started at all.
+        """
         settings = self.settings
         scratch = Path(tempfile.mkdtemp(prefix="run-", dir=settings.work_dir / "runs"))
         home, tmp = scratch / "home", scratch / "tmp"
@@ -110,11 +114,13 @@ class Jail:
                 lambda: _Protocol(loop, tail), *launcher, *argv, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 process_group=0, close_fds=True, **self._identity())
-        except PermissionError as exc:
+        except OSError as exc:
             shutil.rmtree(scratch, ignore_errors=True)
-            raise SandboxError(
-                f"uid {settings.uid} cannot execute {settings.python!r} ({exc.strerror}); set "
-                "STEPFLOW_BUILD_PYTHON to a Python every user can execute") from exc
+            if isinstance(exc, PermissionError):
+                raise SandboxError(
+                    f"uid {settings.uid} cannot execute {settings.python!r} ({exc.strerror}); "
+                    "set STEPFLOW_BUILD_PYTHON to a Python every user can execute") from exc
+            raise
         timed_out = False
         try:
             await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=limits.timeout)

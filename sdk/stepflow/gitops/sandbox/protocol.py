@@ -3,7 +3,8 @@
 The entrypoint writes ``<out>/result.json`` (``{"ok": true, ...}`` or ``{"ok": false,
 "reason", "message", "file", "line"}``) and exits 0 on success, 2 on a user error and 3 on
 an internal one. Here that, and how the process ended (time or memory limit, a signal),
-becomes one :class:`BuildResult` with a specific reason and a message that says what to fix.
+becomes one :class:`BuildResult` with a specific reason, a message that says what to fix,
+and whether the user is at fault.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from stepflow.gitops.sandbox.jail import ProcessResult, last_error_line, log_tai
 from stepflow.gitops.sandbox.settings import Limits
 
 BUILD_MODULE = "stepflow.compiler.build"
+#: The entrypoint's exit code for a user error (3 is an internal one; see ``stepflow.compiler.build``).
+EXIT_USER_ERROR = 2
 
 BUILD_TIMEOUT = "BuildTimeout"
 BUILD_OUT_OF_MEMORY = "BuildOutOfMemory"
@@ -44,6 +47,25 @@ class BuildRequest:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """How a build ended.
+
+    ``user_error`` says who has to act, so a caller can stall (wait for a new commit or
+    spec) or retry without knowing any reason by name. It is True only on evidence that the
+    user's code or repository is at fault:
+
+    * the module or requirements path is invalid (checked before anything runs);
+    * ``pip install`` of the requirements failed or timed out;
+    * the build hit its time limit (wall clock or CPU) or its memory limit;
+    * the entrypoint exited 2 (a user error) with ``ok: false`` in result.json;
+    * the bundle holds something that is not a plain file or folder (the user's code
+      planted it).
+
+    Everything else is False, because trying again may work: the entrypoint exited 3 (an
+    internal error), the process was killed by a signal that is not one of the limits',
+    result.json is missing or unreadable (after exit 0 too), or the process could not be
+    started. Problems of the installation itself raise ``SandboxError`` instead.
+    """
+
     ok: bool
     bundle_dir: Path | None
     reason: str | None = None
@@ -51,6 +73,7 @@ class BuildResult:
     file: str | None = None
     line: int | None = None
     log_tail: str = ""
+    user_error: bool = False
 
 
 def entrypoint_argv(python: str, request: BuildRequest, *, checkout: Path, out: Path,
@@ -65,6 +88,13 @@ def entrypoint_argv(python: str, request: BuildRequest, *, checkout: Path, out: 
     return argv
 
 
+def not_started(request: BuildRequest, error: OSError) -> BuildResult:
+    """The build process could not be started (out of processes or memory, say)."""
+    return BuildResult(False, None, BUILD_CRASHED, (
+        f"the build of {request.module!r} could not be started: {error}; check the "
+        "operator's limits on processes and memory"), user_error=False)
+
+
 def interpret(proc: ProcessResult, out: Path, request: BuildRequest) -> BuildResult:
     """Turn how the build ended into a result with a specific reason and a fix."""
     log = log_tail(proc.output)
@@ -73,12 +103,12 @@ def interpret(proc: ProcessResult, out: Path, request: BuildRequest) -> BuildRes
         return BuildResult(False, None, BUILD_TIMEOUT, (
             f"building {request.module!r} did not finish within {limits.timeout:g}s; look for "
             "an endless loop or slow work at import time (move it into a @step), or raise "
-            "spec.build.timeout"), log_tail=log)
+            "spec.build.timeout"), log_tail=log, user_error=True)
     if proc.signal == signal.SIGXCPU:
         return BuildResult(False, None, BUILD_TIMEOUT, (
             f"building {request.module!r} used more than {limits.effective_cpu_seconds}s of "
             "CPU; look for an endless loop or heavy work at import time (move it into a @step)"),
-            log_tail=log)
+            log_tail=log, user_error=True)
     payload = _read_result(out)
     if payload is not None and payload.get("ok") is True and proc.returncode == 0:
         return BuildResult(True, out, log_tail=log)
@@ -89,17 +119,19 @@ def interpret(proc: ProcessResult, out: Path, request: BuildRequest) -> BuildRes
         return BuildResult(False, None, BUILD_OUT_OF_MEMORY, (
             f"building {request.module!r} ran out of memory (limit {limit}); do not load data "
             "at import time (do it inside a @step), or raise spec.build.memoryLimit"),
-            file=_opt_str(payload, "file"), line=_opt_int(payload, "line"), log_tail=log)
+            file=_opt_str(payload, "file"), line=_opt_int(payload, "line"), log_tail=log,
+            user_error=True)
     if payload is not None and payload.get("ok") is False:
         return BuildResult(False, None, str(payload.get("reason") or BUILD_CRASHED),
                            message or "the build failed without a message",
                            file=_opt_str(payload, "file"), line=_opt_int(payload, "line"),
-                           log_tail=log)
+                           log_tail=log, user_error=proc.returncode == EXIT_USER_ERROR)
     how = (f"was killed by signal {signal.Signals(proc.signal).name}" if proc.signal
            else f"exited with code {proc.returncode}")
     return BuildResult(False, None, BUILD_CRASHED, (
         f"the build of {request.module!r} {how} without a result: "
-        f"{last_error_line(proc.output)}; see the build log for the traceback"), log_tail=log)
+        f"{last_error_line(proc.output)}; see the build log for the traceback"), log_tail=log,
+        user_error=False)
 
 
 def _read_result(out: Path) -> dict[str, object] | None:

@@ -98,7 +98,7 @@ class Venvs:
             False, None, REQUIREMENTS_FAILED,
             f"`pip install -r {rel}` {what}: {last_error_line(proc.output)}; fix the "
             f"requirement named there (a version that exists, a reachable index) in {rel}",
-            file=str(rel), log_tail=log_tail(proc.output))
+            file=str(rel), log_tail=log_tail(proc.output), user_error=True)
 
     async def _check_runnable(self, python: str) -> None:
         """Fail early, with a fix, when the sandbox user cannot execute the interpreter."""
