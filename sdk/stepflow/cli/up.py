@@ -101,7 +101,7 @@ def _clock() -> str:
 
 def _build_loop(directory: Path, interval: float | None, view: PlainView | None,
                 on_event: Any) -> "EmbeddedLoop":
-    from stepflow.backends.local import cache_dir
+    from stepflow.cache import cache_dir
     from stepflow.config import load_config
     from stepflow.gitops.embedded import EmbeddedLoop
     from stepflow.gitops.reconciler import Reconciler
