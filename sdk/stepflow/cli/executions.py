@@ -36,6 +36,7 @@ from stepflow.errors import BackendError
 if TYPE_CHECKING:
     from stepflow.backends.local import LocalBackend
 
+
 # -- finding executions -----------------------------------------------------------------
 
 
