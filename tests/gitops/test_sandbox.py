@@ -22,6 +22,7 @@ import pytest
 from tests.testenv.wheels import make_wheel
 
 from stepflow.gitops.sandbox import (
+    BUILD_CRASHED,
     BUILD_OUT_OF_MEMORY,
     BUILD_TIMEOUT,
     INVALID_MODULE_PATH,
@@ -30,11 +31,13 @@ from stepflow.gitops.sandbox import (
     REQUIREMENTS_FAILED,
     BuildRequest,
     Limits,
+    ProcessResult,
     Sandbox,
     SandboxError,
     SandboxSettings,
     check_module_path,
 )
+from stepflow.gitops.sandbox.protocol import interpret
 from tests.testenv import unavailable, wait_for
 
 ROOT = os.geteuid() == 0
@@ -105,10 +108,10 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 async def _run_script(sandbox: Sandbox, checkout: Path, script: str, *args: str,
                       limits: Limits = Limits(timeout=60)):
     _write(checkout, {"script.py": script})
-    sandbox._hand_over(checkout)
-    python, failure = await sandbox.environment(None, cwd=checkout)
+    sandbox.jail.hand_over(checkout)
+    python, failure = await sandbox.venvs.environment(None, cwd=checkout)
     assert failure is None
-    return await sandbox.run([python, "script.py", *args], cwd=checkout, limits=limits,
+    return await sandbox.jail.run([python, "script.py", *args], cwd=checkout, limits=limits,
                              source_date_epoch=1700000000)
 
 
@@ -269,12 +272,12 @@ def test_symlinks_escaping_the_checkout_are_refused(checkout, root_dir):
 def test_build_refuses_traversal_before_running_anything(sandbox, checkout):
     result = asyncio.run(sandbox.build(BuildRequest(
         checkout=checkout, module="../../etc/passwd", s3_root_uri="file:///tmp/x")))
-    assert not result.ok and result.reason == INVALID_MODULE_PATH
+    assert not result.ok and result.reason == INVALID_MODULE_PATH and result.user_error
     assert "'../../etc/passwd'" in result.message and "relative to the repository" in result.message
     assert not any((sandbox.settings.work_dir / "venvs").iterdir())
     result = asyncio.run(sandbox.build(BuildRequest(
         checkout=checkout, module="p.py", requirements="../req.txt", s3_root_uri="file:///x")))
-    assert result.reason == INVALID_REQUIREMENTS_PATH
+    assert result.reason == INVALID_REQUIREMENTS_PATH and result.user_error
 
 
 def test_work_dir_the_sandbox_user_cannot_reach_is_a_clear_error(tmp_path, build_python):
@@ -304,12 +307,12 @@ def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
     requirements = checkout / "requirements.txt"
 
     async def scenario():
-        sandbox._hand_over(checkout)
-        results = await asyncio.gather(*[sandbox.environment(requirements, cwd=checkout)
+        sandbox.jail.hand_over(checkout)
+        results = await asyncio.gather(*[sandbox.venvs.environment(requirements, cwd=checkout)
                                           for _ in range(3)])
-        again = await sandbox.environment(requirements, cwd=checkout)
+        again = await sandbox.venvs.environment(requirements, cwd=checkout)
         python = results[0][0]
-        proc = await sandbox.run([python, "script.py"], cwd=checkout, limits=Limits(timeout=60))
+        proc = await sandbox.jail.run([python, "script.py"], cwd=checkout, limits=Limits(timeout=60))
         return results, again, proc
 
     results, again, proc = asyncio.run(scenario())
@@ -321,7 +324,7 @@ def test_requirements_venv_is_created_once_and_shared(sandbox, checkout):
     assert ("venv read-only" if ROOT else "venv writable") in proc.output
     marker = venvs[0] / ".complete"
     before = marker.stat().st_mtime_ns
-    asyncio.run(sandbox.environment(requirements, cwd=checkout))
+    asyncio.run(sandbox.venvs.environment(requirements, cwd=checkout))
     assert marker.stat().st_mtime_ns == before  # reused, not rebuilt
 
 
@@ -330,7 +333,7 @@ def test_failing_requirements_name_the_file_and_the_problem(sandbox, checkout):
     result = asyncio.run(sandbox.build(BuildRequest(
         checkout=checkout, module="p.py", requirements="ci/reqs.txt",
         s3_root_uri="file:///tmp/x")))
-    assert not result.ok and result.reason == REQUIREMENTS_FAILED
+    assert not result.ok and result.reason == REQUIREMENTS_FAILED and result.user_error
     assert "ci/reqs.txt" in result.message and "missing-9.9" in result.message
     assert not [p for p in (sandbox.settings.work_dir / "venvs").iterdir() if p.is_dir()]
 
@@ -359,6 +362,73 @@ def test_build_compiles_a_module_into_a_bundle(sandbox, checkout, root_dir):
     assert (result.bundle_dir / "definition.json").is_file()
     assert (result.bundle_dir / "bundle.json").is_file()
     assert result.bundle_dir.stat().st_uid == os.geteuid()
+    assert not result.user_error
+
+
+@needs_build_entrypoint
+def test_a_syntax_error_in_the_module_is_the_users_error(sandbox, checkout):
+    _write(checkout, {"broken.py": "def oops(:\n    pass\n"})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="broken.py", s3_root_uri="file:///tmp/x")))
+    assert not result.ok and result.user_error, (result.reason, result.message, result.log_tail)
+    assert result.reason not in (BUILD_CRASHED, "InternalError")
+    assert result.file and result.file.endswith("broken.py") and result.line == 1
+
+
+@needs_build_entrypoint
+def test_a_build_killed_by_a_signal_other_than_a_limits_is_not_the_users_error(sandbox, checkout):
+    _write(checkout, {"segv.py": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"})
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="segv.py", s3_root_uri="file:///tmp/x")))
+    assert result.reason == BUILD_CRASHED and "SIGSEGV" in result.message
+    assert not result.user_error
+
+
+def test_a_build_that_cannot_start_is_not_the_users_error(sandbox, checkout, monkeypatch):
+    _write(checkout, {"p.py": "x = 1\n"})
+    asyncio.run(sandbox.venvs.environment(None, cwd=checkout))  # only the build fails to start
+
+    async def no_processes_left(*args, **kwargs):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sandbox.jail, "run", no_processes_left)
+    result = asyncio.run(sandbox.build(BuildRequest(
+        checkout=checkout, module="p.py", s3_root_uri="file:///tmp/x")))
+    assert not result.ok and result.reason == BUILD_CRASHED and not result.user_error
+    assert "could not be started" in result.message
+    assert not any((sandbox.settings.work_dir / "builds").iterdir())
+
+
+def _ended(returncode: int, *, timed_out: bool = False, output: str = "") -> ProcessResult:
+    return ProcessResult(returncode=returncode, timed_out=timed_out, output=output,
+                         output_bytes=len(output), duration=1.0)
+
+
+USER_FAILURE = {"ok": False, "reason": "InvalidName", "message": "bad name!", "file": "p.py",
+                "line": 3}
+INTERNAL_FAILURE = {"ok": False, "reason": "InternalError", "message": "KeyError: 'x'",
+                    "file": None, "line": None}
+
+
+@pytest.mark.parametrize("ended, payload, reason, user_error", [
+    (_ended(2), USER_FAILURE, "InvalidName", True),
+    (_ended(3), INTERNAL_FAILURE, "InternalError", False),
+    (_ended(0), None, BUILD_CRASHED, False),  # exit 0 without result.json
+    (_ended(2), None, BUILD_CRASHED, False),  # no result: not the entrypoint's own answer
+    (_ended(-signal.SIGSEGV), None, BUILD_CRASHED, False),
+    (_ended(-signal.SIGKILL, timed_out=True), None, BUILD_TIMEOUT, True),
+    (_ended(-signal.SIGXCPU), None, BUILD_TIMEOUT, True),
+    (_ended(1, output="MemoryError"), None, BUILD_OUT_OF_MEMORY, True),
+    (_ended(3), {**INTERNAL_FAILURE, "message": "MemoryError: "}, BUILD_OUT_OF_MEMORY, True),
+], ids=["exit-2", "exit-3", "exit-0-no-result", "exit-2-no-result", "sigsegv", "timeout",
+        "cpu-limit", "memory-limit", "memory-limit-exit-3"])
+def test_who_is_at_fault_follows_how_the_build_ended(tmp_path, ended, payload, reason,
+                                                     user_error):
+    if payload is not None:
+        (tmp_path / "result.json").write_text(json.dumps(payload))
+    result = interpret(ended, tmp_path, BuildRequest(checkout=tmp_path, module="p.py",
+                                                     s3_root_uri="file:///tmp/x"))
+    assert (result.ok, result.reason, result.user_error) == (False, reason, user_error)
 
 
 @needs_build_entrypoint
@@ -368,6 +438,7 @@ def test_build_of_an_import_that_loops_forever_times_out(sandbox, checkout):
         checkout=checkout, module="loop.py", s3_root_uri="file:///tmp/x",
         limits=Limits(timeout=3))))
     assert result.reason == BUILD_TIMEOUT and "spec.build.timeout" in result.message
+    assert result.user_error
 
 
 @needs_build_entrypoint
@@ -377,6 +448,7 @@ def test_build_of_an_import_that_allocates_without_bound_runs_out_of_memory(sand
         checkout=checkout, module="hog.py", s3_root_uri="file:///tmp/x",
         limits=Limits(timeout=60, memory_bytes=768 * 1024**2))))
     assert result.reason == BUILD_OUT_OF_MEMORY and "spec.build.memoryLimit" in result.message
+    assert result.user_error
 
 
 @needs_build_entrypoint
@@ -392,6 +464,7 @@ os.symlink({str(secret)!r}, os.path.join(out, "files", "loot"))
     result = asyncio.run(sandbox.build(BuildRequest(
         checkout=checkout, module="sneaky.py", s3_root_uri=f"file://{root_dir}/store")))
     assert not result.ok and result.reason == "InvalidBundle", (result.reason, result.message)
+    assert result.user_error
     assert "loot" in result.message
 
 

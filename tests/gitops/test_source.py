@@ -27,6 +27,7 @@ from stepflow.gitops.source import (
     normalize_url,
     safe_url,
 )
+from stepflow.locks import flock
 from tests.testenv import free_port
 
 PASSWORD = "pa55-w0rd-never-shown"
@@ -218,6 +219,19 @@ def test_concurrent_fetches_of_one_repository_share_the_cache(source, git_remote
     assert len(list((source.cache_dir / "repos").iterdir())) == 2  # the repo and its lock
     for c in checkouts:
         c.cleanup()
+
+
+def test_a_fetch_waits_for_another_process_only_until_its_deadline(source, git_remote):
+    sha = git_remote.commit({"a.py": "1\n"})
+    source.fetch(git_remote.url, Ref(branch="main"), sha).cleanup()
+    (lock,) = (source.cache_dir / "repos").glob("*.lock")
+    with flock(lock, wait=0) as held:  # what another operator process holds while it fetches
+        assert held
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="another process") as err:
+            source.fetch(git_remote.url, Ref(branch="main"), sha, timeout=0.5)
+    assert err.value.reason == TIMEOUT and time.monotonic() - started < 5
+    source.fetch(git_remote.url, Ref(branch="main"), sha).cleanup()  # free again
 
 
 def test_ssh_key_lives_in_a_private_file_only_during_the_operation():

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from stepflow.compiler.hashseed import ensure_fixed_hash_seed
+from stepflow.cli.common import load_target
 from stepflow.errors import ConfigurationError, StepflowError
 
 _TARGET_HELP = "PATH[:ATTR]: a file (pipelines/churn.py) or dotted module, and the Pipeline attribute"
-
-
-def _load(target: str):  # -> Pipeline
-    if Path(sys.argv[0]).name == "stepflow":  # the installed command, not an in-process call
-        ensure_fixed_hash_seed(sys.argv)
-    from stepflow.compiler.loader import load_pipeline
-
-    return load_pipeline(target)
 
 
 def _previous_index(pipeline) -> dict[str, str] | None:  # noqa: ANN001
@@ -51,7 +42,7 @@ def compile_command(target: str, output: str | None, bundle_dir: str | None,
     """Compile a pipeline to its definition JSON (nothing is uploaded)."""
     from stepflow.compiler import compile_pipeline
 
-    pipeline = _load(target)
+    pipeline = load_target(target)
     bundle = compile_pipeline(
         pipeline, s3_root_uri=s3_root_uri or pipeline.session.s3_root_uri, out_dir=bundle_dir,
         previous_index=_previous_index(pipeline),
@@ -72,7 +63,7 @@ def validate_command(target: str) -> None:
     """Check a pipeline compiles: graph, names, cycles, parameters, picklable arguments."""
     from stepflow.compiler import compile_pipeline
 
-    pipeline = _load(target)
+    pipeline = load_target(target)
     with tempfile.TemporaryDirectory(prefix="stepflow-validate-") as tmp:
         bundle = compile_pipeline(pipeline, s3_root_uri="file:///validate", out_dir=tmp)
         click.echo(f"ok: pipeline '{bundle.pipeline_name}', {bundle.step_count} steps")
@@ -90,7 +81,7 @@ def graph_command(target: str, fmt: str, output: str | None) -> None:
     from stepflow.compiler.graph import build_graph
     from stepflow.compiler.validate import validate
 
-    pipeline = _load(target)
+    pipeline = load_target(target)
     graph = build_graph(pipeline)
     validate(pipeline, graph)
     if fmt == "mermaid":

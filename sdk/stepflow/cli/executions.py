@@ -4,61 +4,37 @@ They read what the local backend keeps in the store, so they work from any proce
 after the process that ran the execution is gone. An execution is named by its id alone
 (or a unique prefix of it): the pipeline is found by looking in the store, since people
 copy ids from ``stepflow run`` output and should not have to remember the pipeline too.
-The helpers here (store selection, step tables, the JSON summary, exit codes) are shared
-with ``stepflow run``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
 from stepflow import layout
+from stepflow.cli.common import (
+    EXIT_CODES,
+    ROOT_ENV,
+    STATUS_STYLES,
+    console,
+    elapsed,
+    emit,
+    format_seconds,
+    local_backend,
+    output_option,
+    print_outcome,
+    steps_table,
+    store_option,
+    summary,
+)
 from stepflow.errors import BackendError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-
     from stepflow.backends.local import LocalBackend
-
-ROOT_ENV = "STEPFLOW_S3_ROOT_URI"
-
-# The exit code says how the execution ended, so scripts need not parse output. 1 is also
-# what any other error exits with: both mean "it did not work".
-EXIT_CODES = {"Succeeded": 0, "Failed": 1, "Stopped": 3, "Executing": 4, "Stopping": 4}
-
-_STYLES = {"Succeeded": "green", "Failed": "bold red", "Stopped": "yellow", "Stopping": "yellow",
-           "Executing": "cyan", "Starting": "cyan", "Skipped": "dim", "Pending": "dim"}
-
-
-def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--store URI``: the same as setting STEPFLOW_S3_ROOT_URI for this command."""
-    return click.option(
-        "--store", metavar="URI", expose_value=False, is_eager=True,
-        callback=lambda ctx, param, value: _use_store(value),
-        help=f"Store root (s3://bucket/prefix or file:///path); default: the configured one ({ROOT_ENV}).",
-    )(func)
-
-
-def _use_store(value: str | None) -> None:
-    # Through the environment, so the pipeline's default Session, the configuration and
-    # every step process this command starts all agree on the store.
-    if value:
-        os.environ[ROOT_ENV] = value
-
-
-def local_backend() -> "LocalBackend":
-    from stepflow.backends.local import LocalBackend
-    from stepflow.session import Session
-
-    return LocalBackend(Session().store)
 
 
 # -- finding executions -----------------------------------------------------------------
@@ -103,143 +79,6 @@ def execution_argument(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("execution", metavar="EXECUTION")(func)
 
 
-# -- rendering --------------------------------------------------------------------------
-
-
-def iso(moment: datetime | str | None) -> str | None:
-    if moment is None or isinstance(moment, str):
-        return moment
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse(moment: datetime | str | None) -> datetime | None:
-    if moment is None or isinstance(moment, datetime):
-        return moment
-    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
-
-
-def elapsed(start: datetime | str | None, end: datetime | str | None) -> float | None:
-    began = _parse(start)
-    if began is None:
-        return None
-    return ((_parse(end) or datetime.now(timezone.utc)) - began).total_seconds()
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-def step_reason(step: dict[str, Any]) -> str:
-    return step.get("FailureReason") or step.get("SkipReason") or ""
-
-
-def steps_table(steps: list[dict[str, Any]]) -> "Table":
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("STEP", "TYPE", "STATUS", "ATTEMPT", "ELAPSED"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("REASON", overflow="fold")
-    for step in steps:
-        status = step["StepStatus"]
-        table.add_row(step["StepName"], step["StepType"], f"[{_STYLES.get(status, '')}]{status}[/]",
-                      str(step.get("AttemptCount") or "-"),
-                      format_seconds(elapsed(step.get("StartTime"), step.get("EndTime"))),
-                      step_reason(step))
-    return table
-
-
-def console(stderr: bool = False) -> "Console":
-    from rich.console import Console
-
-    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out.width = 200  # a pipe or a log file: no reason to fold ids and reasons at 80
-    return out
-
-
-def step_locations(backend: "LocalBackend", pipeline: str, execution_id: str,
-                   step: dict[str, Any]) -> dict[str, str | None]:
-    """Store URIs a person looks at next: the result, the last attempt's log, the traceback."""
-    pstore = backend.pipeline_store(pipeline)
-    name, attempts = step["StepName"], step.get("AttemptCount") or 0
-    out: dict[str, str | None] = {"resultUri": None, "logUri": None, "exceptionUri": None}
-    if step["StepType"] != "Training":
-        return out
-    if step["StepStatus"] == "Succeeded":
-        out["resultUri"] = pstore.uri(layout.results_prefix(execution_id, name))
-    if attempts:
-        out["logUri"] = pstore.uri(layout.attempt_log_key(execution_id, name, attempts))
-    if step["StepStatus"] == "Failed":
-        prefix = layout.exception_prefix(execution_id, name)
-        if pstore.head(f"{prefix}/payload.pkl") is not None:
-            out["exceptionUri"] = pstore.uri(prefix)
-    return out
-
-
-def summary(backend: "LocalBackend", pipeline: str, execution_id: str) -> dict[str, Any]:
-    """The machine-readable account of an execution (``--output json``)."""
-    described = backend.describe_execution(pipeline, execution_id)
-    steps = []
-    for step in backend.list_steps(pipeline, execution_id):
-        steps.append({
-            "name": step["StepName"], "type": step["StepType"], "status": step["StepStatus"],
-            "attempts": step.get("AttemptCount", 0),
-            "startTime": iso(step.get("StartTime")), "endTime": iso(step.get("EndTime")),
-            "elapsedSeconds": _round(elapsed(step.get("StartTime"), step.get("EndTime"))),
-            "failureReason": step.get("FailureReason"), "skipReason": step.get("SkipReason"),
-            **step_locations(backend, pipeline, execution_id, step),
-        })
-    return {
-        "pipeline": pipeline, "executionId": execution_id,
-        "status": described["PipelineExecutionStatus"],
-        "failureReason": described.get("FailureReason"),
-        "startTime": iso(described.get("StartTime")), "endTime": iso(described.get("EndTime")),
-        "parameters": {p["Name"]: p["Value"] for p in described.get("Parameters", [])},
-        "store": backend.pipeline_store(pipeline).root_uri,
-        "steps": steps,
-    }
-
-
-def _round(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 3)
-
-
-def print_outcome(out: "Console", data: dict[str, Any]) -> None:
-    """The end of a run or ``status``: the verdict and, for each failed step, where to look."""
-    status = data["status"]
-    line = f"{data['pipeline']}/{data['executionId']}: [{_STYLES.get(status, '')}]{status}[/]"
-    if data.get("failureReason"):
-        line += f" — {data['failureReason']}"
-    out.print(line)
-    for step in data["steps"]:
-        if step["status"] != "Failed" or step["type"] != "Training":
-            continue
-        out.print(f"  step {step['name']} failed: {step['failureReason'] or 'no reason recorded'}", markup=False)
-        if step["logUri"]:
-            out.print(f"    log:       {step['logUri']}", markup=False)
-        if step["exceptionUri"]:
-            out.print(f"    traceback: {step['exceptionUri']}", markup=False)
-        out.print(f"    see: stepflow logs {data['executionId']} {step['name']}", markup=False)
-
-
-def emit(data: dict[str, Any], output: str) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-    else:
-        print_outcome(console(), data)
-
-
-output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="json: a machine-readable summary on standard output.")
-
-
 # -- commands ---------------------------------------------------------------------------
 
 
@@ -265,7 +104,7 @@ def executions_command(pipeline: str | None, limit: int) -> None:
     table.add_column("REASON", overflow="fold")
     for name, s in rows[:limit]:
         status = s["PipelineExecutionStatus"]
-        table.add_row(s["PipelineExecutionId"], name, f"[{_STYLES.get(status, '')}]{status}[/]",
+        table.add_row(s["PipelineExecutionId"], name, f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
                       s["StartTime"].replace("T", " ")[:19], format_seconds(elapsed(s["StartTime"], s.get("EndTime"))),
                       s.get("PipelineExecutionFailureReason") or "")
     if not rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stepflow.cli.executions import console, store_option
+from stepflow.cli.common import console, store_option
 
 
 def _size(n: int) -> str:

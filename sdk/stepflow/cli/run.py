@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stepflow.cli.compile import _load
-from stepflow.cli.executions import (EXIT_CODES, console, emit, format_seconds, local_backend, output_option,
-                                     steps_table, store_option, summary)
+from stepflow.cli.common import (EXIT_CODES, console, emit, format_seconds, load_target, local_backend,
+                                 output_option, steps_table, store_option, summary)
 from stepflow.engine import ParameterError
 
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
     already finished or still running are not run again).
     """
     given = parse_params(params)
-    pipeline = _load(target)
+    pipeline = load_target(target)
     err = console(stderr=True)
     backend, plan, name = _publish(pipeline, given, err)
     for resumed in backend.resume_unfinished(name):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stepflow.cli.executions import _STYLES, console, print_outcome, store_option, summary
+from stepflow.cli.common import STATUS_STYLES, console, print_outcome, store_option, summary
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,7 +50,7 @@ def rows_table(rows: list["Row"]) -> "Table":
     table.add_column("MESSAGE", overflow="fold")
     for row in rows:  # Text, not markup: names and messages are the user's text
         table.add_row(row.name, row.revision, Text(row.ready, style=_READY_STYLES.get(row.ready, "")),
-                      Text(row.phase, style=_STYLES.get(row.phase, "")), row.steps,
+                      Text(row.phase, style=STATUS_STYLES.get(row.phase, "")), row.steps,
                       _age(row.last_run, now) + (" ago" if row.last_run else ""), _age(row.created, now),
                       Text(row.message))
     return table

@@ -22,8 +22,6 @@ name the URL without userinfo and never contain a credential.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -41,6 +39,7 @@ import git
 
 from stepflow.errors import INFRASTRUCTURE, ConfigurationError, StepflowError
 from stepflow.gitops.gitauth import BASE_ENV, GitCredentials, git_environment
+from stepflow.locks import flock
 
 GIT_OPERATION_FAILED = "GitOperationFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
@@ -294,22 +293,10 @@ def _repository_lock(repo_dir: Path, deadline: float, url: str) -> Iterator[None
     if not lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
         raise _timeout(url, "wait for another fetch of the same repository")
     try:
-        with open(f"{repo_dir}.lock", "a") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise _timeout(url, "wait for another process fetching the same "
-                                            "repository") from None
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with flock(f"{repo_dir}.lock", wait=max(deadline - time.monotonic(), 0.0)) as held:
+            if not held:
+                raise _timeout(url, "wait for another process fetching the same repository")
+            yield
     finally:
         lock.release()
 

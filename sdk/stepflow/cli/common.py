@@ -1,0 +1,209 @@
+"""What several commands share: the store option, the local backend, the console, loading
+a pipeline, and how an execution is shown (step tables, the summary, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from stepflow import layout, timefmt
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from stepflow.backends.local import LocalBackend
+    from stepflow.workflow.pipeline import Pipeline
+
+ROOT_ENV = "STEPFLOW_S3_ROOT_URI"
+
+# The exit code says how the execution ended, so scripts need not parse output. 1 is also
+# what any other error exits with: both mean "it did not work".
+EXIT_CODES = {"Succeeded": 0, "Failed": 1, "Stopped": 3, "Executing": 4, "Stopping": 4}
+
+#: rich styles for execution and step statuses.
+STATUS_STYLES = {"Succeeded": "green", "Failed": "bold red", "Stopped": "yellow",
+                 "Stopping": "yellow", "Executing": "cyan", "Starting": "cyan", "Skipped": "dim",
+                 "Pending": "dim"}
+
+
+# -- options and what they select -------------------------------------------------------
+
+
+def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--store URI``: the same as setting STEPFLOW_S3_ROOT_URI for this command."""
+    return click.option(
+        "--store", metavar="URI", expose_value=False, is_eager=True,
+        callback=lambda ctx, param, value: _use_store(value),
+        help=f"Store root (s3://bucket/prefix or file:///path); default: the configured one ({ROOT_ENV}).",
+    )(func)
+
+
+def _use_store(value: str | None) -> None:
+    # Through the environment, so the pipeline's default Session, the configuration and
+    # every step process this command starts all agree on the store.
+    if value:
+        os.environ[ROOT_ENV] = value
+
+
+output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="json: a machine-readable summary on standard output.")
+
+
+def local_backend() -> "LocalBackend":
+    from stepflow.backends.local import LocalBackend
+    from stepflow.session import Session
+
+    return LocalBackend(Session().store)
+
+
+def load_target(target: str) -> "Pipeline":
+    """The Pipeline named by ``PATH[:ATTR]``, imported with a fixed hash seed."""
+    if Path(sys.argv[0]).name == "stepflow":  # the installed command, not an in-process call
+        from stepflow.compiler.hashseed import ensure_fixed_hash_seed
+
+        ensure_fixed_hash_seed(sys.argv)
+    from stepflow.compiler.loader import load_pipeline
+
+    return load_pipeline(target)
+
+
+def console(stderr: bool = False) -> "Console":
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200  # a pipe or a log file: no reason to fold ids and reasons at 80
+    return out
+
+
+# -- times ------------------------------------------------------------------------------
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """Backends give datetimes (executions, steps) and RFC 3339 strings (execution lists)."""
+    return value if isinstance(value, datetime) else timefmt.parse_or_none(value)
+
+
+def elapsed(start: datetime | str | None, end: datetime | str | None) -> float | None:
+    """Seconds from ``start`` to ``end``, or to now while it runs; None before it started."""
+    began = _moment(start)
+    if began is None:
+        return None
+    return ((_moment(end) or timefmt.utcnow()) - began).total_seconds()
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _millis(value: datetime | str | None) -> str | None:
+    moment = _moment(value)
+    return None if moment is None else timefmt.millis(moment)
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+# -- an execution, shown ----------------------------------------------------------------
+
+
+def step_reason(step: dict[str, Any]) -> str:
+    return step.get("FailureReason") or step.get("SkipReason") or ""
+
+
+def steps_table(steps: list[dict[str, Any]]) -> "Table":
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("STEP", "TYPE", "STATUS", "ATTEMPT", "ELAPSED"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("REASON", overflow="fold")
+    for step in steps:
+        status = step["StepStatus"]
+        table.add_row(step["StepName"], step["StepType"], f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
+                      str(step.get("AttemptCount") or "-"),
+                      format_seconds(elapsed(step.get("StartTime"), step.get("EndTime"))),
+                      step_reason(step))
+    return table
+
+
+def step_locations(backend: "LocalBackend", pipeline: str, execution_id: str,
+                   step: dict[str, Any]) -> dict[str, str | None]:
+    """Store URIs a person looks at next: the result, the last attempt's log, the traceback."""
+    pstore = backend.pipeline_store(pipeline)
+    name, attempts = step["StepName"], step.get("AttemptCount") or 0
+    out: dict[str, str | None] = {"resultUri": None, "logUri": None, "exceptionUri": None}
+    if step["StepType"] != "Training":
+        return out
+    if step["StepStatus"] == "Succeeded":
+        out["resultUri"] = pstore.uri(layout.results_prefix(execution_id, name))
+    if attempts:
+        out["logUri"] = pstore.uri(layout.attempt_log_key(execution_id, name, attempts))
+    if step["StepStatus"] == "Failed":
+        prefix = layout.exception_prefix(execution_id, name)
+        if pstore.head(f"{prefix}/payload.pkl") is not None:
+            out["exceptionUri"] = pstore.uri(prefix)
+    return out
+
+
+def summary(backend: "LocalBackend", pipeline: str, execution_id: str) -> dict[str, Any]:
+    """The machine-readable account of an execution (``--output json``)."""
+    described = backend.describe_execution(pipeline, execution_id)
+    steps = []
+    for step in backend.list_steps(pipeline, execution_id):
+        steps.append({
+            "name": step["StepName"], "type": step["StepType"], "status": step["StepStatus"],
+            "attempts": step.get("AttemptCount", 0),
+            "startTime": _millis(step.get("StartTime")), "endTime": _millis(step.get("EndTime")),
+            "elapsedSeconds": _round(elapsed(step.get("StartTime"), step.get("EndTime"))),
+            "failureReason": step.get("FailureReason"), "skipReason": step.get("SkipReason"),
+            **step_locations(backend, pipeline, execution_id, step),
+        })
+    return {
+        "pipeline": pipeline, "executionId": execution_id,
+        "status": described["PipelineExecutionStatus"],
+        "failureReason": described.get("FailureReason"),
+        "startTime": _millis(described.get("StartTime")), "endTime": _millis(described.get("EndTime")),
+        "parameters": {p["Name"]: p["Value"] for p in described.get("Parameters", [])},
+        "store": backend.pipeline_store(pipeline).root_uri,
+        "steps": steps,
+    }
+
+
+def print_outcome(out: "Console", data: dict[str, Any]) -> None:
+    """The end of a run or ``status``: the verdict and, for each failed step, where to look."""
+    status = data["status"]
+    line = f"{data['pipeline']}/{data['executionId']}: [{STATUS_STYLES.get(status, '')}]{status}[/]"
+    if data.get("failureReason"):
+        line += f" — {data['failureReason']}"
+    out.print(line)
+    for step in data["steps"]:
+        if step["status"] != "Failed" or step["type"] != "Training":
+            continue
+        out.print(f"  step {step['name']} failed: {step['failureReason'] or 'no reason recorded'}", markup=False)
+        if step["logUri"]:
+            out.print(f"    log:       {step['logUri']}", markup=False)
+        if step["exceptionUri"]:
+            out.print(f"    traceback: {step['exceptionUri']}", markup=False)
+        out.print(f"    see: stepflow logs {data['executionId']} {step['name']}", markup=False)
+
+
+def emit(data: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        print_outcome(console(), data)

@@ -1,0 +1,247 @@
+"""The process jail: runs one command as a limited, scrubbed, unprivileged process.
+
+A build imports the user's module, which may do anything at import time, and ``pip`` runs
+an sdist's ``setup.py``, which is user code too. So each runs as a separate process that:
+
+* gets an environment built from an allow-list (PATH, LANG, a private HOME and TMPDIR,
+  SOURCE_DATE_EPOCH, PYTHONHASHSEED, PYTHONDONTWRITEBYTECODE): nothing of the operator's
+  environment, so no AWS_* and no KUBERNETES_* reach it;
+* runs as another, unprivileged user (``uid``, default 65534) when the operator is root, so
+  it can read neither the operator's files (the service-account token and secret files must
+  be mounted 0400/0440, see the chart) nor ``/proc/<operator>/environ``;
+* has a wall-clock limit (the whole process group is killed), an address-space limit
+  (RLIMIT_AS: an unbounded allocation becomes ``MemoryError``) and a CPU-time limit;
+* keeps only a bounded tail of its output.
+
+When the operator is not root it cannot switch users: the process then runs as the
+operator's own user and only the environment and limits protect the operator. The chart
+therefore runs the operator as uid 0 with every capability dropped except the few this
+module needs (CHOWN, DAC_OVERRIDE, KILL, SETUID, SETGID).
+
+Concurrent builds share the one sandbox uid, so they are isolated from the operator but
+not from each other; a multi-tenant installation that needs the latter runs builds in pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepflow.gitops.sandbox.paths import walk
+from stepflow.gitops.sandbox.settings import Limits, SandboxError, SandboxSettings
+
+_LOG_TAIL_LINES = 40
+
+#: Sets the limits, then becomes the real command; run with ``-S`` so it starts in ~10 ms.
+_LAUNCHER = """\
+import os, resource, sys
+as_, cpu = int(sys.argv[1]), int(sys.argv[2])
+if as_:
+    resource.setrlimit(resource.RLIMIT_AS, (as_, as_))
+if cpu:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a sandboxed process ended."""
+
+    returncode: int
+    timed_out: bool
+    output: str  # the bounded tail
+    output_bytes: int  # everything it wrote, counted
+    duration: float
+
+    @property
+    def signal(self) -> int | None:
+        return -self.returncode if self.returncode < 0 else None
+
+
+class Jail:
+    """Runs commands as the sandbox user, and hands folders to it and back."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+
+    def check_reachable(self, path: Path, what: str) -> None:
+        """The sandbox user must be able to walk down to ``path``; say which folder blocks it."""
+        if self.settings.uid is None:
+            return
+        for folder in reversed(path.resolve().parents):
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                raise SandboxError(
+                    f"{what} {path} is under {folder}, which uid {self.settings.uid} cannot "
+                    f"enter (mode {stat.filemode(os.stat(folder).st_mode)}); put it under a "
+                    "folder others may traverse (chmod o+x), e.g. /var/cache/stepflow")
+
+    async def run(self, argv: Sequence[str], *, cwd: Path, limits: Limits,
+                  source_date_epoch: int | None = None) -> ProcessResult:
+        """Run ``argv`` sandboxed; the output is merged, bounded, and returned at the end.
+
+        Raises :class:`SandboxError` when the sandbox user may not execute the interpreter,
+        and ``OSError`` when the process cannot be started at all.
+        """
+        settings = self.settings
+        scratch = Path(tempfile.mkdtemp(prefix="run-", dir=settings.work_dir / "runs"))
+        home, tmp = scratch / "home", scratch / "tmp"
+        home.mkdir(mode=0o700)
+        tmp.mkdir(mode=0o700)
+        self.hand_over(scratch)
+        env = scrubbed_environment(home=home, tmp=tmp, bin_dir=Path(argv[0]).parent,
+                                   source_date_epoch=source_date_epoch)
+        launcher = [settings.python, "-S", "-s", "-c", _LAUNCHER,
+                    str(limits.memory_bytes or 0), str(limits.effective_cpu_seconds)]
+        tail = _Tail(settings.output_limit)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(loop, tail), *launcher, *argv, cwd=cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                process_group=0, close_fds=True, **self._identity())
+        except OSError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(exc, PermissionError):
+                raise SandboxError(
+                    f"uid {settings.uid} cannot execute {settings.python!r} ({exc.strerror}); "
+                    "set STEPFLOW_BUILD_PYTHON to a Python every user can execute") from exc
+            raise
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=limits.timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+        finally:
+            _kill_group(transport.get_pid())  # stragglers, or everything on timeout/cancel
+            await protocol.exited
+            # A process that left the group could hold the pipe open: do not wait for it.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.closed), timeout=2.0)
+            transport.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+        returncode = transport.get_returncode()
+        assert returncode is not None
+        return ProcessResult(returncode=returncode, timed_out=timed_out, output=tail.text(),
+                             output_bytes=tail.total, duration=time.monotonic() - started)
+
+    def _identity(self) -> dict[str, object]:
+        if self.settings.uid is None:
+            return {}
+        return {"user": self.settings.uid, "group": self.settings.gid, "extra_groups": []}
+
+    def hand_over(self, root: Path) -> None:
+        """Give a tree to the sandbox user (symlinks themselves, never what they point at)."""
+        if self.settings.uid is not None:
+            _chown_tree(root, self.settings.uid, self.settings.gid or self.settings.uid)
+
+    def take_back(self, root: Path) -> None:
+        """Make a tree the operator's again, read-only to others; the sandbox can't change it."""
+        if self.settings.uid is None:
+            return
+        _chown_tree(root, os.geteuid(), os.getegid())
+        for path in walk(root):
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022 | 0o444
+                         | (0o111 if stat.S_ISDIR(st.st_mode) else 0))
+
+
+def scrubbed_environment(*, home: Path, tmp: Path, bin_dir: Path,
+                         source_date_epoch: int | None) -> dict[str, str]:
+    """The whole environment of a sandboxed process: an allow-list, nothing inherited."""
+    env = {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(int(source_date_epoch))
+    return env
+
+
+def log_tail(output: str, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last lines of a process's output: what a status or an event can carry."""
+    return "\n".join(output.splitlines()[-lines:])
+
+
+def last_error_line(output: str) -> str:
+    """The line of a process's output most likely to say what went wrong."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b|^ERROR:", line):
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    for path in walk(root):
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, and how many bytes there were in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        while self._size - len(self._chunks[0]) >= self.limit:
+            self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        data = b"".join(self._chunks)[-self.limit:]
+        prefix = f"[... {self.total - len(data)} bytes cut ...]\n" if self.total > len(data) else ""
+        return prefix + data.decode(errors="replace")
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    """Collects output and says when the process exits, which may be before its pipe closes.
+
+    (``asyncio.subprocess.Process.wait`` also waits for the pipes, so a grandchild that
+    escaped the process group and kept stdout would hold it forever.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tail: _Tail) -> None:
+        self.tail = tail
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.tail.add(data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
