@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepflow import layout
 from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
 from stepflow.serialization import serialize
 from stepflow.workflow.callsite import display_path
 from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import _FunctionStep
 from stepflow.workflow.steps import ProcessingStep, Step
-
-DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
-
 
 @dataclass
 class StepArtifacts:
@@ -50,8 +48,8 @@ def _reference(value: Any) -> tuple[str, Any] | None:
 def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], project_root: Path,
                             key: bytes | None) -> StepArtifacts:
     out = StepArtifacts()
-    out.files.update(_serialized("function", _pickle_function(step, key)))
-    out.files.update(_serialized("arguments", _pickle_arguments(step, key)))
+    out.files.update(_serialized(layout.FUNCTION_FOLDER, _pickle_function(step, key)))
+    out.files.update(_serialized(layout.ARGUMENTS_FOLDER, _pickle_arguments(step, key)))
     for _, value in step.arguments_by_name():
         reference = _reference(value)
         if reference is not None:
@@ -60,7 +58,7 @@ def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], proje
     # A step without dependencies or pre-execution commands ships no channel at all (an
     # empty S3 channel would stop SageMaker from starting the job, and a placeholder file
     # per step would be a fifth of all uploads). stepflow itself comes from job_driver.sh.
-    folder = DEPENDENCIES_FOLDER
+    folder = layout.DEPENDENCIES_FOLDER
     dependencies = settings.get("dependencies")
     if dependencies:
         path = _project_file(dependencies, project_root, "dependencies", step)
@@ -74,9 +72,9 @@ def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], proje
             "can be specified (decorator and configuration combined); drop one.",
             location=step._location)
     if commands:
-        out.files[f"{folder}/pre_exec.sh"] = ("\n".join(commands) + "\n").encode()
+        out.files[f"{folder}/{layout.PRE_EXEC_SCRIPT}"] = ("\n".join(commands) + "\n").encode()
     elif script:
-        out.files[f"{folder}/pre_exec.sh"] = _project_file(
+        out.files[f"{folder}/{layout.PRE_EXEC_SCRIPT}"] = _project_file(
             script, project_root, "pre_execution_script", step).read_bytes()
     return out
 
@@ -85,7 +83,7 @@ def processing_step_artifacts(step: ProcessingStep, project_root: Path) -> StepA
     out = StepArtifacts()
     if step.code_path is not None:
         path = _project_file(step.code_path, project_root, "code", step)
-        out.files[f"code/{path.name}"] = path.read_bytes()
+        out.files[f"{layout.CODE_FOLDER}/{path.name}"] = path.read_bytes()
     return out
 
 
@@ -99,8 +97,8 @@ def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
 
 
 def _serialized(folder: str, artifact: Any) -> dict[str, bytes]:
-    return {f"{folder}/payload.pkl": artifact.payload,
-            f"{folder}/metadata.json": artifact.metadata}
+    return {layout.payload_key(folder): artifact.payload,
+            layout.metadata_key(folder): artifact.metadata}
 
 
 def _project_file(name: str, project_root: Path, setting: str, step: Step) -> Path:

@@ -6,10 +6,11 @@ import hashlib
 from importlib.resources import files as package_files
 from typing import TYPE_CHECKING, Any, Mapping
 
+from stepflow import layout
 from stepflow.compiler import pickling
 from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
 from stepflow.compiler.bundle import Bundle, scratch_dir
-from stepflow.compiler.definition import BOOTSTRAP_CHANNEL, Renderer, encode, resolve_settings
+from stepflow.compiler.definition import Renderer, encode, resolve_settings
 from stepflow.compiler.graph import build_graph
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
 from stepflow.compiler.validate import validate
@@ -54,11 +55,13 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
 
     files: dict[str, bytes] = {}
 
-    def place(prefix: str, content: dict[str, bytes]) -> str:
+    def place(step_name: str, content: dict[str, bytes]) -> str:
+        prefix = layout.in_pipeline(name, step_name)
         digest = content_digest({rel: hashlib.sha256(d).hexdigest() for rel, d in content.items()})
         ts = previous.reuse(prefix, digest) or previous.fresh(prefix, now)
+        folder = layout.in_pipeline(name, layout.step_folder(step_name, ts))
         for rel, data in content.items():
-            files[f"{prefix}/{ts}/{rel}"] = data
+            files[f"{folder}/{rel}"] = data
         return ts
 
     settings: dict[int, dict[str, Any]] = {}
@@ -86,11 +89,11 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
             if uses_workspace:
                 content[WORKSPACE_DIGEST] = hashlib.sha256(workspace).hexdigest().encode()
             if content:
-                step_ts[id(step)] = place(f"{name}/{step.name}", content)
+                step_ts[id(step)] = place(step.name, content)
             if uses_workspace:
-                files[f"{name}/sm_rf_user_ws/{step_ts[id(step)]}/workspace.zip"] = workspace
+                files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = workspace
     if settings:
-        files[f"{name}/{BOOTSTRAP_CHANNEL}/job_driver.sh"] = job_driver()
+        files[layout.in_pipeline(name, layout.job_driver_key())] = job_driver()
 
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
                         pipeline.session.region, stepflow_version())

@@ -12,6 +12,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from stepflow import layout
 from stepflow.compiler.graph import PipelineGraph, depends_on_names, output_readers
 from stepflow.workflow.defaults import (
     DEFAULT_INSTANCE_TYPE,
@@ -27,9 +28,7 @@ if TYPE_CHECKING:
     from stepflow.workflow.pipeline import Pipeline
 
 VERSION = "2020-12-01"
-BOOTSTRAP_CHANNEL = "sagemaker_remote_function_bootstrap"
-DEPENDENCIES_CHANNEL = "pre_exec_script_and_dependencies"
-ENTRYPOINT = ["/bin/bash", f"/opt/ml/input/data/{BOOTSTRAP_CHANNEL}/job_driver.sh"]
+ENTRYPOINT = ["/bin/bash", f"/opt/ml/input/data/{layout.job_driver_key()}"]
 _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 
 # decorator keyword → configuration key (spec §8)
@@ -95,7 +94,7 @@ class Renderer:
         self.readers = output_readers(graph)
 
     def step_folder_uri(self, step: Step) -> str:
-        return f"{self.s3_base_uri}/{step.name}/{self.step_ts[id(step)]}"
+        return f"{self.s3_base_uri}/{layout.step_folder(step.name, self.step_ts[id(step)])}"
 
     def depends_on(self, step: Step) -> list[str]:
         return depends_on_names(self.graph, step)
@@ -128,7 +127,8 @@ class Renderer:
             arguments["Tags"] = render(s["tags"])
         arguments["InputDataConfig"] = self._channels(step, s)
         output: dict[str, Any] = {"S3OutputPath": {"Std:Join": {"On": "/", "Values": [
-            self.s3_base_uri, {"Get": "Execution.PipelineExecutionId"}, step.name, "results"]}}}
+            self.s3_base_uri, {"Get": "Execution.PipelineExecutionId"}, step.name,
+            layout.RESULTS_FOLDER]}}}
         if s["s3_kms_key"]:
             output["KmsKeyId"] = s["s3_kms_key"]
         arguments["OutputDataConfig"] = output
@@ -161,13 +161,14 @@ class Renderer:
             return {"ChannelName": name, "DataSource": {"S3DataSource": {
                 "S3Uri": uri, "S3DataType": "S3Prefix"}}}
 
-        channels = [channel(BOOTSTRAP_CHANNEL, f"{self.s3_base_uri}/{BOOTSTRAP_CHANNEL}")]
-        if any(key.startswith(DEPENDENCIES_CHANNEL + "/") for key in self.artifacts[id(step)].files):
-            channels.append(channel(DEPENDENCIES_CHANNEL,
-                                    f"{self.step_folder_uri(step)}/{DEPENDENCIES_CHANNEL}"))
+        base, ts = self.s3_base_uri, self.step_ts[id(step)]
+        channels = [channel(layout.BOOTSTRAP_CHANNEL, f"{base}/{layout.BOOTSTRAP_CHANNEL}")]
+        dependencies = layout.DEPENDENCIES_FOLDER
+        if any(key.startswith(dependencies + "/") for key in self.artifacts[id(step)].files):
+            channels.append(channel(dependencies,
+                                    f"{base}/{layout.dependencies_prefix(step.name, ts)}"))
         if s["include_local_workdir"]:
-            ts = self.step_ts[id(step)]
-            channels.append(channel(ts, f"{self.s3_base_uri}/sm_rf_user_ws/{ts}/workspace.zip"))
+            channels.append(channel(ts, f"{base}/{layout.workspace_key(ts)}"))
         return channels
 
     def _container_arguments(self, step: _FunctionStep, s: dict[str, Any]) -> list[Any]:

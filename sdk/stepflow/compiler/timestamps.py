@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from typing import Mapping
 
+from stepflow import layout
 from stepflow.errors import ConfigurationError
 
 FORMAT_EXAMPLE = "2026-11-24-23-34-22-739"
@@ -43,7 +44,7 @@ def content_digest(files: Mapping[str, str]) -> str:
     """
     h = hashlib.sha256()
     for rel in sorted(files):
-        if rel == "metadata.json" or rel.endswith("/metadata.json"):
+        if rel.rpartition("/")[2] == layout.METADATA:
             continue
         h.update(f"{rel}\0{files[rel]}\n".encode())
     return h.hexdigest()
