@@ -1,4 +1,4 @@
-"""The ``<ts>`` folder of a step's artifacts (ARCHITECTURE.md, "Determinism of <ts>").
+"""The ``<ts>`` folder of a step's artifacts (docs/ARCHITECTURE.md, "Determinism").
 
 A folder is reused while its content is unchanged: the previous index (published key →
 sha256) tells which folders already hold exactly these files. New content gets the

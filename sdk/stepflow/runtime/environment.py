@@ -1,6 +1,7 @@
 """Preparing a step's working directory and Python environment before user code runs.
 
-Mirrors SageMaker's bootstrap (spec §7.2) with two differences that matter to users:
+Mirrors SageMaker's bootstrap (docs/SAGEMAKER-COMPATIBILITY.md, "Preparing the
+environment") with two differences that matter to users:
 declared dependencies go into an isolated virtual environment cached by the dependency
 file's digest (never into the runtime's own environment, so one step cannot break the
 next), and every failure here is an *environment* error with the tail of the failing
