@@ -49,6 +49,8 @@ def compile_(session: Session, tmp_path: Path):
         if pipeline._session is None:
             pipeline._session = session
         kwargs.setdefault("s3_root_uri", session.s3_root_uri)
+        kwargs.setdefault("region", pipeline.session.region)
+        kwargs.setdefault("remote_function_defaults", pipeline.session.remote_function_defaults)
         return compile_pipeline(pipeline, out_dir=str(tmp_path / f"bundle{next(counter)}"),
                                 **kwargs)
 
