@@ -24,7 +24,7 @@ from stepflow.workflow.pipeline import Pipeline
 from stepflow.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
 from stepflow.workflow.step_outputs import get_step
 
-from conftest import container_args, flag, steps_by_name
+from tests.fixtures import container_args, flag, steps_by_name
 
 HERE = Path(__file__).name
 
