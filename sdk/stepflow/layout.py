@@ -97,7 +97,7 @@ def dependencies_prefix(step: str, ts: str) -> str:
 
 
 def payload_key(prefix: str) -> str:
-    """The pickle of the artifact stored under ``prefix`` (a function, arguments, results... folder)."""
+    """The pickle of the artifact under ``prefix`` (a function, arguments, results... folder)."""
     return f"{prefix}/{PAYLOAD}"
 
 

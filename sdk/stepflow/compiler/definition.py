@@ -168,12 +168,11 @@ class Renderer:
             return {"ChannelName": name, "DataSource": {"S3DataSource": {
                 "S3Uri": uri, "S3DataType": "S3Prefix"}}}
 
-        base, ts = self.s3_base_uri, self.step_ts[id(step)]
+        base, ts, name = self.s3_base_uri, self.step_ts[id(step)], self.graph.name_of(step)
         channels = [channel(layout.BOOTSTRAP_CHANNEL, f"{base}/{layout.BOOTSTRAP_CHANNEL}")]
         dependencies = layout.DEPENDENCIES_FOLDER
         if any(key.startswith(dependencies + "/") for key in self.artifacts[id(step)].files):
-            channels.append(channel(dependencies,
-                                    f"{base}/{layout.dependencies_prefix(self.graph.name_of(step), ts)}"))
+            channels.append(channel(dependencies, f"{base}/{layout.dependencies_prefix(name, ts)}"))
         if s["include_local_workdir"]:
             channels.append(channel(ts, f"{base}/{layout.workspace_key(ts)}"))
         return channels

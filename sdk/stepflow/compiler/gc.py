@@ -258,7 +258,7 @@ def _steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def _artifact_folder(key: str, executions: dict[str, Any]) -> tuple[str, str] | None:
     """``(folder, <ts>)`` for a key under an artifact folder, None for anything gc never deletes."""
     parts = key.split("/")
-    if len(parts) < 4 or parts[1] in (layout.META, layout.BOOTSTRAP_CHANNEL) or parts[1] in executions \
-            or not _TS.match(parts[2]):
+    if len(parts) < 4 or parts[1] in (layout.META, layout.BOOTSTRAP_CHANNEL) \
+            or parts[1] in executions or not _TS.match(parts[2]):
         return None
     return parts[1], parts[2]

@@ -103,6 +103,6 @@ def check_parameters(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
         for variable in walk_variables(values):
             if isinstance(variable, Parameter) and variable.name not in declared:
                 raise ValidationError(
-                    f"Step '{graph.name_of(step)}' uses parameter '{variable.name}', which is not in "
-                    "Pipeline(parameters=[...]); add it there so executions can set it.",
+                    f"Step '{graph.name_of(step)}' uses parameter '{variable.name}', which is not "
+                    "in Pipeline(parameters=[...]); add it there so executions can set it.",
                     location=step.location, reason="UndeclaredParameter")

@@ -48,7 +48,8 @@ def workspace_zip(project_root: Path, custom_file_filter: Any = None) -> bytes:
             if name in ignored or (ignore is None and not name.endswith(".py")):
                 continue
             path = here / name
-            entries.append((f"{layout.WORKSPACE_ROOT}/{path.relative_to(project_root).as_posix()}", path))
+            relative = path.relative_to(project_root).as_posix()
+            entries.append((f"{layout.WORKSPACE_ROOT}/{relative}", path))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for arcname, path in sorted(entries):

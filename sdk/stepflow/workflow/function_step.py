@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow import placeholders
 from stepflow.workflow.callsite import caller_location
@@ -269,7 +270,7 @@ class DelayedReturn(StepOutput):
         return {"Std:JsonGet": {
             "S3Uri": {"Std:Join": {"On": "/", "Values": [
                 {"Get": f"Steps.{self._step.name}.OutputDataConfig.S3OutputPath"},
-                "results.json"]}},
+                layout.RESULTS_DOCUMENT]}},
             "Path": self._json_path()}}
 
     @property
