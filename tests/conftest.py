@@ -22,3 +22,6 @@ from tests.testenv.plugin import (  # noqa: E402,F401 - registers the fixtures a
     s3,
     s3_server,
 )
+
+# store, store_root, session and compile_ for tests/compiler, tests/workflow, tests/storage.
+pytest_plugins = ["tests.fixtures"]

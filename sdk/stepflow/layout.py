@@ -39,6 +39,19 @@ WORKSPACE_ARCHIVE = "workspace.zip"
 FUNCTION_FOLDER = "function"
 ARGUMENTS_FOLDER = "arguments"
 DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
+#: Inside the dependencies folder: the pre-execution commands, run before the function.
+PRE_EXEC_SCRIPT = "pre_exec.sh"
+#: A processing step's shipped script, under its ``<step>/<ts>/``.
+CODE_FOLDER = "code"
+#: The folder every file of ``workspace.zip`` sits under (also the step's working directory).
+WORKSPACE_ROOT = "sagemaker_remote_function_workspace"
+#: The two objects of one serialized artifact (function, arguments, result, exception).
+PAYLOAD = "payload.pkl"
+METADATA = "metadata.json"
+#: Next to a result's payload when another step reads it: ``{"Result": ..., "Exception": null}``.
+RESULTS_DOCUMENT = "results.json"
+RESULTS_FOLDER = "results"
+EXCEPTION_FOLDER = "exception"
 #: ``stepflow up``'s per-pipeline status documents, at the store root.
 UP_STATE_FOLDER = ".stepflow-up"
 
@@ -81,6 +94,16 @@ def arguments_prefix(step: str, ts: str) -> str:
 
 def dependencies_prefix(step: str, ts: str) -> str:
     return f"{step}/{ts}/{DEPENDENCIES_FOLDER}"
+
+
+def payload_key(prefix: str) -> str:
+    """The pickle of the artifact under ``prefix`` (a function, arguments, results... folder)."""
+    return f"{prefix}/{PAYLOAD}"
+
+
+def metadata_key(prefix: str) -> str:
+    """The ``metadata.json`` (format, digest or signature) next to :func:`payload_key`."""
+    return f"{prefix}/{METADATA}"
 
 
 # -- published records (.stepflow/) ------------------------------------------------------
@@ -141,11 +164,11 @@ def stop_request_key(execution_id: str) -> str:
 
 
 def results_prefix(execution_id: str, step: str) -> str:
-    return f"{execution_id}/{step}/results"
+    return f"{execution_id}/{step}/{RESULTS_FOLDER}"
 
 
 def exception_prefix(execution_id: str, step: str) -> str:
-    return f"{execution_id}/{step}/exception"
+    return f"{execution_id}/{step}/{EXCEPTION_FOLDER}"
 
 
 def attempt_record_key(execution_id: str, step: str, attempt: int) -> str:

@@ -1,7 +1,8 @@
 """Pickled artifacts with an integrity check that is verified before anything is unpickled.
 
 Every stored artifact is two objects: ``payload.pkl`` (cloudpickle bytes) and
-``metadata.json``, shaped like the SageMaker SDK's (spec §6)::
+``metadata.json``, shaped like the SageMaker SDK's (docs/SAGEMAKER-COMPATIBILITY.md,
+"Serialization and integrity")::
 
     {"sha256_hash": "<hex>", "version": "2023-04-24",
      "python_version": "3.11.7", "serialization_module": "cloudpickle"}

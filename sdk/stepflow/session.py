@@ -3,19 +3,28 @@
 Explicit arguments win over the configuration (``stepflow.config.load_config``:
 environment, then YAML files, then defaults). Ported code passes a session as
 ``sagemaker_session=``; any Session works there.
+
+The session is the one seam between the user API and the compiler: ``Pipeline`` compiles
+and publishes through :meth:`Session.compile` and :meth:`Session.published`, which import
+the compiler only when called and hand it the pipeline plus this session's store root,
+integrity key, region and @step defaults as arguments.
 """
 
 from __future__ import annotations
 
+import shutil
+from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from stepflow.backends import Backend, default_backend
 from stepflow.workflow.defaults import default_region
 
 if TYPE_CHECKING:
+    from stepflow.compiler.bundle import Bundle
     from stepflow.config import StepflowConfig
     from stepflow.storage import ObjectStore
+    from stepflow.workflow.pipeline import Pipeline
 
 
 class Session:
@@ -56,7 +65,8 @@ class Session:
 
     @property
     def remote_function_defaults(self) -> dict[str, Any]:
-        """The configured @step defaults (spec §8 keys), below decorator values."""
+        """The configured @step defaults (``RemoteFunction`` keys of
+        docs/SAGEMAKER-COMPATIBILITY.md), below decorator values."""
         return dict(self.config.remote_function or {})
 
     @cached_property
@@ -64,6 +74,38 @@ class Session:
         from stepflow.storage import open_store
 
         return open_store(self.s3_root_uri, self.s3_endpoint_url)
+
+    def compile(self, pipeline: "Pipeline", out_dir: str | None = None, *,
+                s3_root_uri: str | None = None,
+                previous_index: Mapping[str, str] | None = None) -> "Bundle":
+        """Compile ``pipeline`` for this session into a bundle folder (nothing is uploaded).
+
+        ``previous_index`` (published key → sha256) lets unchanged steps keep their
+        folders; None reads it from this session's store.
+        """
+        from stepflow.compiler import compile_pipeline
+        from stepflow.compiler.publish import read_index
+
+        if previous_index is None:
+            previous_index = read_index(self.store, pipeline.name)
+        return compile_pipeline(
+            pipeline, s3_root_uri=s3_root_uri or self.s3_root_uri, out_dir=out_dir,
+            previous_index=previous_index, integrity_key=self.integrity_key,
+            region=self.region, remote_function_defaults=self.remote_function_defaults)
+
+    @contextmanager
+    def published(self, pipeline: "Pipeline") -> Iterator["Bundle"]:
+        """Compile once into a scratch bundle, publish it to this session's store, and
+        remove the bundle when the block ends."""
+        from stepflow.compiler.bundle import scratch_dir
+        from stepflow.compiler.publish import publish
+
+        bundle = self.compile(pipeline, scratch_dir())
+        try:
+            publish(bundle, self.store)
+            yield bundle
+        finally:
+            shutil.rmtree(bundle.root, ignore_errors=True)
 
 
 PipelineSession = Session

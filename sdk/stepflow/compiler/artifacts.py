@@ -1,8 +1,8 @@
 """The files each step ships: pickled function and arguments, dependencies, scripts.
 
-Pickling happens here, at compile time, once every step has its final name: argument
-placeholders name upstream steps. Any failure names the step, the argument and the
-user's line that created the step.
+Pickling happens here, at compile time, inside the pipeline's ``names.active()`` scope:
+argument placeholders name upstream steps. Any failure names the step, the argument and
+the user's line that created the step.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepflow import layout
 from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
 from stepflow.serialization import serialize
 from stepflow.workflow.callsite import display_path
 from stepflow.workflow.entities import PipelineVariable
-from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.function_step import FunctionStep
 from stepflow.workflow.steps import ProcessingStep, Step
-
-DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
-
 
 @dataclass
 class StepArtifacts:
@@ -47,11 +45,11 @@ def _reference(value: Any) -> tuple[str, Any] | None:
     return None
 
 
-def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], project_root: Path,
+def function_step_artifacts(step: FunctionStep, settings: dict[str, Any], project_root: Path,
                             key: bytes | None) -> StepArtifacts:
     out = StepArtifacts()
-    out.files.update(_serialized("function", _pickle_function(step, key)))
-    out.files.update(_serialized("arguments", _pickle_arguments(step, key)))
+    out.files.update(_serialized(layout.FUNCTION_FOLDER, _pickle_function(step, key)))
+    out.files.update(_serialized(layout.ARGUMENTS_FOLDER, _pickle_arguments(step, key)))
     for _, value in step.arguments_by_name():
         reference = _reference(value)
         if reference is not None:
@@ -60,7 +58,7 @@ def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], proje
     # A step without dependencies or pre-execution commands ships no channel at all (an
     # empty S3 channel would stop SageMaker from starting the job, and a placeholder file
     # per step would be a fifth of all uploads). stepflow itself comes from job_driver.sh.
-    folder = DEPENDENCIES_FOLDER
+    folder = layout.DEPENDENCIES_FOLDER
     dependencies = settings.get("dependencies")
     if dependencies:
         path = _project_file(dependencies, project_root, "dependencies", step)
@@ -72,11 +70,11 @@ def function_step_artifacts(step: _FunctionStep, settings: dict[str, Any], proje
         raise ValidationError(
             f"Step '{step.name}': only one of pre_execution_commands or pre_execution_script "
             "can be specified (decorator and configuration combined); drop one.",
-            location=step._location)
+            location=step.location)
     if commands:
-        out.files[f"{folder}/pre_exec.sh"] = ("\n".join(commands) + "\n").encode()
+        out.files[f"{folder}/{layout.PRE_EXEC_SCRIPT}"] = ("\n".join(commands) + "\n").encode()
     elif script:
-        out.files[f"{folder}/pre_exec.sh"] = _project_file(
+        out.files[f"{folder}/{layout.PRE_EXEC_SCRIPT}"] = _project_file(
             script, project_root, "pre_execution_script", step).read_bytes()
     return out
 
@@ -85,13 +83,13 @@ def processing_step_artifacts(step: ProcessingStep, project_root: Path) -> StepA
     out = StepArtifacts()
     if step.code_path is not None:
         path = _project_file(step.code_path, project_root, "code", step)
-        out.files[f"code/{path.name}"] = path.read_bytes()
+        out.files[f"{layout.CODE_FOLDER}/{path.name}"] = path.read_bytes()
     return out
 
 
 def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
                    key: bytes | None) -> StepArtifacts:
-    if isinstance(step, _FunctionStep):
+    if isinstance(step, FunctionStep):
         return function_step_artifacts(step, settings, project_root, key)
     if isinstance(step, ProcessingStep):
         return processing_step_artifacts(step, project_root)
@@ -99,8 +97,8 @@ def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
 
 
 def _serialized(folder: str, artifact: Any) -> dict[str, bytes]:
-    return {f"{folder}/payload.pkl": artifact.payload,
-            f"{folder}/metadata.json": artifact.metadata}
+    return {layout.payload_key(folder): artifact.payload,
+            layout.metadata_key(folder): artifact.metadata}
 
 
 def _project_file(name: str, project_root: Path, setting: str, step: Step) -> Path:
@@ -111,19 +109,19 @@ def _project_file(name: str, project_root: Path, setting: str, step: Step) -> Pa
         raise ValidationError(
             f"Step '{step.name}': {setting}={name!r} is not a file (looked for {path}). "
             "Give a path relative to the project root or an absolute path.",
-            location=step._location, reason="FileNotFound")
+            location=step.location, reason="FileNotFound")
     return path
 
 
-def _function_location(step: _FunctionStep) -> SourceLocation | None:
+def _function_location(step: FunctionStep) -> SourceLocation | None:
     try:
         return SourceLocation(display_path(inspect.getsourcefile(step.func) or ""),
                               step.func.__code__.co_firstlineno)
     except (TypeError, AttributeError):
-        return step._location
+        return step.location
 
 
-def _pickle_function(step: _FunctionStep, key: bytes | None) -> Any:
+def _pickle_function(step: FunctionStep, key: bytes | None) -> Any:
     try:
         return serialize(step.func, key=key)
     except StepflowError as exc:
@@ -134,7 +132,7 @@ def _pickle_function(step: _FunctionStep, key: bytes | None) -> Any:
             "picklable.", location=_function_location(step), reason=exc.reason) from exc
 
 
-def _pickle_arguments(step: _FunctionStep, key: bytes | None) -> Any:
+def _pickle_arguments(step: FunctionStep, key: bytes | None) -> Any:
     args = tuple(_placeholder(v) for v in step.args)
     kwargs = {k: _placeholder(v) for k, v in step.kwargs.items()}
     try:
@@ -143,10 +141,10 @@ def _pickle_arguments(step: _FunctionStep, key: bytes | None) -> Any:
         label, value = _offending_argument(step, key)
         raise SerializationError(
             f"Step '{step.name}': argument {label} (type {type(value).__name__}) cannot be "
-            f"pickled: {exc.message}", location=step._location, reason=exc.reason) from exc
+            f"pickled: {exc.message}", location=step.location, reason=exc.reason) from exc
 
 
-def _offending_argument(step: _FunctionStep, key: bytes | None) -> tuple[str, Any]:
+def _offending_argument(step: FunctionStep, key: bytes | None) -> tuple[str, Any]:
     for label, value in step.arguments_by_name():
         try:
             serialize(_placeholder(value), key=key)

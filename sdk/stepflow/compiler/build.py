@@ -6,8 +6,12 @@
 Imports the user's module from DIR, compiles, writes the bundle and
 ``BUNDLE_DIR/result.json``: ``{"ok": true, ...}`` or ``{"ok": false, "reason", "message",
 "kind", "file", "line"}``. Exit code 0 on success, 2 on a user error (the error's ``kind``),
-3 on anything else (an infrastructure error, or a bug in stepflow). The
-integrity key comes from the configuration (``STEPFLOW_INTEGRITY_KEY``).
+3 on anything else (an infrastructure error, or a bug in stepflow).
+
+The build compiles through ``Pipeline.compile`` like any user of the API, so the
+pipeline's session decides the region, the @step defaults and the integrity key (by
+default the configuration's, e.g. ``STEPFLOW_INTEGRITY_KEY``); the store root and what is
+already published come from the command line, never from a store.
 """
 
 from __future__ import annotations
@@ -50,17 +54,14 @@ def read_previous_index(path: str | None) -> dict[str, str] | None:
 
 
 def build(args: argparse.Namespace) -> dict[str, Any]:
-    from stepflow.compiler import compile_pipeline
     from stepflow.compiler.loader import load_pipeline
-    from stepflow.config import load_config
 
     workdir = Path(args.workdir).resolve()
     os.chdir(workdir)
     previous = read_previous_index(args.previous_index)
-    key = load_config().integrity_key
     pipeline = load_pipeline(args.module, attr=args.attr, workdir=workdir)
-    bundle = compile_pipeline(pipeline, s3_root_uri=args.s3_root_uri, out_dir=args.out,
-                              previous_index=previous, integrity_key=key)
+    bundle = pipeline.compile(args.out, s3_root_uri=args.s3_root_uri,
+                              previous_index=previous or {})
     return {"ok": True, "pipeline_name": bundle.pipeline_name, "digest": bundle.digest,
             "step_count": bundle.step_count, "files": len(bundle.files),
             "bytes": sum(f.size for f in bundle.files)}

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
+from stepflow import layout
 from stepflow.errors import StorageError
 
 FORMAT = 1
@@ -117,9 +118,10 @@ class Bundle:
         entries = {f["key"]: f for f in self._manifest["files"]}
         signed = 0
         for name, entry in entries.items():
-            if not name.endswith("/metadata.json"):
+            folder, _, file = name.rpartition("/")
+            if file != layout.METADATA:
                 continue
-            payload_key = name[: -len("metadata.json")] + "payload.pkl"
+            payload_key = layout.payload_key(folder)
             if payload_key not in entries:
                 continue
             path = self.path_of(name)

@@ -1,4 +1,11 @@
-"""``compile_pipeline``: graph → validation → artifacts → definition → bundle folder."""
+"""``compile_pipeline``: graph → validation → artifacts → definition → bundle folder.
+
+Data flows one way: the pipeline object and everything the compiler needs to know about
+the session (store root, integrity key, region, @step defaults) come in as arguments, and
+a bundle comes out. Nothing is written into the pipeline or its steps; their automatic
+names live in the graph and are made visible to rendering and pickling by
+``graph.names.active()``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,18 @@ import hashlib
 from importlib.resources import files as package_files
 from typing import TYPE_CHECKING, Any, Mapping
 
+from stepflow import layout
 from stepflow.compiler import pickling
 from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
 from stepflow.compiler.bundle import Bundle, scratch_dir
-from stepflow.compiler.definition import BOOTSTRAP_CHANNEL, Renderer, encode, resolve_settings
-from stepflow.compiler.graph import build_graph
+from stepflow.compiler.definition import Renderer, encode, resolve_settings
+from stepflow.compiler.graph import PipelineGraph, build_graph
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
 from stepflow.compiler.validate import validate
 from stepflow.compiler.workspace import workspace_zip
 from stepflow.workflow.callsite import project_root
-from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.defaults import default_region
+from stepflow.workflow.function_step import FunctionStep
 
 if TYPE_CHECKING:
     from stepflow.workflow.pipeline import Pipeline
@@ -37,16 +46,37 @@ def job_driver() -> bytes:
 
 def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | None = None,
                      previous_index: Mapping[str, str] | None = None,
-                     integrity_key: bytes | None = None) -> Bundle:
+                     integrity_key: bytes | None = None, region: str | None = None,
+                     remote_function_defaults: Mapping[str, Any] | None = None) -> Bundle:
     """Compile to a bundle folder (a new temp dir when ``out_dir`` is None).
 
     Pure apart from writing the folder: nothing is uploaded. ``previous_index`` (published
-    key → sha256) lets unchanged steps keep their ``<ts>`` folder.
+    key → sha256) lets unchanged steps keep their ``<ts>`` folder. ``region`` and
+    ``remote_function_defaults`` (the configured @step defaults) are a session's; None
+    means what a default session has: the default region, the configured defaults
+    (``Session.compile`` passes its own).
     """
     graph = build_graph(pipeline)
-    validate(pipeline, graph)
+    with graph.names.active():
+        validate(pipeline, graph)
+        return _compile(pipeline, graph, s3_root_uri=s3_root_uri, out_dir=out_dir,
+                        previous_index=previous_index, integrity_key=integrity_key,
+                        region=region or default_region(),
+                        config=dict(remote_function_defaults
+                                    if remote_function_defaults is not None
+                                    else _configured_defaults()))
+
+
+def _configured_defaults() -> dict[str, Any]:
+    from stepflow.config import load_config
+
+    return dict(load_config().remote_function or {})
+
+
+def _compile(pipeline: "Pipeline", graph: PipelineGraph, *, s3_root_uri: str,
+             out_dir: str | None, previous_index: Mapping[str, str] | None,
+             integrity_key: bytes | None, region: str, config: dict[str, Any]) -> Bundle:
     root = project_root()
-    config: dict[str, Any] = pipeline.session.remote_function_defaults
     now = build_timestamp()
     previous = PreviousFolders(previous_index)
     name = pipeline.name
@@ -54,11 +84,13 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
 
     files: dict[str, bytes] = {}
 
-    def place(prefix: str, content: dict[str, bytes]) -> str:
+    def place(step_name: str, content: dict[str, bytes]) -> str:
+        prefix = layout.in_pipeline(name, step_name)
         digest = content_digest({rel: hashlib.sha256(d).hexdigest() for rel, d in content.items()})
         ts = previous.reuse(prefix, digest) or previous.fresh(prefix, now)
+        folder = layout.in_pipeline(name, layout.step_folder(step_name, ts))
         for rel, data in content.items():
-            files[f"{prefix}/{ts}/{rel}"] = data
+            files[f"{folder}/{rel}"] = data
         return ts
 
     settings: dict[int, dict[str, Any]] = {}
@@ -67,7 +99,7 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
     workspace_filter: Any = None
     wants_workspace = False
     for step in graph.steps:
-        if isinstance(step, _FunctionStep):
+        if isinstance(step, FunctionStep):
             settings[id(step)] = resolve_settings(step, config)
             wants_workspace |= settings[id(step)]["include_local_workdir"]
             workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
@@ -86,14 +118,14 @@ def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | N
             if uses_workspace:
                 content[WORKSPACE_DIGEST] = hashlib.sha256(workspace).hexdigest().encode()
             if content:
-                step_ts[id(step)] = place(f"{name}/{step.name}", content)
+                step_ts[id(step)] = place(graph.name_of(step), content)
             if uses_workspace:
-                files[f"{name}/sm_rf_user_ws/{step_ts[id(step)]}/workspace.zip"] = workspace
+                files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = workspace
     if settings:
-        files[f"{name}/{BOOTSTRAP_CHANNEL}/job_driver.sh"] = job_driver()
+        files[layout.in_pipeline(name, layout.job_driver_key())] = job_driver()
 
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
-                        pipeline.session.region, stepflow_version())
+                        region, stepflow_version())
     definition_bytes = encode(renderer.definition())
     return Bundle.write(out_dir or scratch_dir(),
                         pipeline_name=name, definition_bytes=definition_bytes, files=files,

@@ -1,4 +1,5 @@
-"""The definition JSON, in the SageMaker Pipelines format (spec §4).
+"""The definition JSON, in the SageMaker Pipelines format (docs/SAGEMAKER-COMPATIBILITY.md,
+"Definition format").
 
 Function steps are training jobs whose container runs stepflow's job driver and
 runtime; the argument list keeps the SDK's names (``--client_stepflow_version`` replaces
@@ -12,6 +13,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from stepflow import layout
 from stepflow.compiler.graph import PipelineGraph, depends_on_names, output_readers
 from stepflow.workflow.defaults import (
     DEFAULT_INSTANCE_TYPE,
@@ -19,7 +21,7 @@ from stepflow.workflow.defaults import (
     default_image_uri,
 )
 from stepflow.workflow.entities import render
-from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.function_step import FunctionStep
 from stepflow.workflow.steps import Step
 
 if TYPE_CHECKING:
@@ -27,12 +29,10 @@ if TYPE_CHECKING:
     from stepflow.workflow.pipeline import Pipeline
 
 VERSION = "2020-12-01"
-BOOTSTRAP_CHANNEL = "sagemaker_remote_function_bootstrap"
-DEPENDENCIES_CHANNEL = "pre_exec_script_and_dependencies"
-ENTRYPOINT = ["/bin/bash", f"/opt/ml/input/data/{BOOTSTRAP_CHANNEL}/job_driver.sh"]
+ENTRYPOINT = ["/bin/bash", f"/opt/ml/input/data/{layout.job_driver_key()}"]
 _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 
-# decorator keyword → configuration key (spec §8)
+# decorator keyword → configuration key (docs/SAGEMAKER-COMPATIBILITY.md, "Configuration")
 CONFIG_KEYS = {
     "dependencies": "Dependencies",
     "pre_execution_commands": "PreExecutionCommands",
@@ -48,7 +48,7 @@ CONFIG_KEYS = {
 }
 
 
-def resolve_settings(step: _FunctionStep, config: dict[str, Any]) -> dict[str, Any]:
+def resolve_settings(step: FunctionStep, config: dict[str, Any]) -> dict[str, Any]:
     """Decorator value if given, else configuration, else default (per key)."""
     s = step.settings
     resolved: dict[str, Any] = {k: getattr(s, k) for k in s.__dataclass_fields__}
@@ -78,7 +78,12 @@ def resolve_settings(step: _FunctionStep, config: dict[str, Any]) -> dict[str, A
 
 
 class Renderer:
-    """The compiler's ``RenderContext``: what steps need to know to render themselves."""
+    """The compiler's ``RenderContext``: what steps need to know to render themselves.
+
+    Steps render their own names (and those of the steps they read), so rendering runs
+    inside the graph's ``names.active()`` scope; the compiler's own strings use
+    ``graph.name_of``.
+    """
 
     def __init__(self, pipeline: "Pipeline", graph: PipelineGraph, s3_base_uri: str,
                  step_ts: dict[int, str], artifacts: dict[int, "StepArtifacts"],
@@ -95,7 +100,8 @@ class Renderer:
         self.readers = output_readers(graph)
 
     def step_folder_uri(self, step: Step) -> str:
-        return f"{self.s3_base_uri}/{step.name}/{self.step_ts[id(step)]}"
+        name = self.graph.name_of(step)
+        return f"{self.s3_base_uri}/{layout.step_folder(name, self.step_ts[id(step)])}"
 
     def depends_on(self, step: Step) -> list[str]:
         return depends_on_names(self.graph, step)
@@ -111,7 +117,7 @@ class Renderer:
                 "Steps": [self.render_step(s) for s in self.graph.top_level]}
 
     def function_step_arguments(self, step: Step) -> dict[str, Any]:
-        assert isinstance(step, _FunctionStep)
+        assert isinstance(step, FunctionStep)
         s = self.settings[id(step)]
         arguments: dict[str, Any] = {}
         definition_config = self.pipeline.pipeline_definition_config
@@ -128,7 +134,8 @@ class Renderer:
             arguments["Tags"] = render(s["tags"])
         arguments["InputDataConfig"] = self._channels(step, s)
         output: dict[str, Any] = {"S3OutputPath": {"Std:Join": {"On": "/", "Values": [
-            self.s3_base_uri, {"Get": "Execution.PipelineExecutionId"}, step.name, "results"]}}}
+            self.s3_base_uri, {"Get": "Execution.PipelineExecutionId"}, self.graph.name_of(step),
+            layout.RESULTS_FOLDER]}}}
         if s["s3_kms_key"]:
             output["KmsKeyId"] = s["s3_kms_key"]
         arguments["OutputDataConfig"] = output
@@ -156,21 +163,21 @@ class Renderer:
         arguments["Environment"] = environment
         return arguments
 
-    def _channels(self, step: _FunctionStep, s: dict[str, Any]) -> list[dict[str, Any]]:
+    def _channels(self, step: FunctionStep, s: dict[str, Any]) -> list[dict[str, Any]]:
         def channel(name: str, uri: str) -> dict[str, Any]:
             return {"ChannelName": name, "DataSource": {"S3DataSource": {
                 "S3Uri": uri, "S3DataType": "S3Prefix"}}}
 
-        channels = [channel(BOOTSTRAP_CHANNEL, f"{self.s3_base_uri}/{BOOTSTRAP_CHANNEL}")]
-        if any(key.startswith(DEPENDENCIES_CHANNEL + "/") for key in self.artifacts[id(step)].files):
-            channels.append(channel(DEPENDENCIES_CHANNEL,
-                                    f"{self.step_folder_uri(step)}/{DEPENDENCIES_CHANNEL}"))
+        base, ts, name = self.s3_base_uri, self.step_ts[id(step)], self.graph.name_of(step)
+        channels = [channel(layout.BOOTSTRAP_CHANNEL, f"{base}/{layout.BOOTSTRAP_CHANNEL}")]
+        dependencies = layout.DEPENDENCIES_FOLDER
+        if any(key.startswith(dependencies + "/") for key in self.artifacts[id(step)].files):
+            channels.append(channel(dependencies, f"{base}/{layout.dependencies_prefix(name, ts)}"))
         if s["include_local_workdir"]:
-            ts = self.step_ts[id(step)]
-            channels.append(channel(ts, f"{self.s3_base_uri}/sm_rf_user_ws/{ts}/workspace.zip"))
+            channels.append(channel(ts, f"{base}/{layout.workspace_key(ts)}"))
         return channels
 
-    def _container_arguments(self, step: _FunctionStep, s: dict[str, Any]) -> list[Any]:
+    def _container_arguments(self, step: FunctionStep, s: dict[str, Any]) -> list[Any]:
         artifacts = self.artifacts[id(step)]
         dependency_settings = json.dumps({"dependency_file": artifacts.dependency_file})
         args: list[Any] = [
@@ -184,7 +191,7 @@ class Renderer:
             args += ["--s3_kms_key", s["s3_kms_key"]]
         if s["job_conda_env"]:
             args += ["--job_conda_env", render(s["job_conda_env"])]
-        args += ["--pipeline_step_name", step.name,
+        args += ["--pipeline_step_name", self.graph.name_of(step),
                  "--pipeline_execution_id", {"Get": "Execution.PipelineExecutionId"},
                  "--func_step_s3_dir", self.step_ts[id(step)],
                  "--property_references",

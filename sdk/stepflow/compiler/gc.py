@@ -32,19 +32,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from stepflow.compiler.definition import BOOTSTRAP_CHANNEL
-from stepflow.compiler.publish import index_bytes, index_key, read_index
+from stepflow import layout
+from stepflow.compiler.publish import index_bytes, read_index
+from stepflow.engine.state import TERMINAL_EXECUTION_STATUSES
 from stepflow.errors import IntegrityError, StorageError, ValidationError
 from stepflow.storage import NotFound, ObjectStore
 from stepflow.storage.base import map_parallel
 
 __all__ = ["GcReport", "collect_garbage"]
 
-_META = ".stepflow"
-_WORKSPACE = "sm_rf_user_ws"
 _TS = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-\d{3}$")
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
-_TERMINAL = ("Succeeded", "Failed", "Stopped")
 _WORKERS = 16
 
 
@@ -86,18 +84,19 @@ def collect_garbage(store: ObjectStore, pipeline_name: str, *, keep: int = 5,
             f"keep={keep!r}: gc must keep at least the newest definition. Pass keep=1 or more "
             "(--keep N on the command line).", reason="InvalidArgument")
     index = read_index(store, pipeline_name)  # also rejects a name that is not one folder
-    prefix = f"{pipeline_name}/"
+    prefix = layout.in_pipeline(pipeline_name)
     sizes = {info.key: info.size for info in store.list(prefix)}
     if not sizes:
         raise StorageError(
             f"Nothing is stored under {store.uri(pipeline_name)}: check the pipeline name and the "
             "store (--store URI or STEPFLOW_S3_ROOT_URI).", reason="PipelineNotFound")
-    defs_prefix = f"{prefix}{_META}/definitions/"
+    defs_prefix = layout.in_pipeline(pipeline_name, layout.definitions_prefix())
     present_defs = {key[len(defs_prefix):-len(".json")] for key in sizes
                     if key.startswith(defs_prefix) and key.endswith(".json")}
 
     executions = _executions(store, pipeline_name, sizes)
-    running = {digest for digest, status in executions.values() if status not in _TERMINAL}
+    running = {digest for digest, status in executions.values()
+               if status not in TERMINAL_EXECUTION_STATUSES}
     recorded = {digest for digest, _ in executions.values()}
     current = _current_digest(store, pipeline_name)
 
@@ -121,7 +120,8 @@ def collect_garbage(store: ObjectStore, pipeline_name: str, *, keep: int = 5,
     pruned = {key: sha for key, sha in index.items() if key in remaining and key not in unlisted}
     if not dry_run:
         if pruned != index:
-            store.put_bytes(index_key(pipeline_name), index_bytes(pipeline_name, pruned))
+            store.put_bytes(layout.in_pipeline(pipeline_name, layout.index_key()),
+                            index_bytes(pipeline_name, pruned))
         map_parallel(store.delete, sorted(doomed_artifacts), _WORKERS)
         map_parallel(store.delete, [f"{defs_prefix}{d}.json" for d in doomed_defs], _WORKERS)
 
@@ -136,7 +136,7 @@ def collect_garbage(store: ObjectStore, pipeline_name: str, *, keep: int = 5,
 
 def _current_digest(store: ObjectStore, pipeline_name: str) -> str | None:
     """The hex digest the backend record points at; None before the first upsert."""
-    key = f"{pipeline_name}/{_META}/pipeline.json"
+    key = layout.in_pipeline(pipeline_name, layout.pipeline_record_key())
     try:
         record = json.loads(store.get_bytes(key))
         return _hex(record["DefinitionDigest"])
@@ -164,12 +164,14 @@ def _executions(store: ObjectStore, pipeline_name: str,
     An execution folder is one holding ``meta.json`` (written first by the backend). The
     status comes from its summary, else its ``execution.json``; unknown counts as running.
     """
-    ids = sorted({key.split("/")[1] for key in sizes
-                  if key.count("/") == 2 and key.endswith("/meta.json")
-                  and key.split("/")[1] != _META})
+    prefix = layout.in_pipeline(pipeline_name)
+    relative = [key[len(prefix):] for key in sizes]
+    ids = sorted({rel.split("/")[0] for rel in relative
+                  if rel == layout.execution_meta_key(rel.split("/")[0])
+                  and rel.split("/")[0] != layout.META})
 
     def read(execution_id: str) -> tuple[str, tuple[str, str | None]]:
-        meta_key = f"{pipeline_name}/{execution_id}/meta.json"
+        meta_key = layout.in_pipeline(pipeline_name, layout.execution_meta_key(execution_id))
         try:
             digest = _hex(json.loads(store.get_bytes(meta_key))["definitionDigest"])
         except (NotFound, ValueError, KeyError, TypeError, AttributeError):
@@ -179,14 +181,14 @@ def _executions(store: ObjectStore, pipeline_name: str,
                 "file or remove the execution's folder, then run gc.",
                 reason="UnreadableRecord") from None
         status = None
-        for key in (f"{pipeline_name}/{_META}/executions/{execution_id}.json",
-                    f"{pipeline_name}/{execution_id}/execution.json"):
+        for key in (layout.in_pipeline(pipeline_name, layout.execution_summary_key(execution_id)),
+                    layout.in_pipeline(pipeline_name, layout.execution_state_key(execution_id))):
             try:
                 data = json.loads(store.get_bytes(key))
                 status = data.get("PipelineExecutionStatus", data.get("status"))
             except (NotFound, ValueError, AttributeError):
                 continue
-            if status in _TERMINAL:
+            if status in TERMINAL_EXECUTION_STATUSES:
                 break
         return execution_id, (digest, status)
 
@@ -196,7 +198,7 @@ def _executions(store: ObjectStore, pipeline_name: str,
 def _read_definitions(store: ObjectStore, pipeline_name: str, digests: set[str],
                       required: set[str]) -> dict[str, _Definition]:
     def read(digest: str) -> _Definition:
-        key = f"{pipeline_name}/{_META}/definitions/{digest}.json"
+        key = layout.in_pipeline(pipeline_name, f"{layout.definitions_prefix()}{digest}.json")
         try:
             return _Definition(digest, frozenset(_folders(json.loads(store.get_bytes(key)), pipeline_name)))
         except NotFound:
@@ -256,7 +258,7 @@ def _steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def _artifact_folder(key: str, executions: dict[str, Any]) -> tuple[str, str] | None:
     """``(folder, <ts>)`` for a key under an artifact folder, None for anything gc never deletes."""
     parts = key.split("/")
-    if len(parts) < 4 or parts[1] in (_META, BOOTSTRAP_CHANNEL) or parts[1] in executions \
-            or not _TS.match(parts[2]):
+    if len(parts) < 4 or parts[1] in (layout.META, layout.BOOTSTRAP_CHANNEL) \
+            or parts[1] in executions or not _TS.match(parts[2]):
         return None
     return parts[1], parts[2]

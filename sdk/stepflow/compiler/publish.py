@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stepflow import layout
 from stepflow.errors import IntegrityError, ValidationError
 from stepflow.storage import InvalidKey, NotFound, ObjectStore, check_key
 
@@ -33,15 +33,11 @@ __all__ = [
     "publish",
     "read_index",
     "index_bytes",
-    "index_key",
-    "definition_key",
 ]
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
-_RESERVED = ".stepflow"
 
 
 class _BundleFile(Protocol):
@@ -78,21 +74,6 @@ class PublishReport:
     index_written: bool
 
 
-def index_key(pipeline_name: str) -> str:
-    return f"{pipeline_name}/{_RESERVED}/index.json"
-
-
-def definition_key(pipeline_name: str, digest: str) -> str:
-    """``<pipeline>/.stepflow/definitions/<hex>.json`` for a ``sha256:<hex>`` digest."""
-    match = _DIGEST.match(digest)
-    if not match:
-        raise ValidationError(
-            f"Bundle digest {digest!r} is not of the form 'sha256:<64 hex digits>'; "
-            "the bundle is corrupt: compile it again."
-        )
-    return f"{pipeline_name}/{_RESERVED}/definitions/{match.group(1)}.json"
-
-
 def read_index(store: ObjectStore, pipeline_name: str) -> dict[str, str]:
     """The published key → sha256 map of a pipeline; empty when there is none yet.
 
@@ -100,7 +81,7 @@ def read_index(store: ObjectStore, pipeline_name: str) -> dict[str, str]:
     which is slower but never wrong.
     """
     _check_pipeline_name(pipeline_name)
-    key = index_key(pipeline_name)
+    key = layout.in_pipeline(pipeline_name, layout.index_key())
     try:
         raw = store.get_bytes(key)
     except NotFound:
@@ -120,7 +101,7 @@ def read_index(store: ObjectStore, pipeline_name: str) -> dict[str, str]:
 
 
 def _check_pipeline_name(name: str) -> None:
-    if not isinstance(name, str) or "/" in name or name in ("", ".", "..", _RESERVED):
+    if not isinstance(name, str) or "/" in name or name in ("", ".", "..", layout.META):
         raise ValidationError(
             f"Pipeline name {name!r} cannot be a folder of the store: use letters, digits, "
             "'-' and '_' only."
@@ -129,8 +110,8 @@ def _check_pipeline_name(name: str) -> None:
 
 def _check_files(bundle: _Bundle) -> list[_BundleFile]:
     files = list(bundle.files)
-    prefix = f"{bundle.pipeline_name}/"
-    reserved = f"{prefix}{_RESERVED}/"
+    prefix = layout.in_pipeline(bundle.pipeline_name)
+    reserved = layout.in_pipeline(bundle.pipeline_name, f"{layout.META}/")
     seen: set[str] = set()
     for f in files:
         try:
@@ -173,7 +154,7 @@ def index_bytes(pipeline_name: str, objects: dict[str, str]) -> bytes:
 def publish(bundle: _Bundle, store: ObjectStore, *, workers: int = 16) -> PublishReport:
     """Upload the bundle's artifacts that the store's index lacks, then its definition, then the index."""
     _check_pipeline_name(bundle.pipeline_name)
-    def_key = definition_key(bundle.pipeline_name, bundle.digest)
+    def_key = layout.in_pipeline(bundle.pipeline_name, layout.definition_key(bundle.digest))
     def_sha = hashlib.sha256(bundle.definition_bytes).hexdigest()
     if f"sha256:{def_sha}" != bundle.digest:
         raise IntegrityError(
@@ -195,7 +176,8 @@ def publish(bundle: _Bundle, store: ObjectStore, *, workers: int = 16) -> Publis
     updated = {**published, **{f.key: f.sha256 for f in files}, def_key: def_sha}
     index_written = updated != published
     if index_written:
-        store.put_bytes(index_key(bundle.pipeline_name), index_bytes(bundle.pipeline_name, updated))
+        store.put_bytes(layout.in_pipeline(bundle.pipeline_name, layout.index_key()),
+                        index_bytes(bundle.pipeline_name, updated))
 
     report = PublishReport(
         uploaded_files=len(todo),

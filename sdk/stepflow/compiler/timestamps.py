@@ -1,4 +1,4 @@
-"""The ``<ts>`` folder of a step's artifacts (ARCHITECTURE.md, "Determinism of <ts>").
+"""The ``<ts>`` folder of a step's artifacts (docs/ARCHITECTURE.md, "Determinism").
 
 A folder is reused while its content is unchanged: the previous index (published key →
 sha256) tells which folders already hold exactly these files. New content gets the
@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from typing import Mapping
 
+from stepflow import layout
 from stepflow.errors import ConfigurationError
 
 FORMAT_EXAMPLE = "2026-11-24-23-34-22-739"
@@ -43,7 +44,7 @@ def content_digest(files: Mapping[str, str]) -> str:
     """
     h = hashlib.sha256()
     for rel in sorted(files):
-        if rel == "metadata.json" or rel.endswith("/metadata.json"):
+        if rel.rpartition("/")[2] == layout.METADATA:
             continue
         h.update(f"{rel}\0{files[rel]}\n".encode())
     return h.hexdigest()

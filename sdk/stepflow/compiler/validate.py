@@ -23,6 +23,7 @@ PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 
 
 def validate(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
+    """Raise the first problem found; step names are the graph's (``graph.name_of``)."""
     check_pipeline_name(pipeline)
     check_step_names(graph)
     check_unique_names(graph)
@@ -35,28 +36,30 @@ def check_pipeline_name(pipeline: "Pipeline") -> None:
         raise ValidationError(
             f"Invalid pipeline name {pipeline.name!r}: use 1-256 letters, digits and "
             "hyphens, starting with a letter or digit (e.g. 'churn-training').",
-            location=pipeline._location, reason="InvalidName")
+            location=pipeline.location, reason="InvalidName")
 
 
 def check_step_names(graph: "PipelineGraph") -> None:
     for step in graph.steps:
-        if not STEP_NAME.match(step.name):
+        name = graph.name_of(step)
+        if not STEP_NAME.match(name):
             raise ValidationError(
-                f"Invalid step name {step.name!r}: a step name is 1-64 characters from "
+                f"Invalid step name {name!r}: a step name is 1-64 characters from "
                 "A-Z a-z 0-9 - _ (pattern ^[A-Za-z0-9\\-_]{1,64}$). Rename the step with "
-                "name=... .", location=step._location, reason="InvalidName")
+                "name=... .", location=step.location, reason="InvalidName")
 
 
 def check_unique_names(graph: "PipelineGraph") -> None:
     first: dict[str, Step] = {}
     for step in graph.steps:
-        other = first.setdefault(step.name, step)
+        name = graph.name_of(step)
+        other = first.setdefault(name, step)
         if other is not step:
             raise ValidationError(
-                f"Two steps are named '{step.name}': one created at {other._location}, the "
-                f"other at {step._location}. Step names must be unique in a pipeline, "
+                f"Two steps are named '{name}': one created at {other.location}, the "
+                f"other at {step.location}. Step names must be unique in a pipeline, "
                 "including condition branches; give one of them another name=... .",
-                location=step._location, reason="DuplicateStepName")
+                location=step.location, reason="DuplicateStepName")
 
 
 def check_acyclic(graph: "PipelineGraph") -> None:
@@ -77,10 +80,10 @@ def check_acyclic(graph: "PipelineGraph") -> None:
                 cycle = path[path.index(up):] + [up]
                 raise ValidationError(
                     "The pipeline has a dependency cycle: "
-                    + " -> ".join(s.name for s in reversed(cycle))
+                    + " -> ".join(graph.name_of(s) for s in reversed(cycle))
                     + ". Each arrow means 'runs before'; remove one of these dependencies "
                     "(an add_depends_on([...]) or an argument).",
-                    location=path[-1]._location, reason="DependencyCycle")
+                    location=path[-1].location, reason="DependencyCycle")
             elif id(up) not in state:
                 state[id(up)] = 1
                 path.append(up)
@@ -93,13 +96,13 @@ def check_parameters(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
         if parameter.name in declared and declared[parameter.name] is not parameter:
             raise ValidationError(
                 f"Two pipeline parameters are named '{parameter.name}'; rename one.",
-                location=parameter._location, reason="DuplicateParameter")
+                location=parameter.location, reason="DuplicateParameter")
         declared[parameter.name] = parameter
     for step in graph.steps:
-        values = [step._upstream_values()]
+        values = [step.upstream_values()]
         for variable in walk_variables(values):
             if isinstance(variable, Parameter) and variable.name not in declared:
                 raise ValidationError(
-                    f"Step '{step.name}' uses parameter '{variable.name}', which is not in "
-                    "Pipeline(parameters=[...]); add it there so executions can set it.",
-                    location=step._location, reason="UndeclaredParameter")
+                    f"Step '{graph.name_of(step)}' uses parameter '{variable.name}', which is not "
+                    "in Pipeline(parameters=[...]); add it there so executions can set it.",
+                    location=step.location, reason="UndeclaredParameter")

@@ -15,7 +15,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = "sagemaker_remote_function_workspace"
+from stepflow import layout
+
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -47,7 +48,8 @@ def workspace_zip(project_root: Path, custom_file_filter: Any = None) -> bytes:
             if name in ignored or (ignore is None and not name.endswith(".py")):
                 continue
             path = here / name
-            entries.append((f"{ROOT}/{path.relative_to(project_root).as_posix()}", path))
+            relative = path.relative_to(project_root).as_posix()
+            entries.append((f"{layout.WORKSPACE_ROOT}/{relative}", path))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for arcname, path in sorted(entries):

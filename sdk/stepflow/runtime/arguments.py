@@ -1,4 +1,5 @@
-"""Parsing the ContainerArguments a step is launched with (spec §4.3), already resolved."""
+"""Parsing the ContainerArguments a step is launched with, already resolved
+(docs/SAGEMAKER-COMPATIBILITY.md, "Function steps")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Preparing a step's working directory and Python environment before user code runs.
 
-Mirrors SageMaker's bootstrap (spec §7.2) with two differences that matter to users:
+Mirrors SageMaker's bootstrap (docs/SAGEMAKER-COMPATIBILITY.md, "Preparing the
+environment") with two differences that matter to users:
 declared dependencies go into an isolated virtual environment cached by the dependency
 file's digest (never into the runtime's own environment, so one step cannot break the
 next), and every failure here is an *environment* error with the tail of the failing
@@ -19,13 +20,12 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
+from stepflow import layout
 from stepflow.cache import cache_dir
 from stepflow.errors import StepflowError
 from stepflow.locks import flock
 from stepflow.storage import ObjectStore
 
-WORKSPACE_DIR = "sagemaker_remote_function_workspace"
-PRE_EXEC_SCRIPT = "pre_exec.sh"
 _OUTPUT_TAIL = 2000
 
 
@@ -50,13 +50,13 @@ def check_python_version(client_version: str | None) -> None:
 
 def prepare_workspace(store: ObjectStore, step: str, ts: str, workdir: Path) -> Path:
     """Unpack the workspace and the step's pre-exec/dependency files; return the step's cwd."""
-    zipped = f"sm_rf_user_ws/{ts}/workspace.zip"
+    zipped = layout.workspace_key(ts)
     if store.head(zipped) is not None:
         with zipfile.ZipFile(BytesIO(store.get_bytes(zipped))) as archive:
             _safe_extract(archive, workdir)
-    workspace = workdir / WORKSPACE_DIR
+    workspace = workdir / layout.WORKSPACE_ROOT
     workspace.mkdir(parents=True, exist_ok=True)
-    channel = f"{step}/{ts}/pre_exec_script_and_dependencies/"
+    channel = layout.dependencies_prefix(step, ts) + "/"
     for info in store.list(channel):
         name = info.key[len(channel):]
         if name and "/" not in name:
@@ -77,7 +77,7 @@ def _safe_extract(archive: zipfile.ZipFile, dest: Path) -> None:
 
 
 def run_pre_exec(workspace: Path) -> None:
-    script = workspace / PRE_EXEC_SCRIPT
+    script = workspace / layout.PRE_EXEC_SCRIPT
     if not script.exists():
         return
     proc = subprocess.run(["/bin/bash", "-eu", str(script)], cwd=workspace,

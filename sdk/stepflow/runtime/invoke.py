@@ -59,8 +59,8 @@ def _now() -> str:
 
 
 def _load(store: ObjectStore, prefix: str, key: bytes | None) -> Any:
-    return deserialize(store.get_bytes(f"{prefix}/payload.pkl"),
-                       store.get_bytes(f"{prefix}/metadata.json"), key=key)
+    return deserialize(store.get_bytes(layout.payload_key(prefix)),
+                       store.get_bytes(layout.metadata_key(prefix)), key=key)
 
 
 def _load_uri(uri: str, key: bytes | None) -> Any:
@@ -89,13 +89,13 @@ def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str], key: 
 
 def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
              argv: Sequence[str]) -> None:
-    base = f"{inv.step_name}/{inv.func_step_s3_dir}"
     try:
         workspace = _prepare(inv, store, argv, key)
         os.chdir(workspace)
         sys.path.insert(0, str(workspace))
-        func = _load(store, f"{base}/function", key)
-        args, kwargs = _load(store, f"{base}/arguments", key)
+        func = _load(store, layout.function_prefix(inv.step_name, inv.func_step_s3_dir), key)
+        args, kwargs = _load(store, layout.arguments_prefix(inv.step_name, inv.func_step_s3_dir),
+                             key)
         args, kwargs = resolve_arguments(args, kwargs, inv.property_references,
                                          lambda uri: _load_uri(uri, key))
     except StorageError as exc:
@@ -127,10 +127,10 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
                 f"is not JSON serializable ({exc}), but a condition, JsonGet or another step reads "
                 "it: return only dicts, lists, strings, finite numbers, booleans and None."), exc) from exc
     try:
-        store.put_bytes(f"{out}/payload.pkl", artifact.payload)
-        store.put_bytes(f"{out}/metadata.json", artifact.metadata)
+        store.put_bytes(layout.payload_key(out), artifact.payload)
+        store.put_bytes(layout.metadata_key(out), artifact.metadata)
         if document is not None:
-            store.put_bytes(f"{out}/results.json", document)
+            store.put_bytes(f"{out}/{layout.RESULTS_DOCUMENT}", document)
     except StorageError as exc:
         raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
 
@@ -185,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 artifact = serialize_exception(outcome.exc, key=key)
                 prefix = layout.exception_prefix(inv.execution_id, inv.step_name)
-                store.put_bytes(f"{prefix}/payload.pkl", artifact.payload)
-                store.put_bytes(f"{prefix}/metadata.json", artifact.metadata)
+                store.put_bytes(layout.payload_key(prefix), artifact.payload)
+                store.put_bytes(layout.metadata_key(prefix), artifact.metadata)
             except StepflowError as exc:
                 print(f"stepflow runtime: could not store the exception: {exc}", file=sys.stderr)
     verdict = "succeeded" if code == EXIT_OK else f"failed: {reason}"

@@ -1,4 +1,5 @@
-"""Turning pickled argument placeholders back into run-time values (spec §7.3).
+"""Turning pickled argument placeholders back into run-time values
+(docs/SAGEMAKER-COMPATIBILITY.md, "Running the function").
 
 The compiler replaced every top-level pipeline variable by a placeholder naming a key of
 ``--property_references``; the orchestrator resolved those keys to strings. Here each

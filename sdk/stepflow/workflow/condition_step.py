@@ -23,10 +23,10 @@ class ConditionStep(Step):
         self.if_steps = list(if_steps or [])
         self.else_steps = list(else_steps or [])
 
-    def _upstream_values(self) -> Any:
+    def upstream_values(self) -> Any:
         return self.conditions
 
-    def _nested_steps(self) -> list[Step]:
+    def nested_steps(self) -> list[Step]:
         from stepflow.workflow.step_outputs import as_step
 
         return [as_step(s) for s in self.if_steps + self.else_steps]

@@ -1,4 +1,5 @@
-"""Conditions of a ConditionStep (spec §4.4); the service ANDs a step's list.
+"""Conditions of a ConditionStep (docs/SAGEMAKER-COMPATIBILITY.md, "Condition and Fail
+steps"); the service ANDs a step's list.
 
 Both the SDK's class names (``ConditionGreaterThanOrEqualTo``) and short ones
 (``GreaterThanOrEqualTo``) are provided, so ported code runs unchanged.

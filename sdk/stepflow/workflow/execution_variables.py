@@ -1,4 +1,5 @@
-"""Values the pipeline service knows about the running execution (spec §4.2)."""
+"""Values the pipeline service knows about the running execution
+(docs/SAGEMAKER-COMPATIBILITY.md, "Parameters and execution variables")."""
 
 from __future__ import annotations
 

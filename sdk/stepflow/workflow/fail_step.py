@@ -1,4 +1,5 @@
-"""FailStep: end the execution as failed with a message (spec §4.4)."""
+"""FailStep: end the execution as failed with a message (docs/SAGEMAKER-COMPATIBILITY.md,
+"Condition and Fail steps")."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class FailStep(Step):
         super().__init__(name, display_name, description, depends_on)
         self.error_message = error_message if error_message is not None else ""
 
-    def _upstream_values(self) -> Any:
+    def upstream_values(self) -> Any:
         return [self.error_message]
 
     def arguments(self, ctx: RenderContext) -> dict[str, Any]:

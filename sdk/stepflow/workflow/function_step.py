@@ -1,4 +1,5 @@
-"""The ``@step`` decorator and ``DelayedReturn`` (spec §1-§2).
+"""The ``@step`` decorator and ``DelayedReturn`` (docs/SAGEMAKER-COMPATIBILITY.md, "The
+@step decorator" and "Step outputs and arguments").
 
 Calling a decorated function runs nothing: it records the function, the arguments and
 the call site in a step and returns a ``DelayedReturn``, a proxy for the result. The
@@ -15,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow import placeholders
 from stepflow.workflow.callsite import caller_location
@@ -23,14 +25,17 @@ from stepflow.workflow.retry import RetryPolicy
 from stepflow.workflow.step_outputs import StepOutput
 from stepflow.workflow.steps import RenderContext, Step, StepTypeEnum
 
-__all__ = ["step", "DelayedReturn", "StepSettings"]
+__all__ = ["step", "DelayedReturn", "FunctionStep", "StepSettings"]
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-_]")
 
 
 @dataclass(frozen=True)
 class StepSettings:
-    """The decorator's keywords (spec §1.2). None means: from configuration, else default."""
+    """The decorator's keywords (docs/SAGEMAKER-COMPATIBILITY.md, "The @step decorator").
+
+    None means: from configuration, else default.
+    """
 
     name: str | None = None
     display_name: str | None = None
@@ -145,7 +150,8 @@ def _returns_sequence(func: Callable[..., Any]) -> bool:
 
 
 class _FunctionStep(Step):
-    """One call of an @step function; rendered as a SageMaker training job (spec §4.3)."""
+    """One call of an @step function; rendered as a SageMaker training job
+    (docs/SAGEMAKER-COMPATIBILITY.md, "Function steps")."""
 
     step_type = StepTypeEnum.TRAINING
 
@@ -172,7 +178,7 @@ class _FunctionStep(Step):
                 seen.add(id(value._step))
                 self._depends_on.append(value._step)
 
-    def _base_name(self) -> str:
+    def base_name(self) -> str:
         return _NAME_UNSAFE.sub("-", self.func.__name__).strip("-_")[:64] or "step"
 
     def arguments_by_name(self) -> list[tuple[str, Any]]:
@@ -208,7 +214,7 @@ class _FunctionStep(Step):
     def retry_policies(self) -> list[RetryPolicy]:
         return list(self.settings.retry_policies or [])
 
-    def _upstream_values(self) -> Any:
+    def upstream_values(self) -> Any:
         s = self.settings
         return [list(self.args), dict(self.kwargs), s.image_uri, s.instance_type,
                 s.instance_count, s.environment_variables, s.job_conda_env,
@@ -222,6 +228,10 @@ class _FunctionStep(Step):
         if self.retry_policies:
             request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
         return request
+
+
+FunctionStep = _FunctionStep
+"""The public name of an @step call's step (``_FunctionStep`` is the SageMaker SDK's)."""
 
 
 def _docstring(func: Callable[..., Any]) -> str | None:
@@ -260,7 +270,7 @@ class DelayedReturn(StepOutput):
         return {"Std:JsonGet": {
             "S3Uri": {"Std:Join": {"On": "/", "Values": [
                 {"Get": f"Steps.{self._step.name}.OutputDataConfig.S3OutputPath"},
-                "results.json"]}},
+                layout.RESULTS_DOCUMENT]}},
             "Path": self._json_path()}}
 
     @property

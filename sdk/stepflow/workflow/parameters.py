@@ -1,11 +1,12 @@
-"""Pipeline parameters: named inputs given when an execution starts (spec §4.2)."""
+"""Pipeline parameters: named inputs given when an execution starts
+(docs/SAGEMAKER-COMPATIBILITY.md, "Parameters and execution variables")."""
 
 from __future__ import annotations
 
 from enum import Enum
 from typing import Any
 
-from stepflow.errors import ValidationError
+from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow import placeholders
 from stepflow.workflow.callsite import caller_location
 from stepflow.workflow.entities import PipelineVariable, Primitive
@@ -48,6 +49,11 @@ class Parameter(PipelineVariable):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, default_value={self.default_value!r})"
+
+    @property
+    def location(self) -> SourceLocation | None:
+        """The user's line that declared the parameter, for compile errors."""
+        return self._location
 
     @property
     def expr(self) -> dict[str, Any]:

@@ -3,15 +3,18 @@
 ``definition()``, ``create()``, ``update()`` and ``upsert()`` each compile once, publish
 the bundle (uploading only what the store lacks) and, except ``definition()``, hand the
 definition to the session's backend.
+
+This module never imports the compiler: compiling and publishing go through the session
+(:meth:`Session.compile <stepflow.session.Session.compile>` and
+:meth:`Session.published <stepflow.session.Session.published>`), which passes the compiler
+this pipeline and everything else it needs as arguments.
 """
 
 from __future__ import annotations
 
-import shutil
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from stepflow.errors import BackendError, ValidationError
+from stepflow.errors import BackendError, SourceLocation, ValidationError
 from stepflow.workflow.callsite import caller_location
 from stepflow.workflow.parameters import Parameter
 from stepflow.workflow.pipeline_execution import _PipelineExecution
@@ -51,6 +54,11 @@ class Pipeline:
         return f"Pipeline(name={self.name!r}, steps={len(self.steps)})"
 
     @property
+    def location(self) -> SourceLocation | None:
+        """The user's line that created the pipeline, for compile errors."""
+        return self._location
+
+    @property
     def session(self) -> "Session":
         if self._session is None:
             from stepflow.session import Session
@@ -60,33 +68,20 @@ class Pipeline:
 
     sagemaker_session = session
 
-    def compile(self, out_dir: str | None = None) -> "Bundle":
-        """Compile into a bundle folder, reusing artifact folders already published."""
-        from stepflow.compiler import compile_pipeline
-        from stepflow.compiler.publish import read_index
+    def compile(self, out_dir: str | None = None, *, s3_root_uri: str | None = None,
+                previous_index: Mapping[str, str] | None = None) -> "Bundle":
+        """Compile into a bundle folder (a new temporary one when ``out_dir`` is None).
 
-        session = self.session
-        return compile_pipeline(
-            self, s3_root_uri=session.s3_root_uri, out_dir=out_dir,
-            previous_index=read_index(session.store, self.name),
-            integrity_key=session.integrity_key)
-
-    @contextmanager
-    def _published(self) -> Iterator["Bundle"]:
-        """Compile once into a scratch bundle, publish it, and remove it afterwards."""
-        from stepflow.compiler.bundle import scratch_dir
-        from stepflow.compiler.publish import publish
-
-        bundle = self.compile(scratch_dir())
-        try:
-            publish(bundle, self.session.store)
-            yield bundle
-        finally:
-            shutil.rmtree(bundle.root, ignore_errors=True)
+        Artifact folders already published to the session's store are reused; give
+        ``previous_index`` (published key → sha256, ``{}`` for none) to decide that without
+        the store, and ``s3_root_uri`` to point the definition at another store root.
+        """
+        return self.session.compile(self, out_dir, s3_root_uri=s3_root_uri,
+                                    previous_index=previous_index)
 
     def definition(self) -> str:
         """The definition JSON; the step artifacts are published to the store first."""
-        with self._published() as bundle:
+        with self.session.published(self) as bundle:
             return bundle.definition_bytes.decode("utf-8")
 
     def create(self, role_arn: str | None = None, description: str | None = None,
@@ -115,7 +110,7 @@ class Pipeline:
 
     def _upsert(self, role_arn: str | None, description: str | None,
                 tags: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
-        with self._published() as bundle:
+        with self.session.published(self) as bundle:
             return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
                                                description=description, tags=tags)
 

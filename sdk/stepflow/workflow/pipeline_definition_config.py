@@ -1,4 +1,4 @@
-"""Definition-wide options (spec §3.4)."""
+"""Definition-wide options (docs/SAGEMAKER-COMPATIBILITY.md, "Pipeline")."""
 
 from __future__ import annotations
 

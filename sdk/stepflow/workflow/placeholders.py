@@ -1,4 +1,5 @@
-"""What a pipeline variable becomes inside a step's pickled arguments (spec §2.3).
+"""What a pipeline variable becomes inside a step's pickled arguments
+(docs/SAGEMAKER-COMPATIBILITY.md, "Step outputs and arguments").
 
 The step runtime unpickles these and replaces each with its run-time value, looked up in
 ``--property_references`` by the key each one names. They are plain frozen dataclasses

@@ -1,4 +1,5 @@
-"""Retry policies of a step (spec §4.3 ``RetryPolicies``)."""
+"""Retry policies of a step (``RetryPolicies`` in docs/SAGEMAKER-COMPATIBILITY.md, "Function
+steps")."""
 
 from __future__ import annotations
 

@@ -3,6 +3,11 @@
 A step renders itself into the definition through a ``RenderContext`` the compiler
 provides, because names, artifact folders and dependency lists are only known once the
 whole graph has been seen.
+
+What the compiler reads of a step is public and read-only: ``name``, ``explicit_name``,
+``base_name()``, ``creation_order``, ``location``, ``depends_on``, ``upstream_values()``
+and ``nested_steps()``. The compiler never writes into a step (automatic names: see
+:mod:`stepflow.workflow.naming`).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import itertools
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union
 
-from stepflow.errors import ValidationError
+from stepflow import layout
+from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.naming import active_name
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
 from stepflow.workflow.properties import Properties
 
@@ -63,7 +70,6 @@ class Step:
                  description: str | None = None,
                  depends_on: Sequence[DependencyRef] | None = None) -> None:
         self._name = name
-        self._resolved_name: str | None = None
         self.display_name = display_name
         self.description = description
         self._depends_on: list[DependencyRef] = []
@@ -77,15 +83,27 @@ class Step:
 
     @property
     def name(self) -> str:
-        """The step's name; an automatic one is final once the pipeline is compiled."""
-        return self._resolved_name or self._name or self._base_name()
+        """The explicit name; else, while a pipeline compiles, the automatic name it chose
+        (the base name plus a suffix when taken); else the base name."""
+        return self._name or active_name(self) or self.base_name()
 
     @property
     def explicit_name(self) -> str | None:
         return self._name
 
-    def _base_name(self) -> str:
+    def base_name(self) -> str:
+        """What an automatic name starts from (a step type without one needs ``name=``)."""
         raise ValidationError(f"{type(self).__name__} needs a name=...", location=self._location)
+
+    @property
+    def creation_order(self) -> int:
+        """Creation order in this process: the tie-breaker that makes automatic names stable."""
+        return self._order
+
+    @property
+    def location(self) -> SourceLocation | None:
+        """The user's line that created the step, for compile errors."""
+        return self._location
 
     @property
     def depends_on(self) -> list[DependencyRef]:
@@ -107,11 +125,11 @@ class Step:
                     f"{type(ref).__name__}.", location=caller_location())
             self._depends_on.append(ref)
 
-    def _upstream_values(self) -> Any:
+    def upstream_values(self) -> Any:
         """Everything that may hold pipeline variables pointing at other steps."""
         return ()
 
-    def _nested_steps(self) -> list["Step"]:
+    def nested_steps(self) -> list["Step"]:
         """Steps compiled inside this one (condition branches), not at top level."""
         return []
 
@@ -189,7 +207,7 @@ class ProcessingStep(Step):
         code = self.step_args.code
         return code if code is not None and "://" not in code else None
 
-    def _upstream_values(self) -> Any:
+    def upstream_values(self) -> Any:
         return self.step_args.upstream_values()
 
     def arguments(self, ctx: RenderContext) -> dict[str, Any]:
@@ -197,7 +215,7 @@ class ProcessingStep(Step):
         code_uri = None
         if args.code is not None:
             code_uri = (args.code if self.code_path is None
-                        else f"{ctx.step_folder_uri(self)}/code")
+                        else f"{ctx.step_folder_uri(self)}/{layout.CODE_FOLDER}")
         return args.to_request(ctx.s3_base_uri, self.name, code_uri)
 
     def to_request(self, ctx: RenderContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from stepflow.session import Session
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
 
-from conftest import PIPELINES, container_args, flag, steps_by_name
+from tests.fixtures import PIPELINES, container_args, flag, steps_by_name
 
 REFERENCE = Path("/work/shared/reference_definition.json")
 

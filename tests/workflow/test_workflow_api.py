@@ -10,6 +10,7 @@ import pytest
 from stepflow.backends import NoBackend
 
 import stepflow
+from stepflow.compiler.graph import build_graph
 from stepflow.errors import BackendError, SerializationError, ValidationError
 from stepflow.workflow.condition_step import ConditionStep
 from stepflow.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo
@@ -23,7 +24,7 @@ from stepflow.workflow.pipeline import Pipeline
 from stepflow.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
 from stepflow.workflow.step_outputs import get_step
 
-from conftest import container_args, flag, steps_by_name
+from tests.fixtures import container_args, flag, steps_by_name
 
 HERE = Path(__file__).name
 
@@ -241,9 +242,13 @@ def test_auto_names_are_the_function_name_with_stable_suffixes(compile_):
     first = train(1)
     second = train(first)
     third = train(taken())
-    d = compile_(Pipeline(name="names", steps=[second, third])).definition
+    pipeline = Pipeline(name="names", steps=[second, third])
+    d = compile_(pipeline).definition
     assert set(steps_by_name(d)) == {"train", "train-3", "train-4", "train-2"}
-    assert get_step(first).name == "train" and get_step(second).name == "train-3"
+    names = build_graph(pipeline).names
+    assert names.get(get_step(first)) == "train" and names.get(get_step(second)) == "train-3"
+    # The compiler returns names and never writes them into the steps.
+    assert get_step(second).name == "train"
     assert "uuid" not in str(d)
 
 

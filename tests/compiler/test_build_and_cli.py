@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import PIPELINES, PYTHON, REPO
 from tests.testenv import unavailable
-
-from conftest import PIPELINES, PYTHON, REPO
 
 STEPFLOW = str(Path(PYTHON).parent / "stepflow")
 

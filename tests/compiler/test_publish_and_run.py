@@ -21,7 +21,7 @@ from stepflow.storage import open_store
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
 
-from conftest import PIPELINES, PYTHON, container_args, steps_by_name
+from tests.fixtures import PIPELINES, PYTHON, container_args, steps_by_name
 
 
 def _keys(store, prefix: str) -> set[str]:

@@ -1,4 +1,9 @@
-"""Fixtures for the SDK tests of part A (user API, compiler, CLI)."""
+"""Fixtures and helpers shared by tests/compiler, tests/workflow and tests/storage.
+
+Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py; import the
+helpers and paths from here (``from tests.fixtures import steps_by_name``), never from a
+``conftest`` module.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ from stepflow.config import StepflowConfig
 from stepflow.session import Session
 from stepflow.storage import open_store
 
-PIPELINES = Path(__file__).resolve().parent / "pipelines"
-REPO = Path(__file__).resolve().parents[2]
+#: The test-input pipeline modules (loaded by path, copied, built in the sandbox).
+PIPELINES = Path(__file__).resolve().parent / "compiler" / "pipelines"
+REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
@@ -49,6 +55,8 @@ def compile_(session: Session, tmp_path: Path):
         if pipeline._session is None:
             pipeline._session = session
         kwargs.setdefault("s3_root_uri", session.s3_root_uri)
+        kwargs.setdefault("region", pipeline.session.region)
+        kwargs.setdefault("remote_function_defaults", pipeline.session.remote_function_defaults)
         return compile_pipeline(pipeline, out_dir=str(tmp_path / f"bundle{next(counter)}"),
                                 **kwargs)
 

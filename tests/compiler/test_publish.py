@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from stepflow.compiler.publish import (
-    PublishReport,
-    definition_key,
-    index_key,
-    publish,
-    read_index,
-)
+from stepflow import layout
+from stepflow.compiler.publish import PublishReport, publish, read_index
 from stepflow.errors import IntegrityError, StorageError, ValidationError
 from stepflow.storage import ObjectStore, open_store
+
+
+def index_key(pipeline: str) -> str:
+    return layout.in_pipeline(pipeline, layout.index_key())
+
+
+def definition_key(pipeline: str, digest: str) -> str:
+    return layout.in_pipeline(pipeline, layout.definition_key(digest))
 
 
 # A stand-in with the Bundle contract of stepflow.compiler.bundle: a folder with

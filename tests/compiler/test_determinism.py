@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import PIPELINES, PYTHON
+from tests.fixtures import PIPELINES, PYTHON
 
 
 def _build(workdir: Path, out: Path, hash_seed: str, module: str = "determinism_pipeline.py",
