@@ -359,7 +359,8 @@ def _line(r: dict[str, Any]) -> str:
                 f"PUT {r['puts']:6} {r['put_bytes'] / 1e6:8.2f} MB  server CPU {r['server_cpu_s'] or 0:5.2f}s")
     return (f"{r['shape']:7} N={r['n']:5} {r['phase']:10} process {r['wall_s']:6.2f}s "
             f"(import {r['import_s']:.2f} build {r['build_s']:.2f} compile {r['compile_s']:.2f} "
-            f"publish {r['publish_s']:.2f}, client CPU {r['publish_client_cpu_s']:.2f})  PUT {r['puts']:6} {r['put_bytes'] / 1e6:8.2f} MB  "
+            f"publish {r['publish_s']:.2f}, client CPU {r['publish_client_cpu_s']:.2f})  "
+            f"PUT {r['puts']:6} {r['put_bytes'] / 1e6:8.2f} MB  "
             f"GET {r['gets']}  files {r['files']}  server CPU {r['server_cpu_s'] or 0:5.2f}s")
 
 

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from tests.testenv.git import GitRemote, GitServer  # noqa: E402
 from tests.testenv.kube import Kube  # noqa: E402
 from tests.testenv.s3 import S3Server  # noqa: E402
 from tests.testenv.samples import TWO_STEPS as MODULE  # noqa: E402
+
+from stepflow import timefmt  # noqa: E402
 
 BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -123,7 +125,7 @@ def latency(env: Env, pushes: int) -> dict[str, Any]:
         for i in range(1, pushes + 1):
             sha = remote.commit({"pipelines/flow.py": MODULE.format(factor=i, name="latency")}, f"v{i}")
             pushed = time.monotonic()
-            wait_for(lambda: _ready_on(get(), sha[:7]), 60, 0.02, f"Ready on {sha[:7]}")
+            wait_for(lambda sha=sha: _ready_on(get(), sha[:7]), 60, 0.02, f"Ready on {sha[:7]}")
             samples.append(time.monotonic() - pushed)
     finally:
         _stop(proc)
@@ -154,20 +156,21 @@ def resync(env: Env, count: int) -> dict[str, Any]:
         first_build = time.monotonic() - started
         _stop(proc)
 
-        since = datetime.now(timezone.utc).replace(microsecond=0)
+        since = datetime.now(UTC).replace(microsecond=0)
         started = time.monotonic()
         proc = _operator(env, namespace, bucket, work / "work", env.base / "resync-operator-2.log")
 
         def fresh() -> bool:
-            stamps = [((p.get("status") or {}).get("source") or {}).get("fetchedAt") for p in _pipelines(api, namespace)]
-            return all(s and datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) >= since
+            stamps = [((p.get("status") or {}).get("source") or {}).get("fetchedAt")
+                      for p in _pipelines(api, namespace)]
+            return all(s and timefmt.parse(s) >= since
                        for s in stamps)
         wait_for(fresh, 600, 0.2, f"{count} Pipelines re-checked")
         seconds = time.monotonic() - started
         process = psutil.Process(proc.pid)
         rss, cpu = process.memory_info().rss, process.cpu_times()
         builds = sum(1 for p in _pipelines(api, namespace)
-                     if (p["status"].get("lastBuild") or {}).get("startedAt", "") >= since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                     if (p["status"].get("lastBuild") or {}).get("startedAt", "") >= timefmt.seconds(since))
         _stop(proc)
     finally:
         shutil.rmtree(work, ignore_errors=True)

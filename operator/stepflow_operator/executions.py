@@ -29,13 +29,12 @@ from stepflow.errors import StepflowError
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.execution_runner import ExecutionRunner
-from stepflow.gitops.execution_status import (TERMINAL_PHASES, execution_conditions, execution_status,
-                                              pipeline_status)
+from stepflow.gitops.execution_status import TERMINAL_PHASES, execution_conditions, execution_status, pipeline_status
 from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
 from stepflow_operator.kube import reference
-from stepflow_operator.settings import EXECUTIONS, PIPELINES
 from stepflow_operator.patches import merge_patch
+from stepflow_operator.settings import EXECUTIONS, PIPELINES
 
 #: How often a Pending execution looks again for its Pipeline's first definition.
 DEFINITION_POLL = 2.0
@@ -254,7 +253,7 @@ def _revision_problem(wanted: str | None, definition: Mapping[str, Any], status:
 async def _wait_stopped(stopped: kopf.DaemonStopped, timeout: float) -> None:
     try:
         await asyncio.wait_for(stopped.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

@@ -20,11 +20,18 @@ from typing import Any
 
 import kopf
 
+from stepflow.gitops.execution_status import TERMINAL_PHASES
 from stepflow_operator import executions, pipelines
 from stepflow_operator.context import Context
-from stepflow_operator.settings import (EXECUTIONS, GROUP, PIPELINES, VERSION, OperatorConfig, QuietWakeups,
-                                        configure_kopf)
-from stepflow.gitops.execution_status import TERMINAL_PHASES
+from stepflow_operator.settings import (
+    EXECUTIONS,
+    GROUP,
+    PIPELINES,
+    VERSION,
+    OperatorConfig,
+    QuietWakeups,
+    configure_kopf,
+)
 
 WAKE_HANDLER = "wake"
 

@@ -25,8 +25,8 @@ from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.reconciler import ExecutionRequest
 from stepflow_operator.context import Context
-from stepflow_operator.settings import PIPELINES, RECONCILE_ANNOTATION
 from stepflow_operator.patches import merge_patch
+from stepflow_operator.settings import PIPELINES, RECONCILE_ANNOTATION
 
 #: After a bug in the operator itself (not the user's input), wait this long before retrying.
 ERROR_BACKOFF = 30.0

@@ -13,9 +13,10 @@ integrity key, region and @step defaults as arguments.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from stepflow.backends import Backend, default_backend
 from stepflow.workflow.defaults import default_region
@@ -31,7 +32,7 @@ class Session:
     def __init__(self, s3_root_uri: str | None = None, *, s3_endpoint_url: str | None = None,
                  integrity_key: bytes | None = None, region: str | None = None,
                  backend: Backend | None = None,
-                 config: "StepflowConfig | None" = None) -> None:
+                 config: StepflowConfig | None = None) -> None:
         self._s3_root_uri = s3_root_uri
         self._s3_endpoint_url = s3_endpoint_url
         self._integrity_key = integrity_key
@@ -40,7 +41,7 @@ class Session:
         self.backend = backend if backend is not None else default_backend(lambda: self.store)
 
     @cached_property
-    def config(self) -> "StepflowConfig":
+    def config(self) -> StepflowConfig:
         if self._config is not None:
             return self._config
         from stepflow.config import load_config
@@ -70,14 +71,14 @@ class Session:
         return dict(self.config.remote_function or {})
 
     @cached_property
-    def store(self) -> "ObjectStore":
+    def store(self) -> ObjectStore:
         from stepflow.storage import open_store
 
         return open_store(self.s3_root_uri, self.s3_endpoint_url)
 
-    def compile(self, pipeline: "Pipeline", out_dir: str | None = None, *,
+    def compile(self, pipeline: Pipeline, out_dir: str | None = None, *,
                 s3_root_uri: str | None = None,
-                previous_index: Mapping[str, str] | None = None) -> "Bundle":
+                previous_index: Mapping[str, str] | None = None) -> Bundle:
         """Compile ``pipeline`` for this session into a bundle folder (nothing is uploaded).
 
         ``previous_index`` (published key → sha256) lets unchanged steps keep their
@@ -94,7 +95,7 @@ class Session:
             region=self.region, remote_function_defaults=self.remote_function_defaults)
 
     @contextmanager
-    def published(self, pipeline: "Pipeline") -> Iterator["Bundle"]:
+    def published(self, pipeline: Pipeline) -> Iterator[Bundle]:
         """Compile once into a scratch bundle, publish it to this session's store, and
         remove the bundle when the block ends."""
         from stepflow.compiler.bundle import scratch_dir

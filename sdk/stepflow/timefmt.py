@@ -8,18 +8,18 @@ SageMaker's API responses and our records (milliseconds), and the engine's persi
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def require_utc(moment: datetime) -> datetime:
     """Times without a zone are ambiguous across the processes that share a record."""
     if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"expected a timezone-aware datetime, got {moment!r}")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def seconds(moment: datetime | None = None) -> str:

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.testenv import wait_for
 
 from stepflow.backends.local import LocalBackend
 from stepflow.compiler.loader import load_pipeline
@@ -23,7 +24,6 @@ from stepflow.engine import ParameterError
 from stepflow.errors import BackendError
 from stepflow.session import Session
 from stepflow.storage import open_store
-from tests.testenv import wait_for
 
 HEADER = """
 from stepflow.workflow.function_step import step
@@ -133,7 +133,8 @@ CONDITION = """
         name="gate",
         conditions=[ConditionGreaterThanOrEqualTo(left=metrics["accuracy"], right=threshold)],
         if_steps=[register(metrics)],
-        else_steps=[FailStep(name="too-low", error_message=Join(on=" ", values=["accuracy", metrics["accuracy"], "below", threshold]))],
+        else_steps=[FailStep(name="too-low", error_message=Join(
+            on=" ", values=["accuracy", metrics["accuracy"], "below", threshold]))],
     )
     pipeline = Pipeline(name="gated", parameters=[threshold], steps=[gate])
 """
@@ -334,7 +335,8 @@ def test_container_steps_fail_with_a_clear_reason_instead_of_running(deploy, tmp
         def train(path):
             return path
 
-        pipeline = Pipeline(name="containers", steps=[train(prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri)])
+        uri = prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
+        pipeline = Pipeline(name="containers", steps=[train(uri)])
     """)
     execution = pipeline.start()
     described = execution.wait(timeout=60)

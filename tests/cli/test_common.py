@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from stepflow.cli.common import elapsed, format_seconds
 
-START = datetime(2026, 11, 25, 1, 2, 3, 456000, tzinfo=timezone.utc)
+START = datetime(2026, 11, 25, 1, 2, 3, 456000, tzinfo=UTC)
 
 
 def test_elapsed_reads_datetimes_and_rfc3339_strings_alike():
@@ -17,7 +17,7 @@ def test_elapsed_reads_datetimes_and_rfc3339_strings_alike():
 
 
 def test_elapsed_of_a_running_step_counts_to_now_and_of_a_pending_one_is_none():
-    running = elapsed(datetime.now(timezone.utc) - timedelta(seconds=5), None)
+    running = elapsed(datetime.now(UTC) - timedelta(seconds=5), None)
     assert running is not None and 5 <= running < 60
     assert elapsed(None, None) is None
     assert elapsed("not a time", None) is None

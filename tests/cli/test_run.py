@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tests.testenv import wait_for
 
 STEPFLOW = str(Path(sys.executable).parent / "stepflow")

@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tests.testenv import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

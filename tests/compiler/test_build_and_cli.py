@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests.fixtures import PIPELINES, PYTHON, REPO
 from tests.testenv import unavailable
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures import PIPELINES, container_args, flag, steps_by_name
 
 from stepflow.compiler.loader import load_pipeline
 from stepflow.compiler.timestamps import build_timestamp
@@ -16,8 +17,6 @@ from stepflow.serialization import deserialize
 from stepflow.session import Session
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
-
-from tests.fixtures import PIPELINES, container_args, flag, steps_by_name
 
 REFERENCE = Path("/work/shared/reference_definition.json")
 

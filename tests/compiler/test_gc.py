@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,9 @@ def _definitions(store: ObjectStore) -> set[str]:
 
 
 def _ts(version: int) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(EPOCH + 100 * version, timezone.utc).strftime("%Y-%m-%d-%H-%M-%S-000")
+    return datetime.fromtimestamp(EPOCH + 100 * version, UTC).strftime("%Y-%m-%d-%H-%M-%S-000")
 
 
 def test_keep_one_leaves_only_the_current_version_which_still_runs(deploy):

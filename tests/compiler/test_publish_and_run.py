@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures import PIPELINES, PYTHON, container_args, steps_by_name
 
 from stepflow.backends.base import Backend
 from stepflow.compiler.loader import load_pipeline
@@ -20,8 +21,6 @@ from stepflow.session import Session
 from stepflow.storage import open_store
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
-
-from tests.fixtures import PIPELINES, PYTHON, container_args, steps_by_name
 
 
 def _keys(store, prefix: str) -> set[str]:

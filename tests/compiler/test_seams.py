@@ -13,6 +13,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.fixtures import PYTHON, steps_by_name
+
 from stepflow.compiler import compile_pipeline
 from stepflow.compiler.graph import build_graph
 from stepflow.config import StepflowConfig
@@ -20,8 +22,6 @@ from stepflow.session import Session
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
 from stepflow.workflow.step_outputs import get_step
-
-from tests.fixtures import PYTHON, steps_by_name
 
 
 def _chain() -> tuple[Pipeline, list]:

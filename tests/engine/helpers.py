@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stepflow.engine import (AttemptFailed, AttemptStarted, AttemptStopped, AttemptSucceeded, Decision,
-                             ExecutionState, Plan, apply, apply_all, decide, new_execution)
+from stepflow.engine import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptStopped,
+    AttemptSucceeded,
+    Decision,
+    ExecutionState,
+    Plan,
+    apply,
+    apply_all,
+    decide,
+    new_execution,
+)
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ROOT = "s3://bucket/stepflow/pipe"
 REFERENCE = Path("/work/shared/reference_definition.json")
 
@@ -32,7 +43,7 @@ def output_path(step: str) -> dict[str, Any]:
 
 
 def json_get(step: str, path: str = "Result") -> dict[str, Any]:
-    """What the SDK emits when a DelayedReturn is used as a value (spec §4.5)."""
+    """What the SDK emits when a DelayedReturn is used as a value (docs/SAGEMAKER-COMPATIBILITY.md, "A step output used as a value")."""
     return {"Std:JsonGet": {"S3Uri": join("/", output_path(step), "results.json"), "Path": path}}
 
 

@@ -6,13 +6,41 @@ from datetime import timedelta
 
 import pytest
 
-from stepflow.engine import (AttemptFailed, AttemptRunning, AttemptStarted, AttemptStopping, AttemptSucceeded,
-                             ConditionEvaluated, ExecutionCompleted, ExecutionState, FailStepReached, Plan,
-                             StepEvaluationFailed, StepSkipped, StepStopped, StopRequested, TransitionError,
-                             UnreadableDocument, decide, new_execution)
+from stepflow.engine import (
+    AttemptFailed,
+    AttemptRunning,
+    AttemptStarted,
+    AttemptStopping,
+    AttemptSucceeded,
+    ConditionEvaluated,
+    ExecutionCompleted,
+    ExecutionState,
+    FailStepReached,
+    Plan,
+    StepEvaluationFailed,
+    StepSkipped,
+    StepStopped,
+    StopRequested,
+    TransitionError,
+    UnreadableDocument,
+    decide,
+    new_execution,
+)
 
-from .helpers import (T0, Driver, condition, definition, fail, get, join, json_get, launched,
-                      reference_definition, results_uri, training)
+from .helpers import (
+    T0,
+    Driver,
+    condition,
+    definition,
+    fail,
+    get,
+    join,
+    json_get,
+    launched,
+    reference_definition,
+    results_uri,
+    training,
+)
 
 
 def rmse_below(threshold: float, step: str = "e") -> dict:

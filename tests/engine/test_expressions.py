@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from stepflow.engine import (Context, DocumentsNeeded, ExpressionError, Plan, UnreadableDocument, evaluate,
-                             evaluate_conditions, execution_context, new_execution, resolve,
-                             resolve_container_arguments, to_text)
+from stepflow.engine import (
+    Context,
+    DocumentsNeeded,
+    ExpressionError,
+    Plan,
+    UnreadableDocument,
+    evaluate,
+    evaluate_conditions,
+    execution_context,
+    new_execution,
+    resolve,
+    resolve_container_arguments,
+    to_text,
+)
 
 from .helpers import T0, condition, definition, get, join, json_get, reference_definition, results_uri, training
 

@@ -14,9 +14,21 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from stepflow.engine import (AttemptFailed, AttemptStarted, AttemptStopped, AttemptStopping, AttemptSucceeded,
-                             ExecutionState, Plan, StopRequested, UnreadableDocument, apply, apply_all, decide,
-                             new_execution)
+from stepflow.engine import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptStopped,
+    AttemptStopping,
+    AttemptSucceeded,
+    ExecutionState,
+    Plan,
+    StopRequested,
+    UnreadableDocument,
+    apply,
+    apply_all,
+    decide,
+    new_execution,
+)
 
 from .helpers import T0, condition, definition, fail, json_get, results_uri, training
 

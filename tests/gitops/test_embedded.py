@@ -13,16 +13,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.testenv import wait_for
 
 from stepflow.gitops.embedded import EmbeddedLoop
 from stepflow.gitops.execution_status import steps_summary
-from stepflow.gitops.up_state import merge_status
-from stepflow.layout import UP_STATE_FOLDER as STATE_PREFIX
 from stepflow.gitops.manifests import discover
 from stepflow.gitops.reconciler import Reconciler
 from stepflow.gitops.sandbox import SandboxSettings
+from stepflow.gitops.up_state import merge_status
+from stepflow.layout import UP_STATE_FOLDER as STATE_PREFIX
 from stepflow.storage import open_store
-from tests.testenv import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn"
 CHURN = "pipelines/churn.py"
@@ -178,7 +178,8 @@ def test_bad_manifest_does_not_stop_the_others(env, git_remote):
     env.write("good.yaml", manifest("churn", git_remote.file_url))
     env.write("typo.yaml", manifest("typo", git_remote.file_url).replace("module:", "modul:"))
     env.write("cron.yaml", manifest("cron", git_remote.file_url,
-                                    extra="  suspend: false\n").replace("trigger: {", "trigger: {schedule: 'every day', "))
+                                    extra="  suspend: false\n").replace(
+        "trigger: {", "trigger: {schedule: 'every day', "))
     loop = env.once()
     assert list(loop.statuses()) == ["churn"]
     assert loop.statuses()["churn"]["lastExecution"]["phase"] == "Succeeded"

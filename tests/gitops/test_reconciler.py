@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gitops_world import EXAMPLE, ready, spec_for
 
 from stepflow.gitops import conditions as cond
 from stepflow.storage import open_store
+
 
 async def test_first_reconcile_publishes_and_requests_one_execution_then_nothing(world):
     repo, reconciler, _ = world
@@ -82,7 +83,7 @@ async def test_reconcile_request_forces_a_rebuild_and_is_echoed(world):
 async def test_schedule_requests_an_execution_when_due(world):
     repo, reconciler, _ = world
     spec = spec_for(repo, trigger={"onChange": False, "schedule": "*/5 * * * *"})
-    t0 = datetime(2026, 1, 1, 3, 2, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, 3, 2, tzinfo=UTC)
     first = await reconciler.reconcile("churn", spec, {}, now=t0)
     assert first.execution is None and first.status["nextScheduleTime"] == "2026-01-01T03:05:00Z"
     later = await reconciler.reconcile("churn", spec, first.status, now=t0 + timedelta(minutes=4))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-
+from tests.testenv import unavailable, wait_for
 from tests.testenv.wheels import make_wheel
 
 from stepflow.gitops.sandbox import (
@@ -38,7 +38,6 @@ from stepflow.gitops.sandbox import (
     check_module_path,
 )
 from stepflow.gitops.sandbox.protocol import interpret
-from tests.testenv import unavailable, wait_for
 
 ROOT = os.geteuid() == 0
 ALLOWED_ENV = {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE"}
@@ -106,7 +105,8 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 
 
 async def _run_script(sandbox: Sandbox, checkout: Path, script: str, *args: str,
-                      limits: Limits = Limits(timeout=60)):
+                      limits: Limits | None = None):
+    limits = limits or Limits(timeout=60)
     _write(checkout, {"script.py": script})
     sandbox.jail.hand_over(checkout)
     python, failure = await sandbox.venvs.environment(None, cwd=checkout)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.testenv import free_port
 
 from stepflow.errors import ConfigurationError
 from stepflow.gitops.gitauth import GitCredentials, git_environment
@@ -28,7 +29,6 @@ from stepflow.gitops.source import (
     safe_url,
 )
 from stepflow.locks import flock
-from tests.testenv import free_port
 
 PASSWORD = "pa55-w0rd-never-shown"
 

@@ -9,17 +9,28 @@ compares the two results after every state, not only the last.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from stepflow.engine import (AttemptFailed, AttemptStarted, AttemptStopped, AttemptSucceeded, ExecutionState,
-                             Plan, StopRequested, apply, apply_all, decide, new_execution)
+from stepflow.engine import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptStopped,
+    AttemptSucceeded,
+    ExecutionState,
+    Plan,
+    StopRequested,
+    apply,
+    apply_all,
+    decide,
+    new_execution,
+)
 from stepflow.gitops.execution_status import execution_status, pipeline_status, steps_summary
 from stepflow.gitops.up_state import PipelineState, apply_execution
 
-T0 = datetime(2026, 11, 25, 1, 2, 3, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 1, 2, 3, tzinfo=UTC)
 ROOT = "s3://bucket/stepflow/p"
 
 

@@ -7,7 +7,6 @@ import subprocess
 
 import git
 import pytest
-
 from tests.testenv.git import git_env
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import queue
 import secrets
-import os
 import subprocess
 import threading
 
@@ -13,7 +13,6 @@ import pytest
 import yaml
 from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
-
 from tests.testenv import wait_for
 
 

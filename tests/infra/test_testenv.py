@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from tests.testenv import (
     BinaryMissing,
     ServerProcess,

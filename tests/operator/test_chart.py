@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tests.testenv import require_binary
 
 REPO = Path(__file__).resolve().parents[2]

@@ -264,7 +264,7 @@ def _table(text: str) -> tuple[list[str], list[list[str]]]:
     names = re.split(r"\s{2,}", lines[0].strip())
     starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s{2}))\S", lines[0])]
     assert len(starts) == len(names), lines[0]
-    bounds = list(zip(starts, starts[1:] + [None]))
+    bounds = list(zip(starts, starts[1:] + [None], strict=False))
     return names, [[line[a:b].strip() for a, b in bounds] for line in lines[1:]]
 
 

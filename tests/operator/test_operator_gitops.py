@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.testenv import unavailable, wait_for
 from tests.testenv.procs import WaitTimeout
 from tests.testenv.samples import TWO_STEPS, probe_module

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from stepflow.gitops.execution_status import duration_text
 from stepflow_operator.__main__ import kopf_arguments
 from stepflow_operator.context import Runs
-from stepflow.gitops.execution_status import duration_text
 from stepflow_operator.patches import merge_patch
 
 

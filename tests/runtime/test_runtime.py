@@ -13,12 +13,12 @@ import subprocess
 import sys
 
 import pytest
+from tests.testenv.wheels import make_wheel
 
 from stepflow import layout
 from stepflow.serialization import deserialize, serialize
 from stepflow.storage import open_store
 from stepflow.workflow import placeholders as ph
-from tests.testenv.wheels import make_wheel
 
 PIPELINE = "demo"
 TS = "2026-01-01-00-00-00-000"
@@ -96,7 +96,8 @@ def test_placeholders_are_resolved_with_types_and_upstream_paths(store_env):
     def probe(n, f, flag, s, exec_id, first_k, second):
         return [n, f, flag, s, exec_id, first_k, second]
 
-    dr = ph._DelayedReturn(ph._Properties("Steps.up.OutputDataConfig.S3OutputPath"), (("__getitem__", 0), ("__getitem__", "k")))
+    dr = ph._DelayedReturn(ph._Properties("Steps.up.OutputDataConfig.S3OutputPath"),
+                           (("__getitem__", 0), ("__getitem__", "k")))
     dr2 = ph._DelayedReturn(ph._Properties("Steps.up.OutputDataConfig.S3OutputPath"), (("__getitem__", 1),))
     put(base, "probe", probe, (ph._ParameterInteger("N"), ph._ParameterFloat("F"), ph._ParameterBoolean("B"),
                                ph._ParameterString("S"), ph._ExecutionVariable("PipelineExecutionId")),
@@ -208,7 +209,8 @@ def test_user_code_does_not_see_the_integrity_key_even_after_a_dependency_reexec
     env = {**env, "STEPFLOW_INTEGRITY_KEY": key}
     store = open_store(base)
     wheel = make_wheel(tmp_path, "stepflow_key_dep", "VALUE = 1\n")
-    probe = lambda: [__import__("stepflow_key_dep").VALUE, __import__("os").environ.get("STEPFLOW_INTEGRITY_KEY")]
+    def probe():
+        return [__import__("stepflow_key_dep").VALUE, __import__("os").environ.get("STEPFLOW_INTEGRITY_KEY")]
     for name, obj in (("function", probe), ("arguments", ((), {}))):
         art = serialize(obj, key=bytes.fromhex(key))
         store.put_bytes(f"k/{TS}/{name}/payload.pkl", art.payload)

@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from stepflow.backends import NoBackend
+from tests.fixtures import container_args, flag, steps_by_name
 
 import stepflow
+from stepflow.backends import NoBackend
 from stepflow.compiler.graph import build_graph
 from stepflow.errors import BackendError, SerializationError, ValidationError
 from stepflow.workflow.condition_step import ConditionStep
@@ -23,8 +23,6 @@ from stepflow.workflow.parameters import ParameterInteger, ParameterString
 from stepflow.workflow.pipeline import Pipeline
 from stepflow.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
 from stepflow.workflow.step_outputs import get_step
-
-from tests.fixtures import container_args, flag, steps_by_name
 
 HERE = Path(__file__).name
 
@@ -210,7 +208,7 @@ def test_function_step_api_rules():
     with pytest.raises(ValidationError, match="add_depends_on"):
         s.depends_on = []
     with pytest.raises(ValidationError, match="has no properties"):
-        s.properties
+        _ = s.properties
     with pytest.raises(ValidationError, match="takes a list"):
         s.add_depends_on(get_step(f()))
     with pytest.raises(ValidationError, match="value returned by calling an @step"):
@@ -303,7 +301,8 @@ def test_a_cycle_is_reported_with_its_path(compile_):
     first = a()
     last = c(b(first))
     get_step(first).add_depends_on([last])
-    with pytest.raises(ValidationError, match=r"dependency cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)") as info:
+    cycle = r"dependency cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)"
+    with pytest.raises(ValidationError, match=cycle) as info:
         compile_(Pipeline(name="p", steps=[last]))
     assert info.value.reason == "DependencyCycle"
 

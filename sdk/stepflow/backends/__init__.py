@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from stepflow.backends.base import Backend, NoBackend
 
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
     from stepflow.storage import ObjectStore
 
 
-def default_backend(store: "Callable[[], ObjectStore]") -> Backend:
+def default_backend(store: Callable[[], ObjectStore]) -> Backend:
     """The local backend over the session's store: runs anywhere, no cluster, no cloud."""
     from stepflow.backends.local import LocalBackend
 

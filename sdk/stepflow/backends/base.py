@@ -12,7 +12,8 @@ derives the resources' status, whatever the backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from stepflow.errors import BackendError
 
@@ -33,7 +34,7 @@ class Backend(ABC):
     name: str = "backend"
 
     @abstractmethod
-    def upsert(self, bundle: "Bundle", store: "ObjectStore", *, role_arn: str | None,
+    def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
                description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
         """Record the published bundle's definition as the pipeline's current one.
 
@@ -125,7 +126,7 @@ class NoBackend(Backend):
             "pipelines, pass a backend to the session, e.g. Session(backend=...).",
             reason="NoBackend")
 
-    def upsert(self, bundle: "Bundle", store: "ObjectStore", *, role_arn: str | None,
+    def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
                description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
         raise self._fail(f"create or update pipeline '{bundle.pipeline_name}'")
 

@@ -13,14 +13,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from stepflow import layout
 from stepflow.backends.local.launcher import ProcessStatus
-from stepflow.engine import (AttemptFailed, AttemptRunning, AttemptStarted, AttemptStopped, AttemptStopping,
-                             AttemptSucceeded, Decision, ExecutionState, Plan, StopRequested,
-                             UnreadableDocument, apply_all, decide)
+from stepflow.engine import (
+    AttemptFailed,
+    AttemptRunning,
+    AttemptStarted,
+    AttemptStopped,
+    AttemptStopping,
+    AttemptSucceeded,
+    Decision,
+    ExecutionState,
+    Plan,
+    StopRequested,
+    UnreadableDocument,
+    apply_all,
+    decide,
+)
 from stepflow.errors import StepflowError
 from stepflow.storage import NotFound, ObjectStore, open_store
 from stepflow.timefmt import utcnow

@@ -10,6 +10,7 @@ from typing import Any
 
 from stepflow.engine import ExecutionState, Plan, StepState
 
+
 def describe_execution(state: ExecutionState, *, display_name: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "PipelineArn": state.pipeline_arn,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -56,14 +57,14 @@ output_option = click.option("--output", "-o", type=click.Choice(["text", "json"
                              show_default=True, help="json: a machine-readable summary on standard output.")
 
 
-def local_backend() -> "LocalBackend":
+def local_backend() -> LocalBackend:
     from stepflow.backends.local import LocalBackend
     from stepflow.session import Session
 
     return LocalBackend(Session().store)
 
 
-def load_target(target: str) -> "Pipeline":
+def load_target(target: str) -> Pipeline:
     """The Pipeline named by ``PATH[:ATTR]``, imported with a fixed hash seed."""
     if Path(sys.argv[0]).name == "stepflow":  # the installed command, not an in-process call
         from stepflow.compiler.hashseed import ensure_fixed_hash_seed
@@ -74,7 +75,7 @@ def load_target(target: str) -> "Pipeline":
     return load_pipeline(target)
 
 
-def console(stderr: bool = False) -> "Console":
+def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=True)
@@ -125,7 +126,7 @@ def step_reason(step: dict[str, Any]) -> str:
     return step.get("FailureReason") or step.get("SkipReason") or ""
 
 
-def steps_table(steps: list[dict[str, Any]]) -> "Table":
+def steps_table(steps: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -141,7 +142,7 @@ def steps_table(steps: list[dict[str, Any]]) -> "Table":
     return table
 
 
-def step_locations(backend: "LocalBackend", pipeline: str, execution_id: str,
+def step_locations(backend: LocalBackend, pipeline: str, execution_id: str,
                    step: dict[str, Any]) -> dict[str, str | None]:
     """Store URIs a person looks at next: the result, the last attempt's log, the traceback."""
     pstore = backend.pipeline_store(pipeline)
@@ -160,7 +161,7 @@ def step_locations(backend: "LocalBackend", pipeline: str, execution_id: str,
     return out
 
 
-def summary(backend: "LocalBackend", pipeline: str, execution_id: str) -> dict[str, Any]:
+def summary(backend: LocalBackend, pipeline: str, execution_id: str) -> dict[str, Any]:
     """The machine-readable account of an execution (``--output json``)."""
     described = backend.describe_execution(pipeline, execution_id)
     steps = []
@@ -184,7 +185,7 @@ def summary(backend: "LocalBackend", pipeline: str, execution_id: str) -> dict[s
     }
 
 
-def print_outcome(out: "Console", data: dict[str, Any]) -> None:
+def print_outcome(out: Console, data: dict[str, Any]) -> None:
     """The end of a run or ``status``: the verdict and, for each failed step, where to look."""
     status = data["status"]
     line = f"{data['pipeline']}/{data['executionId']}: [{STATUS_STYLES.get(status, '')}]{status}[/]"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,7 +47,7 @@ class ExecutionRef:
     execution_id: str
 
 
-def _summary_keys(backend: "LocalBackend") -> Iterable[ExecutionRef]:
+def _summary_keys(backend: LocalBackend) -> Iterable[ExecutionRef]:
     """Every execution in the store, from the summaries the backend writes per execution."""
     for info in backend.store.list(""):
         parts = info.key.split("/")
@@ -54,7 +55,7 @@ def _summary_keys(backend: "LocalBackend") -> Iterable[ExecutionRef]:
             yield ExecutionRef(parts[0], parts[3][: -len(".json")])
 
 
-def find_execution(backend: "LocalBackend", text: str) -> ExecutionRef:
+def find_execution(backend: LocalBackend, text: str) -> ExecutionRef:
     """``ID``, a unique prefix of one, or ``PIPELINE/ID`` (no search)."""
     if "/" in text:
         pipeline, _, execution_id = text.partition("/")
@@ -151,7 +152,7 @@ def logs_command(execution: str, step: str, attempt: int | None) -> None:
     click.echo(_read_log(backend, ref, step, number), nl=False)
 
 
-def _read_log(backend: "LocalBackend", ref: ExecutionRef, step: str, attempt: int) -> str:
+def _read_log(backend: LocalBackend, ref: ExecutionRef, step: str, attempt: int) -> str:
     """The uploaded log, or while the attempt still runs here, its local file."""
     from stepflow.backends.local.launcher import ProcessLauncher
     from stepflow.storage import NotFound
@@ -169,7 +170,7 @@ def _read_log(backend: "LocalBackend", ref: ExecutionRef, step: str, attempt: in
                        "or its log was not uploaded).", reason="NoLog")
 
 
-def _step(backend: "LocalBackend", ref: ExecutionRef, name: str) -> dict[str, Any]:
+def _step(backend: LocalBackend, ref: ExecutionRef, name: str) -> dict[str, Any]:
     steps = backend.list_steps(ref.pipeline, ref.execution_id)
     for step in steps:
         if step["StepName"] == name:

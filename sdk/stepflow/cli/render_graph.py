@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 Edge = tuple[Step, Step, str]  # (from, to, kind: data | order | if | else)
 
 
-def edges(graph: "PipelineGraph") -> list[Edge]:
+def edges(graph: PipelineGraph) -> list[Edge]:
     out: list[Edge] = []
     for step in graph.steps:
         data = graph.data_upstream[id(step)]
@@ -46,7 +46,7 @@ def _label(step: Step) -> str:
     return f"{step.name}\n{step.step_type.value}"
 
 
-def to_mermaid(pipeline: "Pipeline", graph: "PipelineGraph") -> str:
+def to_mermaid(pipeline: Pipeline, graph: PipelineGraph) -> str:
     ids = {id(s): f"s{n}" for n, s in enumerate(graph.steps)}
     lines = ["flowchart TD", f"  %% pipeline {pipeline.name}"]
     for step in graph.steps:
@@ -73,7 +73,7 @@ def to_mermaid(pipeline: "Pipeline", graph: "PipelineGraph") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dot(pipeline: "Pipeline", graph: "PipelineGraph") -> str:
+def to_dot(pipeline: Pipeline, graph: PipelineGraph) -> str:
     lines = [f"digraph {json.dumps(pipeline.name)} {{",
              "  rankdir=TB;",
              '  node [fontname="Helvetica", fontsize=11, style="filled,rounded", '

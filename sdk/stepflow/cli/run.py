@@ -11,13 +11,23 @@ import json
 import shutil
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from stepflow.cli.common import (EXIT_CODES, console, emit, format_seconds, load_target, local_backend,
-                                 output_option, steps_table, store_option, summary)
+from stepflow.cli.common import (
+    EXIT_CODES,
+    console,
+    emit,
+    format_seconds,
+    load_target,
+    local_backend,
+    output_option,
+    steps_table,
+    store_option,
+    summary,
+)
 from stepflow.engine import ParameterError
 
 if TYPE_CHECKING:
@@ -46,7 +56,7 @@ class StepView:
     """What the terminal shows while the execution runs: one row per step, redrawn by rich
     a few times a second (so elapsed times move) from the latest state the orchestrator saw."""
 
-    def __init__(self, plan: "Plan", state: "ExecutionState") -> None:
+    def __init__(self, plan: Plan, state: ExecutionState) -> None:
         self.plan = plan
         self.state = state
 
@@ -62,13 +72,13 @@ class StepView:
 class PlainProgress:
     """One line per step status change, for logs and pipes where a redrawn table is noise."""
 
-    def __init__(self, out: "Console", view: StepView) -> None:
+    def __init__(self, out: Console, view: StepView) -> None:
         self.out = out
         self.view = view
         self.seen: dict[str, tuple[str, int]] = {}
 
     def update(self) -> None:
-        now = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        now = datetime.now(UTC).strftime("%H:%M:%S")
         for step in self.view.steps():
             key = (step["StepStatus"], step.get("AttemptCount") or 0)
             if self.seen.get(step["StepName"], ("Pending", 0)) == key:
@@ -86,12 +96,12 @@ class Interrupts:
     """First Ctrl-C asks the execution to stop (the orchestrator terminates running steps and
     the execution ends Stopped); a second one returns at once, leaving it resumable."""
 
-    def __init__(self, backend: "LocalBackend", pipeline: str, execution_id: str, out: "Console") -> None:
+    def __init__(self, backend: LocalBackend, pipeline: str, execution_id: str, out: Console) -> None:
         self.backend, self.pipeline, self.execution_id, self.out = backend, pipeline, execution_id, out
         self.presses = 0
         self.stop_sent = False
 
-    def __enter__(self) -> "Interrupts":
+    def __enter__(self) -> Interrupts:
         self._previous = signal.signal(signal.SIGINT, self._pressed)
         return self
 
@@ -166,7 +176,7 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
     raise SystemExit(EXIT_CODES.get(data["status"], 1))
 
 
-def _publish(pipeline: Any, given: dict[str, str], err: "Console") -> tuple["LocalBackend", "Plan", str]:
+def _publish(pipeline: Any, given: dict[str, str], err: Console) -> tuple[LocalBackend, Plan, str]:
     """One compile; the parameters are checked against it before anything is uploaded."""
     from stepflow.backends.local import LocalBackend
     from stepflow.compiler.bundle import scratch_dir
@@ -191,14 +201,14 @@ def _publish(pipeline: Any, given: dict[str, str], err: "Console") -> tuple["Loc
     return backend, Plan.from_definition(definition), bundle.pipeline_name
 
 
-def _usage_error(err: "Console", exc: ParameterError) -> None:
+def _usage_error(err: Console, exc: ParameterError) -> None:
     from stepflow.cli.main import error_paragraph
 
     err.print(error_paragraph(exc), style="bold red", markup=False)
     sys.exit(2)
 
 
-def _orchestrate(backend: "LocalBackend", plan: "Plan", state: "ExecutionState", err: "Console") -> "ExecutionState":
+def _orchestrate(backend: LocalBackend, plan: Plan, state: ExecutionState, err: Console) -> ExecutionState:
     from rich.live import Live
 
     view = StepView(plan, state)
@@ -206,13 +216,13 @@ def _orchestrate(backend: "LocalBackend", plan: "Plan", state: "ExecutionState",
     with Interrupts(backend, name, execution_id, err) as interrupts:
         if err.is_terminal:
             with Live(view, console=err, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False):
-                def changed(new: "ExecutionState") -> None:
+                def changed(new: ExecutionState) -> None:
                     view.state = new
 
                 return backend.run(name, execution_id, on_change=changed, should_stop=interrupts.should_stop)
         progress = PlainProgress(err, view)
 
-        def changed_plain(new: "ExecutionState") -> None:
+        def changed_plain(new: ExecutionState) -> None:
             view.state = new
             progress.update()
 

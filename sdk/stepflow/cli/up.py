@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +39,11 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds}s"
 
 
-def rows_table(rows: list["Row"]) -> "Table":
+def rows_table(rows: list[Row]) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("NAME", "REVISION", "READY", "PHASE", "STEPS", "LAST RUN", "AGE"):
         table.add_column(column, no_wrap=True)
@@ -56,7 +56,7 @@ def rows_table(rows: list["Row"]) -> "Table":
     return table
 
 
-def row_line(row: "Row") -> str:
+def row_line(row: Row) -> str:
     parts = [f"ready={row.ready or '-'}", f"revision={row.revision or '-'}", f"phase={row.phase or '-'}",
              f"steps={row.steps or '-'}"]
     return f"{row.name}: {' '.join(parts)}" + (f" — {row.message}" if row.message else "")
@@ -65,7 +65,7 @@ def row_line(row: "Row") -> str:
 class _TableView:
     """The live table; rich redraws it a few times a second, so ages move on their own."""
 
-    def __init__(self, loop: "EmbeddedLoop") -> None:
+    def __init__(self, loop: EmbeddedLoop) -> None:
         self.loop = loop
 
     def __rich__(self) -> Any:
@@ -75,7 +75,7 @@ class _TableView:
 class PlainView:
     """One line per change of a pipeline's row, and one per event: for pipes and CI logs."""
 
-    def __init__(self, out: "Console") -> None:
+    def __init__(self, out: Console) -> None:
         self.out = out
         self.loop: EmbeddedLoop | None = None
         self._seen: dict[str, str] = {}
@@ -100,7 +100,7 @@ def _clock() -> str:
 
 
 def _build_loop(directory: Path, interval: float | None, view: PlainView | None,
-                on_event: Any) -> "EmbeddedLoop":
+                on_event: Any) -> EmbeddedLoop:
     from stepflow.cache import cache_dir
     from stepflow.config import load_config
     from stepflow.gitops.embedded import EmbeddedLoop
@@ -121,7 +121,7 @@ def _build_loop(directory: Path, interval: float | None, view: PlainView | None,
                         interval=interval, on_change=view.changed if view else None, on_event=on_event)
 
 
-async def _main(loop: "EmbeddedLoop", once: bool) -> bool:
+async def _main(loop: EmbeddedLoop, once: bool) -> bool:
     """Run until done (``once``) or until SIGINT/SIGTERM; True when interrupted."""
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
@@ -148,7 +148,7 @@ async def _main(loop: "EmbeddedLoop", once: bool) -> bool:
             running.remove_signal_handler(signum)
 
 
-def _report_failures(loop: "EmbeddedLoop", out: "Console") -> None:
+def _report_failures(loop: EmbeddedLoop, out: Console) -> None:
     """For ``--once``: why each pipeline is not Ready, and each failed execution's failing step."""
     for problem in loop.problems:
         out.print(f"error ({problem.reason}): {problem}", style="bold red", markup=False)
@@ -222,7 +222,7 @@ def up_command(directory: Path, once: bool, interval: str | None, no_live: bool)
         raise SystemExit(0 if healthy else 1)
 
 
-def _run_live(loop: "EmbeddedLoop", once: bool, err: "Console") -> bool:
+def _run_live(loop: EmbeddedLoop, once: bool, err: Console) -> bool:
     from rich.live import Live
 
     with Live(_TableView(loop), console=err, refresh_per_second=2, transient=once,

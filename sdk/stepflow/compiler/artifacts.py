@@ -20,6 +20,7 @@ from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import FunctionStep
 from stepflow.workflow.steps import ProcessingStep, Step
 
+
 @dataclass
 class StepArtifacts:
     """Files under ``<pipeline>/<step>/<ts>/`` by relative path, and the run-time references."""

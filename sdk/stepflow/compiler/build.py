@@ -21,8 +21,9 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from stepflow.compiler.hashseed import ensure_fixed_hash_seed
 from stepflow.errors import INFRASTRUCTURE, USER, ConfigurationError, StepflowError

@@ -15,11 +15,12 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from stepflow import layout
 from stepflow.errors import StorageError
@@ -52,7 +53,7 @@ class Bundle:
         self._manifest = manifest
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> "Bundle":
+    def open(cls, directory: str | os.PathLike[str]) -> Bundle:
         root = Path(directory)
         try:
             manifest = json.loads((root / "bundle.json").read_text("utf-8"))
@@ -67,7 +68,7 @@ class Bundle:
 
     @classmethod
     def write(cls, directory: str | os.PathLike[str], *, pipeline_name: str,
-              definition_bytes: bytes, files: Mapping[str, bytes], step_count: int) -> "Bundle":
+              definition_bytes: bytes, files: Mapping[str, bytes], step_count: int) -> Bundle:
         root = Path(directory)
         entries = [{"key": key, "sha256": hashlib.sha256(files[key]).hexdigest(),
                     "size": len(files[key])} for key in sorted(files)]

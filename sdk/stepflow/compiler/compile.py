@@ -10,8 +10,9 @@ names live in the graph and are made visible to rendering and pickling by
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from importlib.resources import files as package_files
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from stepflow import layout
 from stepflow.compiler import pickling
@@ -44,7 +45,7 @@ def job_driver() -> bytes:
     return (package_files("stepflow.compiler") / "bootstrap" / "job_driver.sh").read_bytes()
 
 
-def compile_pipeline(pipeline: "Pipeline", *, s3_root_uri: str, out_dir: str | None = None,
+def compile_pipeline(pipeline: Pipeline, *, s3_root_uri: str, out_dir: str | None = None,
                      previous_index: Mapping[str, str] | None = None,
                      integrity_key: bytes | None = None, region: str | None = None,
                      remote_function_defaults: Mapping[str, Any] | None = None) -> Bundle:
@@ -73,7 +74,7 @@ def _configured_defaults() -> dict[str, Any]:
     return dict(load_config().remote_function or {})
 
 
-def _compile(pipeline: "Pipeline", graph: PipelineGraph, *, s3_root_uri: str,
+def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
              out_dir: str | None, previous_index: Mapping[str, str] | None,
              integrity_key: bytes | None, region: str, config: dict[str, Any]) -> Bundle:
     root = project_root()

@@ -85,8 +85,8 @@ class Renderer:
     ``graph.name_of``.
     """
 
-    def __init__(self, pipeline: "Pipeline", graph: PipelineGraph, s3_base_uri: str,
-                 step_ts: dict[int, str], artifacts: dict[int, "StepArtifacts"],
+    def __init__(self, pipeline: Pipeline, graph: PipelineGraph, s3_base_uri: str,
+                 step_ts: dict[int, str], artifacts: dict[int, StepArtifacts],
                  settings: dict[int, dict[str, Any]],
                  region: str, stepflow_version: str) -> None:
         self.pipeline = pipeline

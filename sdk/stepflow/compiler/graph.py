@@ -51,7 +51,7 @@ class PipelineGraph:
         return {self.name_of(s): s for s in self.steps}
 
 
-def build_graph(pipeline: "Pipeline") -> PipelineGraph:
+def build_graph(pipeline: Pipeline) -> PipelineGraph:
     inputs = _unique([as_step(s) for s in pipeline.steps])
     nested_owner: dict[int, Step] = {}
     for step in _all_condition_branches(inputs):

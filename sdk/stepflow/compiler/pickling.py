@@ -19,11 +19,11 @@ import hashlib
 import site
 import sys
 import sysconfig
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cp
@@ -44,11 +44,11 @@ def _installed_roots() -> tuple[Path, ...]:
     return tuple(roots)
 
 
-def _is_within(path: Path, roots: "tuple[Path, ...] | list[Path]") -> bool:
+def _is_within(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _in_project(filename: str, project_root: Path) -> bool:
     path = Path(filename).resolve()
     return _is_within(path, [project_root]) and not _is_within(path, _installed_roots())

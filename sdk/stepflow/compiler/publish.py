@@ -133,7 +133,7 @@ def _check_files(bundle: _Bundle) -> list[_BundleFile]:
 def _upload_all(store: ObjectStore, bundle: _Bundle, files: list[_BundleFile], workers: int) -> int:
     """Upload in parallel (the store's bulk path); every upload must hash to what the bundle records."""
     written = store.put_many([(f.key, bundle.path_of(f.key)) for f in files], workers=workers)
-    for f, info in zip(files, written):
+    for f, info in zip(files, written, strict=False):
         if info.sha256 != f.sha256:
             raise IntegrityError(
                 f"Bundle file {f.key} hashes to {info.sha256} but the bundle records {f.sha256}: "

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import os
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 from stepflow import layout
 from stepflow.errors import ConfigurationError
@@ -25,13 +25,13 @@ def build_timestamp(now: dt.datetime | None = None) -> str:
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         if epoch:
             try:
-                now = dt.datetime.fromtimestamp(float(epoch), tz=dt.timezone.utc)
+                now = dt.datetime.fromtimestamp(float(epoch), tz=dt.UTC)
             except ValueError:
                 raise ConfigurationError(
                     f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; unset it or "
                     "set it to e.g. the commit time (git log -1 --format=%ct).") from None
         else:
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
     return now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
 
 
@@ -71,7 +71,7 @@ class PreviousFolders:
         taken = self._digests.get(prefix, {})
         if ts not in taken:
             return ts
-        moment = dt.datetime.strptime(ts, "%Y-%m-%d-%H-%M-%S-%f").replace(tzinfo=dt.timezone.utc)
+        moment = dt.datetime.strptime(ts, "%Y-%m-%d-%H-%M-%S-%f").replace(tzinfo=dt.UTC)
         while ts in taken:
             moment += dt.timedelta(milliseconds=1)
             ts = build_timestamp(moment)

@@ -22,7 +22,7 @@ STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 
 
-def validate(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
+def validate(pipeline: Pipeline, graph: PipelineGraph) -> None:
     """Raise the first problem found; step names are the graph's (``graph.name_of``)."""
     check_pipeline_name(pipeline)
     check_step_names(graph)
@@ -31,7 +31,7 @@ def validate(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
     check_parameters(pipeline, graph)
 
 
-def check_pipeline_name(pipeline: "Pipeline") -> None:
+def check_pipeline_name(pipeline: Pipeline) -> None:
     if not isinstance(pipeline.name, str) or not PIPELINE_NAME.match(pipeline.name):
         raise ValidationError(
             f"Invalid pipeline name {pipeline.name!r}: use 1-256 letters, digits and "
@@ -39,7 +39,7 @@ def check_pipeline_name(pipeline: "Pipeline") -> None:
             location=pipeline.location, reason="InvalidName")
 
 
-def check_step_names(graph: "PipelineGraph") -> None:
+def check_step_names(graph: PipelineGraph) -> None:
     for step in graph.steps:
         name = graph.name_of(step)
         if not STEP_NAME.match(name):
@@ -49,7 +49,7 @@ def check_step_names(graph: "PipelineGraph") -> None:
                 "name=... .", location=step.location, reason="InvalidName")
 
 
-def check_unique_names(graph: "PipelineGraph") -> None:
+def check_unique_names(graph: PipelineGraph) -> None:
     first: dict[str, Step] = {}
     for step in graph.steps:
         name = graph.name_of(step)
@@ -62,7 +62,7 @@ def check_unique_names(graph: "PipelineGraph") -> None:
                 location=step.location, reason="DuplicateStepName")
 
 
-def check_acyclic(graph: "PipelineGraph") -> None:
+def check_acyclic(graph: PipelineGraph) -> None:
     """Iterative depth-first search over 'runs after' edges; report the first cycle found."""
     state: dict[int, int] = {}  # 1 = on the current path, 2 = done
     for start in graph.steps:
@@ -90,7 +90,7 @@ def check_acyclic(graph: "PipelineGraph") -> None:
                 pending.append(iter(graph.upstream.get(id(up), [])))
 
 
-def check_parameters(pipeline: "Pipeline", graph: "PipelineGraph") -> None:
+def check_parameters(pipeline: Pipeline, graph: PipelineGraph) -> None:
     declared: dict[str, Parameter] = {}
     for parameter in pipeline.parameters:
         if parameter.name in declared and declared[parameter.name] is not parameter:

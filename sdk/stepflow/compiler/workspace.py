@@ -12,8 +12,9 @@ import fnmatch
 import io
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stepflow import layout
 

@@ -15,17 +15,40 @@ operator; each persists the :class:`ExecutionState` and resumes from it.
 from .conditions import evaluate_conditions
 from .context import execution_context, resolve_container_arguments
 from .decide import Decision, Launch, Stop, decide
-from .events import (AttemptFailed, AttemptRunning, AttemptStarted, AttemptStopped, AttemptStopping,
-                     AttemptSucceeded, ConditionEvaluated, EngineEvent, Event, ExecutionCompleted,
-                     FailStepReached, OrchestratorEvent, StepEvaluationFailed, StepSkipped, StepStopped,
-                     StopRequested)
-from .expressions import (Context, DocumentsNeeded, ExpressionError, UnreadableDocument, evaluate, resolve,
-                          to_text)
+from .events import (
+                     AttemptFailed,
+                     AttemptRunning,
+                     AttemptStarted,
+                     AttemptStopped,
+                     AttemptStopping,
+                     AttemptSucceeded,
+                     ConditionEvaluated,
+                     EngineEvent,
+                     Event,
+                     ExecutionCompleted,
+                     FailStepReached,
+                     OrchestratorEvent,
+                     StepEvaluationFailed,
+                     StepSkipped,
+                     StepStopped,
+                     StopRequested,
+)
+from .expressions import Context, DocumentsNeeded, ExpressionError, UnreadableDocument, evaluate, resolve, to_text
 from .parameters import ParameterError, ParameterSpec, resolve_parameters
 from .plan import Branch, Plan, StepPlan
 from .retry import RetryPolicy, RetrySettings
-from .state import (EXECUTING, FAILED, SKIPPED, STOPPED, STOPPING, SUCCEEDED, TERMINAL_EXECUTION_STATUSES, Attempt,
-                    ExecutionState, StepState)
+from .state import (
+                     EXECUTING,
+                     FAILED,
+                     SKIPPED,
+                     STOPPED,
+                     STOPPING,
+                     SUCCEEDED,
+                     TERMINAL_EXECUTION_STATUSES,
+                     Attempt,
+                     ExecutionState,
+                     StepState,
+)
 from .transitions import TransitionError, apply, apply_all, new_execution
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Condition evaluation (spec §4.4): the list of a ConditionStep is ANDed.
+"""Condition evaluation (docs/SAGEMAKER-COMPATIBILITY.md, "Condition and Fail steps"): the list of a ConditionStep is ANDed.
 
 Comparisons follow the operand types rather than Python's anything-goes rules, so a
 mistake such as comparing a String parameter with a numeric metric fails the condition
@@ -11,8 +11,8 @@ reported in one go.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from stepflow.errors import ValidationError
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .expressions import Context, resolve, to_text
-from .plan import CONTAINER_ARGUMENTS, Plan
 from stepflow.timefmt import millis
 
+from .expressions import Context, resolve, to_text
+from .plan import CONTAINER_ARGUMENTS, Plan
 from .state import ExecutionState
 
 

@@ -42,7 +42,7 @@ from .conditions import evaluate_conditions
 from .context import execution_context, resolve_container_arguments
 from .expressions import DocumentsNeeded, ExpressionError, evaluate, to_text
 from .plan import Plan
-from .state import (FAILED, PENDING, SKIPPED, STOPPED, STOPPING, SUCCEEDED, ExecutionState, require_utc)
+from .state import FAILED, PENDING, SKIPPED, STOPPED, STOPPING, SUCCEEDED, ExecutionState, require_utc
 from .transitions import TransitionError, apply_in_place
 
 

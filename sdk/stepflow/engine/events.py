@@ -10,7 +10,6 @@ persisted state says why every step ended where it did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 # -- reported by the orchestrator ------------------------------------------------------
 
@@ -116,8 +115,8 @@ class ExecutionCompleted:
     failure_reason: str | None = None
 
 
-OrchestratorEvent = Union[AttemptStarted, AttemptRunning, AttemptSucceeded, AttemptFailed,
-                          AttemptStopping, AttemptStopped, StopRequested]
-EngineEvent = Union[ConditionEvaluated, StepSkipped, FailStepReached, StepEvaluationFailed,
-                    StepStopped, ExecutionCompleted]
-Event = Union[OrchestratorEvent, EngineEvent]
+OrchestratorEvent = (AttemptStarted | AttemptRunning | AttemptSucceeded | AttemptFailed | AttemptStopping
+                     | AttemptStopped | StopRequested)
+EngineEvent = (ConditionEvaluated | StepSkipped | FailStepReached | StepEvaluationFailed | StepStopped
+               | ExecutionCompleted)
+Event = OrchestratorEvent | EngineEvent

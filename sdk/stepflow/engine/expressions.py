@@ -17,9 +17,9 @@ has ``Outcome``, once it has been evaluated.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from stepflow.errors import StepflowError, ValidationError
 

@@ -11,9 +11,7 @@ string uses single or double quotes and backslash escapes the quote.
 
 from __future__ import annotations
 
-from typing import Union
-
-PathSegment = Union[str, int]
+PathSegment = str | int
 
 
 class PathSyntaxError(ValueError):

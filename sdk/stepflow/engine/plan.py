@@ -23,8 +23,8 @@ from stepflow.errors import ValidationError
 
 from .conditions import scan_conditions
 from .expressions import OpaquePropertyError, References, lookup_property, scan
-from .paths import parse_path
 from .parameters import ParameterSpec, parse_parameter_specs
+from .paths import parse_path
 from .retry import RetrySettings, parse_retry_settings
 
 #: Step types the engine runs: Training and Processing in a container, Condition and

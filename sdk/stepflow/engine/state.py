@@ -9,15 +9,14 @@ equal object, and the engine's decisions from it are the same.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any
 
-from stepflow.errors import ERROR_KINDS, INFRASTRUCTURE, USER, DeserializationError
+from stepflow.errors import ERROR_KINDS, DeserializationError
 from stepflow.timefmt import micros as format_time
 from stepflow.timefmt import parse as parse_time
-from stepflow.timefmt import require_utc
 
 STATE_VERSION = 1
 

@@ -20,9 +20,23 @@ from . import events as ev
 from .parameters import resolve_parameters
 from .plan import Plan
 from .retry import next_retry
-from .state import (EXECUTING, FAILED, INFRASTRUCTURE, PENDING, STARTING, STOPPED, STOPPING, SUCCEEDED,
-                    SKIPPED, TERMINAL_EXECUTION_STATUSES, USER, Attempt, ExecutionState, StepState,
-                    require_utc)
+from .state import (
+    EXECUTING,
+    FAILED,
+    INFRASTRUCTURE,
+    PENDING,
+    SKIPPED,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    SUCCEEDED,
+    TERMINAL_EXECUTION_STATUSES,
+    USER,
+    Attempt,
+    ExecutionState,
+    StepState,
+    require_utc,
+)
 
 
 class TransitionError(StepflowError):

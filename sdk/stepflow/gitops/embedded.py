@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepflow import timefmt
 from stepflow.backends.base import Backend
 from stepflow.engine import SUCCEEDED, ExecutionState
 from stepflow.errors import StepflowError
@@ -281,7 +280,7 @@ class EmbeddedLoop:
                 timeout = min([1.0, *waits]) if waits else 1.0
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=max(timeout, 0.05))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await self.shutdown()

@@ -20,10 +20,11 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from stepflow import timefmt
 from stepflow.compiler.bundle import Bundle
@@ -97,7 +98,7 @@ class Reconciler:
                         generation: int = 1, credentials: GitCredentials | StepflowError | None = None,
                         requested_at: str | None = None, now: datetime | None = None,
                         base_dir: str | None = None) -> Outcome:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         status = json.loads(json.dumps(dict(status or {})))  # a private copy to edit
         out = Outcome(status=status)
         try:
@@ -179,10 +180,10 @@ class Reconciler:
                                                      message=str(exc), timestamp=_iso(now))
             self._event(out, "Warning", exc.reason, str(exc))
             return
-        status.setdefault("source", {})["committedAt"] = _iso(datetime.fromtimestamp(checkout.committed_at, timezone.utc))
+        status.setdefault("source", {})["committedAt"] = _iso(datetime.fromtimestamp(checkout.committed_at, UTC))
         store = self.targets.store_for(spec)
         previous_name = (status.get("definition") or {}).get("pipelineName")
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         bundle_dir: Path | None = None
         index_file: Path | None = None
         try:
@@ -199,7 +200,7 @@ class Reconciler:
                 previous_index=index_file, source_date_epoch=checkout.committed_at,
                 limits=Limits(timeout=spec.build.timeout, memory_bytes=spec.build.memory_bytes)))
             bundle_dir = result.bundle_dir
-            finished = datetime.now(timezone.utc)
+            finished = datetime.now(UTC)
             status["lastBuild"] = {"revision": revision, "startedAt": _iso(started), "finishedAt": _iso(finished),
                                    "durationSeconds": round((finished - started).total_seconds(), 3),
                                    "reason": None if result.ok else result.reason,
@@ -287,8 +288,9 @@ class Reconciler:
     def _ready(self, out: Outcome, spec: PipelineSpec, generation: int, now: datetime) -> None:
         d = out.status.get("definition") or {}
         revision = d.get("revision") or ""
-        message = (f"Applied revision {revision[:revision.find(':') + 8] if ':' in revision else revision}: "
-                   f"pipeline {d.get('pipelineName')}, {d.get('steps')} steps, definition {(d.get('digest') or '')[:19]}")
+        short = revision[:revision.find(":") + 8] if ":" in revision else revision
+        message = (f"Applied revision {short}: pipeline {d.get('pipelineName')}, {d.get('steps')} steps, "
+                   f"definition {(d.get('digest') or '')[:19]}")
         out.status["conditions"] = cond.mark_ready(out.status.get("conditions"), observed_generation=generation,
                                                    message=message, timestamp=_iso(now))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def parse(argv: Sequence[str]) -> StepInvocation:
         func_step_s3_dir=ns.func_step_s3_dir,
         client_python_version=ns.client_python_version,
         dependency_file=(settings or {}).get("dependency_file"),
-        property_references=dict(zip(refs[::2], refs[1::2])),
+        property_references=dict(zip(refs[::2], refs[1::2], strict=False)),
         serialize_output_to_json=ns.serialize_output_to_json.lower() == "true",
         attempt=ns.attempt,
     )

@@ -10,8 +10,9 @@ upstream step's pickled result and applying the ``[]`` path the user wrote.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from stepflow.errors import StepflowError
 from stepflow.workflow import placeholders as ph
@@ -81,7 +82,7 @@ def resolve_arguments(args: tuple, kwargs: dict, refs: Mapping[str, str],
     loaded: dict[str, Any] = {}
     if uris:
         with ThreadPoolExecutor(max_workers=min(8, len(uris))) as pool:
-            loaded = dict(zip(uris, pool.map(load_result, uris)))
+            loaded = dict(zip(uris, pool.map(load_result, uris), strict=False))
 
     def value_of(v: Any) -> Any:
         if isinstance(v, ph._DelayedReturn):

@@ -43,7 +43,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _EXAMPLES = "Use s3://<bucket>/<prefix> or file:///absolute/path"
 
 
-def _s3(root_uri: str, endpoint_url: str | None) -> "S3Store":
+def _s3(root_uri: str, endpoint_url: str | None) -> S3Store:
     parts = urlsplit(root_uri)
     bucket, prefix = parts.netloc, parts.path.strip("/")
     if not bucket:

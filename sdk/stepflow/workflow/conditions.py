@@ -7,8 +7,9 @@ Both the SDK's class names (``ConditionGreaterThanOrEqualTo``) and short ones
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 from stepflow.workflow.entities import render
 

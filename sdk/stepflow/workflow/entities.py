@@ -8,7 +8,8 @@ SDK answers ``bool(step_output)`` with True).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from stepflow.errors import SerializationError, ValidationError
 from stepflow.workflow.callsite import caller_location
@@ -34,13 +35,13 @@ class PipelineVariable:
         """The definition JSON for this variable (a ``Get``, ``Std:Join``, ...)."""
         raise NotImplementedError
 
-    def to_string(self) -> "Join":
+    def to_string(self) -> Join:
         """This variable as a string expression, usable wherever a string is expected."""
         from stepflow.workflow.functions import Join
 
         return Join(on="", values=[self])
 
-    def _referenced_steps(self) -> tuple["Step", ...]:
+    def _referenced_steps(self) -> tuple[Step, ...]:
         """Steps whose outputs this variable reads directly; they join the pipeline graph."""
         return ()
 
@@ -86,10 +87,10 @@ class PipelineVariable:
 
     __radd__ = __add__
 
-    def __copy__(self) -> "PipelineVariable":
+    def __copy__(self) -> PipelineVariable:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "PipelineVariable":
+    def __deepcopy__(self, memo: dict[int, Any]) -> PipelineVariable:
         return self
 
     def __reduce_ex__(self, protocol: Any) -> Any:
@@ -129,9 +130,9 @@ def walk_variables(value: Any) -> Iterator[PipelineVariable]:
             yield from walk_variables(item)
 
 
-def referenced_steps(value: Any) -> list["Step"]:
+def referenced_steps(value: Any) -> list[Step]:
     """Steps read by any pipeline variable inside ``value``, first-seen order, no repeats."""
-    found: dict[int, "Step"] = {}
+    found: dict[int, Step] = {}
     for variable in walk_variables(value):
         for step in variable._referenced_steps():
             found.setdefault(id(step), step)

@@ -20,7 +20,7 @@ class ExecutionVariable(PipelineVariable):
     def expr(self) -> dict[str, Any]:
         return {"Get": f"Execution.{self.name}"}
 
-    def to_string(self) -> "ExecutionVariable":  # type: ignore[override]
+    def to_string(self) -> ExecutionVariable:  # type: ignore[override]
         """Already a string expression, rendered bare (as in the SDK)."""
         return self
 

@@ -13,8 +13,9 @@ import functools
 import inspect
 import re
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
@@ -118,7 +119,7 @@ def step(_func: Callable[..., Any] | None = None, *, name: str | None = None,
         include_local_workdir=include_local_workdir, custom_file_filter=custom_file_filter,
         location=location)
 
-    def decorate(func: Callable[..., Any]) -> Callable[..., "DelayedReturn"]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., DelayedReturn]:
         signature = inspect.signature(func)
         returns_sequence = _returns_sequence(func)
 
@@ -251,7 +252,7 @@ class DelayedReturn(StepOutput):
     def __repr__(self) -> str:
         return f"DelayedReturn(step={self._step.name!r}, path={self._json_path()!r})"
 
-    def __getitem__(self, key: Any) -> "DelayedReturn":
+    def __getitem__(self, key: Any) -> DelayedReturn:
         if isinstance(key, slice) or not isinstance(key, (int, str)):
             raise ValidationError(
                 f"Index a step's return value with an int or a str, got {type(key).__name__}; "

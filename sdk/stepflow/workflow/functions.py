@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from stepflow.workflow.entities import PipelineVariable, render
 
@@ -36,7 +37,7 @@ class JsonGet(PipelineVariable):
     """
 
     def __init__(self, step_name: str | None = None, property_file: Any = None,
-                 json_path: str = "", step: "Step | None" = None,
+                 json_path: str = "", step: Step | None = None,
                  s3_uri: Any = None) -> None:
         if s3_uri is None and property_file is None:
             raise ValueError("JsonGet needs either s3_uri=... or step=... with property_file=...")
@@ -60,7 +61,7 @@ class JsonGet(PipelineVariable):
             "PropertyFile": {"Get": f"Steps.{name}.PropertyFiles.{self.property_file}"},
             "Path": self.json_path}}
 
-    def _referenced_steps(self) -> tuple["Step", ...]:
+    def _referenced_steps(self) -> tuple[Step, ...]:
         return (self.step,) if self.step is not None else ()
 
     def _children(self) -> list[Any]:

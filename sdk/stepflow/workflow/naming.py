@@ -30,12 +30,12 @@ class StepNames:
     def __init__(self, names: Mapping[int, str]) -> None:
         self._names = dict(names)
 
-    def get(self, step: "Step") -> str | None:
+    def get(self, step: Step) -> str | None:
         """The name decided for ``step``; None for a step these names do not cover."""
         return self._names.get(id(step))
 
     @contextmanager
-    def active(self) -> Iterator["StepNames"]:
+    def active(self) -> Iterator[StepNames]:
         """Within: every covered step's ``name`` is the one decided here."""
         token = _active.set(self)
         try:
@@ -47,7 +47,7 @@ class StepNames:
 _active: ContextVar[StepNames | None] = ContextVar("stepflow_step_names", default=None)
 
 
-def active_name(step: "Step") -> str | None:
+def active_name(step: Step) -> str | None:
     """The name the compiling pipeline gave ``step``; None outside a compile."""
     names = _active.get()
     return names.get(step) if names is not None else None

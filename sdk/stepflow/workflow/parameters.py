@@ -78,7 +78,7 @@ class ParameterString(Parameter):
         super().__init__(name, default_value)
         self.enum_values = enum_values
 
-    def to_string(self) -> "ParameterString":  # type: ignore[override]
+    def to_string(self) -> ParameterString:  # type: ignore[override]
         """A string parameter already is a string expression (as in the SDK)."""
         return self
 

@@ -12,7 +12,8 @@ this pipeline and everything else it needs as arguments.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from stepflow.errors import BackendError, SourceLocation, ValidationError
 from stepflow.workflow.callsite import caller_location
@@ -33,8 +34,8 @@ _DEFAULT: Any = object()
 class Pipeline:
     def __init__(self, name: str = "", parameters: Sequence[Parameter] | None = None,
                  pipeline_experiment_config: PipelineExperimentConfig | None = _DEFAULT,
-                 steps: Sequence[Any] | None = None, session: "Session | None" = None,
-                 sagemaker_session: "Session | None" = None,
+                 steps: Sequence[Any] | None = None, session: Session | None = None,
+                 sagemaker_session: Session | None = None,
                  pipeline_definition_config: Any = None) -> None:
         self._location = caller_location()
         if session is not None and sagemaker_session is not None and session is not sagemaker_session:
@@ -59,7 +60,7 @@ class Pipeline:
         return self._location
 
     @property
-    def session(self) -> "Session":
+    def session(self) -> Session:
         if self._session is None:
             from stepflow.session import Session
 
@@ -69,7 +70,7 @@ class Pipeline:
     sagemaker_session = session
 
     def compile(self, out_dir: str | None = None, *, s3_root_uri: str | None = None,
-                previous_index: Mapping[str, str] | None = None) -> "Bundle":
+                previous_index: Mapping[str, str] | None = None) -> Bundle:
         """Compile into a bundle folder (a new temporary one when ``out_dir`` is None).
 
         Artifact folders already published to the session's store are reused; give

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 class _PipelineExecution:
     pipeline_name: str
     execution_id: str
-    backend: "Backend"
+    backend: Backend
 
     @property
     def arn(self) -> str:

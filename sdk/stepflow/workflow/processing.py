@@ -7,8 +7,9 @@ returns the job's arguments for a ``ProcessingStep(step_args=...)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from stepflow.errors import ValidationError
 from stepflow.workflow.callsite import caller_location

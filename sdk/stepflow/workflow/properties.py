@@ -18,16 +18,16 @@ if TYPE_CHECKING:
 
 
 class Properties(PipelineVariable):
-    def __init__(self, step: "Step", path: str = "") -> None:
+    def __init__(self, step: Step, path: str = "") -> None:
         object.__setattr__(self, "_step", step)
         object.__setattr__(self, "_path", path)
 
-    def __getattr__(self, name: str) -> "Properties":
+    def __getattr__(self, name: str) -> Properties:
         if name.startswith("_"):
             raise AttributeError(name)
         return Properties(self._step, f"{self._path}.{name}" if self._path else name)
 
-    def __getitem__(self, key: str | int) -> "Properties":
+    def __getitem__(self, key: str | int) -> Properties:
         suffix = f"[{key}]" if isinstance(key, int) else f"['{key}']"
         return Properties(self._step, f"{self._path}{suffix}")
 
@@ -46,5 +46,5 @@ class Properties(PipelineVariable):
     def placeholder(self) -> placeholders._Properties:
         return placeholders._Properties(self.reference)
 
-    def _referenced_steps(self) -> tuple["Step", ...]:
+    def _referenced_steps(self) -> tuple[Step, ...]:
         return (self._step,)

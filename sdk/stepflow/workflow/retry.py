@@ -3,8 +3,9 @@ steps")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 from stepflow.errors import ValidationError
 

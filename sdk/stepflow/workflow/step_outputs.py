@@ -15,14 +15,14 @@ if TYPE_CHECKING:
 class StepOutput(PipelineVariable):
     """A value produced by a step."""
 
-    def __init__(self, step: "Step") -> None:
+    def __init__(self, step: Step) -> None:
         self._step = step
 
-    def _referenced_steps(self) -> tuple["Step", ...]:
+    def _referenced_steps(self) -> tuple[Step, ...]:
         return (self._step,)
 
 
-def get_step(step_output: StepOutput) -> "Step":
+def get_step(step_output: StepOutput) -> Step:
     """The step behind an @step call's return value, e.g. to ``add_depends_on([...])``."""
     if not isinstance(step_output, StepOutput):
         raise ValidationError(
@@ -31,7 +31,7 @@ def get_step(step_output: StepOutput) -> "Step":
     return step_output._step
 
 
-def as_step(value: Any) -> "Step":
+def as_step(value: Any) -> Step:
     """A pipeline's or branch's entry as a step: steps as is, step outputs by their step."""
     from stepflow.workflow.steps import Step
 

@@ -13,8 +13,9 @@ and ``nested_steps()``. The compiler never writes into a step (automatic names: 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
@@ -48,16 +49,16 @@ class RenderContext(Protocol):
 
     s3_base_uri: str
 
-    def step_folder_uri(self, step: "Step") -> str:
+    def step_folder_uri(self, step: Step) -> str:
         """``<s3_base>/<step>/<ts>``: where this step's shipped files are."""
 
-    def depends_on(self, step: "Step") -> list[str]:
+    def depends_on(self, step: Step) -> list[str]:
         """The names for the step's ``DependsOn``."""
 
-    def render_step(self, step: "Step") -> dict[str, Any]:
+    def render_step(self, step: Step) -> dict[str, Any]:
         """A nested step's request (condition branches)."""
 
-    def function_step_arguments(self, step: "Step") -> dict[str, Any]:
+    def function_step_arguments(self, step: Step) -> dict[str, Any]:
         """The ``Arguments`` of an @step function step."""
 
 
@@ -129,7 +130,7 @@ class Step:
         """Everything that may hold pipeline variables pointing at other steps."""
         return ()
 
-    def nested_steps(self) -> list["Step"]:
+    def nested_steps(self) -> list[Step]:
         """Steps compiled inside this one (condition branches), not at top level."""
         return []
 
@@ -172,8 +173,8 @@ class ProcessingStep(Step):
                  max_runtime_in_seconds: int | None = None,
                  env: dict[str, Any] | None = None,
                  depends_on: Sequence[DependencyRef] | None = None,
-                 retry_policies: Sequence["RetryPolicy"] | None = None,
-                 cache_config: "CacheConfig | None" = None, property_files: Any = None) -> None:
+                 retry_policies: Sequence[RetryPolicy] | None = None,
+                 cache_config: CacheConfig | None = None, property_files: Any = None) -> None:
         super().__init__(name, display_name, description, depends_on)
         if step_args is None and processor is not None:
             step_args = processor.run(inputs=inputs, outputs=outputs, arguments=job_arguments,

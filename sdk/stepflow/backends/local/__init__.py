@@ -16,9 +16,10 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from stepflow import layout
 from stepflow.backends.base import Backend, OnChange, ShouldStop
@@ -71,7 +72,7 @@ class LocalBackend(Backend):
 
     # -- pipelines -----------------------------------------------------------------------
 
-    def upsert(self, bundle: "Bundle", store: ObjectStore, *, role_arn: str | None = None,
+    def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
         name = bundle.pipeline_name
         now = millis()

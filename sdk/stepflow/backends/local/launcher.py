@@ -25,9 +25,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Any
 
 ATTEMPT_ENV = "STEPFLOW_ATTEMPT_ID"
 
@@ -135,7 +136,7 @@ class ProcessLauncher:
         self._children[ident] = proc
         return proc.pid
 
-    def _fork_server(self) -> "_ForkServer | None":
+    def _fork_server(self) -> _ForkServer | None:
         if self._use_server and self._server is None:
             try:
                 self._server = _ForkServer(self.python, self.env, self.run_dir / "forkserver.log")

@@ -124,7 +124,7 @@ class Jail:
         timed_out = False
         try:
             await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=limits.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = True
         finally:
             _kill_group(transport.get_pid())  # stragglers, or everything on timeout/cancel
