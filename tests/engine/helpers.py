@@ -43,7 +43,10 @@ def output_path(step: str) -> dict[str, Any]:
 
 
 def json_get(step: str, path: str = "Result") -> dict[str, Any]:
-    """What the SDK emits when a DelayedReturn is used as a value (docs/SAGEMAKER-COMPATIBILITY.md, "A step output used as a value")."""
+    """What the SDK emits when a DelayedReturn is used as a value.
+
+    See docs/SAGEMAKER-COMPATIBILITY.md, "A step output used as a value".
+    """
     return {"Std:JsonGet": {"S3Uri": join("/", output_path(step), "results.json"), "Path": path}}
 
 

@@ -1,4 +1,6 @@
-"""Condition evaluation (docs/SAGEMAKER-COMPATIBILITY.md, "Condition and Fail steps"): the list of a ConditionStep is ANDed.
+"""Condition evaluation: the list of a ConditionStep is ANDed.
+
+The semantics are SageMaker's (docs/SAGEMAKER-COMPATIBILITY.md, "Condition and Fail steps").
 
 Comparisons follow the operand types rather than Python's anything-goes rules, so a
 mistake such as comparing a String parameter with a numeric metric fails the condition
