@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stepflow.timefmt import require_utc
+
 from . import events as ev
 from .conditions import evaluate_conditions
 from .context import execution_context, resolve_container_arguments
 from .expressions import DocumentsNeeded, ExpressionError, evaluate, to_text
 from .plan import Plan
-from .state import FAILED, PENDING, SKIPPED, STOPPED, STOPPING, SUCCEEDED, ExecutionState, require_utc
+from .state import FAILED, PENDING, SKIPPED, STOPPED, STOPPING, SUCCEEDED, ExecutionState
 from .transitions import TransitionError, apply_in_place
 
 
@@ -231,6 +233,7 @@ class _Decider:
                 break
             step, plan_step = self.state.steps[name], self.plan.step(name)
             if step.waiting_for_retry:  # a stop request has already stopped these
+                assert step.next_attempt_at is not None  # what waiting_for_retry means
                 if step.next_attempt_at > self.now:
                     continue
             elif not (step.status == PENDING and plan_step.runs_container and not self._halted

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from stepflow.errors import StepflowError
+from stepflow.errors import INFRASTRUCTURE, USER, StepflowError
+from stepflow.timefmt import require_utc
 
 from . import events as ev
 from .parameters import resolve_parameters
@@ -23,7 +24,6 @@ from .retry import next_retry
 from .state import (
     EXECUTING,
     FAILED,
-    INFRASTRUCTURE,
     PENDING,
     SKIPPED,
     STARTING,
@@ -31,11 +31,9 @@ from .state import (
     STOPPING,
     SUCCEEDED,
     TERMINAL_EXECUTION_STATUSES,
-    USER,
     Attempt,
     ExecutionState,
     StepState,
-    require_utc,
 )
 
 
