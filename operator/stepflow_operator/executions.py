@@ -15,7 +15,6 @@ and runs no step twice.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -79,7 +78,7 @@ class _Writer:
             self.status = dict((stored or {}).get("status") or new)
 
 
-async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
+async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
     """The daemon of a PipelineExecution that has not ended yet."""
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
@@ -131,7 +130,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
         await prune_history(ctx, namespace, pipeline_ref, pspec.history_limit, logger)
 
 
-async def prune_history(ctx: Context, namespace: str, pipeline: str, limit: int, logger: logging.Logger) -> None:
+async def prune_history(ctx: Context, namespace: str, pipeline: str, limit: int, logger: kopf.Logger) -> None:
     """Keep the newest ``limit`` executions of a Pipeline; unfinished ones are never deleted."""
     executions = await ctx.kube.executions_of(namespace, pipeline)
     excess = len(executions) - limit
@@ -145,11 +144,12 @@ async def prune_history(ctx: Context, namespace: str, pipeline: str, limit: int,
 
 
 async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[str, Any], run: ExecutionRun,
-                  result_uri: Any, pipeline_ref: str, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
+                  result_uri: Any, pipeline_ref: str, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
     name = body["metadata"]["name"]
     stopping = False
     while True:
-        waiters = [asyncio.ensure_future(run.changed.wait()), asyncio.ensure_future(run.finished.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(run.changed.wait()),
+                                              asyncio.ensure_future(run.finished.wait())]
         if not stopping:
             waiters.append(asyncio.ensure_future(stopped.wait()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -281,4 +281,5 @@ def _event_both(body: kopf.Body, pipeline: Mapping[str, Any] | None, type_: str,
     else:
         owner = next((o for o in meta.get("ownerReferences") or () if o.get("kind") == "Pipeline"), None)
         target = reference(PIPELINES, meta["namespace"], pipeline_ref or "", owner.get("uid") if owner else None)
-    kopf.event(target, type=type_, reason=reason, message=message)
+    # kopf posts about any object mapping (it walks dicts); its annotation admits only kopf.Body.
+    kopf.event(target, type=type_, reason=reason, message=message)  # type: ignore[arg-type]

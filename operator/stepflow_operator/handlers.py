@@ -37,7 +37,7 @@ WAKE_HANDLER = "wake"
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = OperatorConfig.from_env()
     configure_kopf(settings)
     logging.getLogger("kopf.objects").addFilter(QuietWakeups((WAKE_HANDLER,)))
@@ -60,7 +60,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # A stop request is noticed between reconciles; one mid-build is cancelled after 10 s.
 @kopf.daemon(GROUP, VERSION, PIPELINES, id="reconcile", cancellation_backoff=10.0, cancellation_timeout=20.0)
 async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
-                             logger: logging.Logger, **_: Any) -> None:
+                             logger: kopf.Logger, **_: Any) -> None:
     await pipelines.run(memo["ctx"], body, memo, stopped, logger)
 
 
@@ -79,5 +79,5 @@ def _not_ended(status: kopf.Status, **_: Any) -> bool:
 @kopf.daemon(GROUP, VERSION, EXECUTIONS, id="execute", when=_not_ended, cancellation_backoff=30.0,
              cancellation_timeout=30.0, backoff=10.0)
 async def run_execution(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
-                        logger: logging.Logger, **_: Any) -> None:
+                        logger: kopf.Logger, **_: Any) -> None:
     await executions.drive(memo["ctx"], body, stopped, logger)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -32,6 +32,11 @@ def api_client(pool_size: int) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def _json_object(response: object) -> dict[str, Any]:
+    """A custom-objects call's response, which the client types as ``object``: the parsed JSON object."""
+    return cast(dict[str, Any], response)
+
+
 class Kube:
     """Async wrappers; each returns plain dicts (the JSON the API server sent)."""
 
@@ -49,13 +54,14 @@ class Kube:
                 if exc.status == 404:
                     return None
                 raise
-            return dict(secret.data or {})
+            # Values are base64 text as read; the model also admits bytes (for writes).
+            return cast(dict[str, str], dict(secret.data or {}))
         return await asyncio.to_thread(read)
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             try:
-                return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+                return _json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -67,9 +73,9 @@ class Kube:
         """JSON-merge-patch ``.status``; returns the object as stored, None if it is gone."""
         def send() -> dict[str, Any] | None:
             try:
-                return self.custom.patch_namespaced_custom_object_status(
+                return _json_object(self.custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, namespace, plural, name, {"status": dict(patch)},
-                    _content_type=MERGE_PATCH)
+                    _content_type=MERGE_PATCH))
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -111,7 +117,8 @@ class Kube:
     async def executions_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         """Every PipelineExecution that runs ``pipeline`` (operator-made or by hand), oldest first."""
         def list_() -> list[dict[str, Any]]:
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, EXECUTIONS)["items"]
+            listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, EXECUTIONS)
+            items = _json_object(listed)["items"]
             return [i for i in items if (i.get("spec") or {}).get("pipelineRef", {}).get("name") == pipeline]
         items = await asyncio.to_thread(list_)
         return sorted(items, key=lambda i: (i["metadata"]["creationTimestamp"], i["metadata"]["name"]))

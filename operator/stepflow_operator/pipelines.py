@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +54,7 @@ def notice(body: Mapping[str, Any], memo: kopf.Memo) -> None:
 
 
 async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
-              logger: logging.Logger) -> None:
+              logger: kopf.Logger) -> None:
     """The daemon: until the resource is deleted or the operator exits."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     wake = _wake_event(memo)
@@ -89,7 +88,7 @@ async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float
             waiter.cancel()
 
 
-async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> float | None:
+async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> float | None:
     """One pass; returns how long to wait before the next one (None: until woken)."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -138,7 +137,7 @@ async def _credentials(ctx: Context, namespace: str, spec: Mapping[str, Any]
 
 
 async def _create_execution(ctx: Context, body: kopf.Body, request: ExecutionRequest,
-                            logger: logging.Logger) -> None:
+                            logger: kopf.Logger) -> None:
     meta = body["metadata"]
     created = await ctx.kube.create_execution(body, request.name, revision=request.revision,
                                               parameters=request.parameters, trigger=request.trigger)

@@ -150,6 +150,8 @@ async def _main(loop: EmbeddedLoop, once: bool) -> bool:
 
 def _report_failures(loop: EmbeddedLoop, out: Console) -> None:
     """For ``--once``: why each pipeline is not Ready, and each failed execution's failing step."""
+    from stepflow.backends.local import LocalBackend
+
     for problem in loop.problems:
         out.print(f"error ({problem.reason}): {problem}", style="bold red", markup=False)
     statuses = loop.statuses()
@@ -166,11 +168,15 @@ def _report_failures(loop: EmbeddedLoop, out: Console) -> None:
             continue
         pipeline_name = loop.pipeline_name(report.pipeline, report.name)
         backend = loop.backend(report.pipeline)
-        try:
-            print_outcome(out, summary(backend, pipeline_name, report.name))
-        except Exception:  # noqa: BLE001 - the execution record itself is unreadable
-            out.print(f"{report.pipeline}/{report.name}: {report.phase} — {report.failure_reason}",
-                      style="bold red", markup=False)
+        # Only a local backend keeps a record to summarise; without one, the short line below.
+        if pipeline_name is not None and isinstance(backend, LocalBackend):
+            try:
+                print_outcome(out, summary(backend, pipeline_name, report.name))
+                continue
+            except Exception:  # noqa: BLE001 - the execution record itself is unreadable
+                pass
+        out.print(f"{report.pipeline}/{report.name}: {report.phase} — {report.failure_reason}",
+                  style="bold red", markup=False)
 
 
 @click.command("up")

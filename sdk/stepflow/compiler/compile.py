@@ -114,14 +114,14 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
             artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
                                                  integrity_key)
             content = dict(artifacts[id(step)].files)
-            uses_workspace = workspace is not None and settings.get(id(step), {}).get(
-                "include_local_workdir", False)
-            if uses_workspace:
-                content[WORKSPACE_DIGEST] = hashlib.sha256(workspace).hexdigest().encode()
+            step_workspace = workspace if settings.get(id(step), {}).get(
+                "include_local_workdir", False) else None
+            if step_workspace is not None:
+                content[WORKSPACE_DIGEST] = hashlib.sha256(step_workspace).hexdigest().encode()
             if content:
                 step_ts[id(step)] = place(graph.name_of(step), content)
-            if uses_workspace:
-                files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = workspace
+            if step_workspace is not None:
+                files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = step_workspace
     if settings:
         files[layout.in_pipeline(name, layout.job_driver_key())] = job_driver()
 

@@ -54,8 +54,7 @@ class PipelineGraph:
 def build_graph(pipeline: Pipeline) -> PipelineGraph:
     inputs = _unique([as_step(s) for s in pipeline.steps])
     nested_owner: dict[int, Step] = {}
-    for step in _all_condition_branches(inputs):
-        owner, child = step
+    for owner, child in _all_condition_branches(inputs):
         if id(child) in nested_owner and nested_owner[id(child)] is not owner:
             raise ValidationError(
                 f"Step '{child.name}' is in the branches of two ConditionSteps "

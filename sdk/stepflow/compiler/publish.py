@@ -41,18 +41,26 @@ INDEX_FORMAT = 1
 
 
 class _BundleFile(Protocol):
-    key: str
-    sha256: str
-    size: int
+    # Read-only properties: a frozen BundleFile satisfies them, settable attributes would not.
+    @property
+    def key(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
 
 
 class _Bundle(Protocol):
     """What publish needs of :class:`stepflow.compiler.bundle.Bundle`."""
 
-    pipeline_name: str
-    digest: str
-    definition_bytes: bytes
-    files: Iterable[_BundleFile]
+    @property
+    def pipeline_name(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def definition_bytes(self) -> bytes: ...
+    @property
+    def files(self) -> Iterable[_BundleFile]: ...
 
     def path_of(self, key: str) -> Path: ...
 

@@ -130,7 +130,7 @@ class Plan:
 class _Flat:
     name: str
     type: str
-    raw: dict[str, Any]
+    raw: Mapping[str, Any]
     branch: Branch | None
     where: str
 
@@ -201,7 +201,7 @@ def _check_properties(refs: References, steps: Mapping[str, StepPlan]) -> None:
 
 def _topological_order(names: list[str], steps: Mapping[str, StepPlan]) -> list[str]:
     position = {name: i for i, name in enumerate(names)}
-    waits = {name: set(steps[name].dependencies) | ({steps[name].branch.condition} if steps[name].branch else set())
+    waits = {name: set(steps[name].dependencies) | ({branch.condition} if (branch := steps[name].branch) else set())
              for name in names}
     for name in names:
         if name in waits[name]:

@@ -66,6 +66,10 @@ class _Tracked:
     task: asyncio.Task | None = None
     problem: str | None = None  # an execution that could not start, shown until the next one does
 
+    def task_done(self, _task: asyncio.Task[Any]) -> None:
+        """``task``'s done callback: the pipeline may be reconciled again."""
+        self.task = None
+
 
 # -- the loop --------------------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class EmbeddedLoop:
         # The execution's record first, then the state that says it was requested: killed in
         # between, the next `up` requests it again and its deterministic id makes that a no-op.
         if start:
+            assert outcome.execution is not None  # what start means
             await self._start_execution(tracked, outcome.execution)
         with tracked.lock:
             self.states.save(state)
@@ -275,7 +280,7 @@ class EmbeddedLoop:
                 for name, tracked in self._tracked.items():
                     if tracked.task is None and tracked.due <= now and not tracked.manifest.parsed.suspend:
                         tracked.task = asyncio.create_task(self._guarded(name))
-                        tracked.task.add_done_callback(lambda _t, tr=tracked: setattr(tr, "task", None))
+                        tracked.task.add_done_callback(tracked.task_done)
                 waits = [t.due - now for t in self._tracked.values() if t.task is None]
                 timeout = min([1.0, *waits]) if waits else 1.0
                 try:

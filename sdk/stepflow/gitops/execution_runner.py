@@ -23,8 +23,8 @@ class ExecutionRunner:
     """Runs ``backend.run`` in a daemon thread; ``on_change``/``on_finish`` are called from it."""
 
     def __init__(self, backend: Backend, pipeline_name: str, execution_id: str, *,
-                 on_change: Callable[[ExecutionState], None] | None = None,
-                 on_finish: Callable[[ExecutionRunner], None] | None = None) -> None:
+                 on_change: Callable[[ExecutionState], object] | None = None,
+                 on_finish: Callable[[ExecutionRunner], object] | None = None) -> None:
         self.backend = backend
         self.pipeline_name = pipeline_name
         self.execution_id = execution_id

@@ -99,8 +99,8 @@ class Reconciler:
                         requested_at: str | None = None, now: datetime | None = None,
                         base_dir: str | None = None) -> Outcome:
         now = now or datetime.now(UTC)
-        status = json.loads(json.dumps(dict(status or {})))  # a private copy to edit
-        out = Outcome(status=status)
+        own: dict[str, Any] = json.loads(json.dumps(dict(status or {})))  # a private copy to edit
+        out = Outcome(status=own)
         try:
             parsed = spec if isinstance(spec, PipelineSpec) else PipelineSpec.from_manifest(
                 spec, name=name, base_dir=base_dir)
@@ -109,25 +109,25 @@ class Reconciler:
         if parsed.suspend:
             out.requeue_after = None
             return out
-        forced = requested_at is not None and requested_at != status.get("lastHandledReconcileAt")
+        forced = requested_at is not None and requested_at != own.get("lastHandledReconcileAt")
         if requested_at is not None:
-            status["lastHandledReconcileAt"] = requested_at
+            own["lastHandledReconcileAt"] = requested_at
         out.requeue_after = parsed.interval
 
         commit = await self._source(out, parsed, credentials, generation, now)
         if commit is not None:
             revision = parsed.ref.revision(commit)
-            current = (status.get("definition") or {}).get("revision") == revision
-            last_build = status.get("lastBuild") or {}
+            current = (own.get("definition") or {}).get("revision") == revision
+            last_build = own.get("lastBuild") or {}
             # A user error stays until the input changes; anything else is tried again.
             failed_for_good = last_build.get("revision") == revision and last_build.get("kind") == USER
-            if forced or status.get("observedGeneration") != generation or not (current or failed_for_good):
+            if forced or own.get("observedGeneration") != generation or not (current or failed_for_good):
                 git_credentials = credentials if isinstance(credentials, GitCredentials) else None
                 await self._build_publish_upsert(out, parsed, commit, git_credentials, generation, now)
             elif current:
                 self._ready(out, parsed, generation, now)
             self._schedule(out, parsed, now)
-        status["observedGeneration"] = generation
+        own["observedGeneration"] = generation
         return out
 
     # -- source ---------------------------------------------------------------------------
@@ -212,6 +212,7 @@ class Reconciler:
                                    result.file, result.line, status["lastBuild"]["kind"], generation, now)
                 return
             self._condition(out, BUILD_SUCCEEDED, "True", "Succeeded", f"built {revision}", generation, now)
+            assert result.bundle_dir is not None  # a build that succeeded always has one
             bundle = Bundle.open(result.bundle_dir)
             await self._publish_upsert(out, spec, bundle, store, revision, generation, now)
         except StepflowError as exc:
@@ -279,6 +280,7 @@ class Reconciler:
             status["lastScheduleTime"] = _iso(due)
             last = due
         following = spec.trigger.next_fire(max(now, last or now))
+        assert following is not None  # checked above: the trigger has a schedule
         status["nextScheduleTime"] = _iso(following)
         until = (following - now).total_seconds()
         out.requeue_after = max(1.0, min(out.requeue_after or until, until))

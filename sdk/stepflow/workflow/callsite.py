@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import FrameType
 
 from stepflow.errors import SourceLocation
 
@@ -38,7 +39,7 @@ def display_path(filename: str) -> str:
 
 def caller_location() -> SourceLocation | None:
     """The innermost frame outside stepflow: the user's line that called into us."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_STEPFLOW_DIR) and not filename.startswith("<frozen"):

@@ -35,6 +35,10 @@ class PipelineVariable:
         """The definition JSON for this variable (a ``Get``, ``Std:Join``, ...)."""
         raise NotImplementedError
 
+    def placeholder(self) -> object:
+        """What the pickled function arguments hold in place of this variable."""
+        raise NotImplementedError
+
     def to_string(self) -> Join:
         """This variable as a string expression, usable wherever a string is expected."""
         from stepflow.workflow.functions import Join

@@ -244,6 +244,8 @@ def _docstring(func: Callable[..., Any]) -> str | None:
 class DelayedReturn(StepOutput):
     """The future return value of an @step call; index it with ``[]`` for parts of it."""
 
+    _step: _FunctionStep
+
     def __init__(self, function_step: _FunctionStep,
                  reference_path: tuple[tuple[str, Any], ...] = ()) -> None:
         super().__init__(function_step)

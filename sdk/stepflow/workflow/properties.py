@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 class Properties(PipelineVariable):
+    _step: Step
+    _path: str
+
     def __init__(self, step: Step, path: str = "") -> None:
         object.__setattr__(self, "_step", step)
         object.__setattr__(self, "_path", path)

@@ -65,7 +65,7 @@ class LocalBackend(Backend):
     def store(self) -> ObjectStore:
         if callable(self._store) and not isinstance(self._store, ObjectStore):
             self._store = self._store()
-        return self._store  # type: ignore[return-value]
+        return self._store
 
     def pipeline_store(self, pipeline_name: str) -> ObjectStore:
         return open_store(self.store.uri(pipeline_name), getattr(self.store, "endpoint_url", None))

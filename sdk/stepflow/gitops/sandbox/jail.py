@@ -38,11 +38,20 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from stepflow.gitops.sandbox.paths import walk
 from stepflow.gitops.sandbox.settings import Limits, SandboxError, SandboxSettings
 
 _LOG_TAIL_LINES = 40
+
+
+class _Identity(TypedDict, total=False):
+    """``subprocess_exec`` keywords that run the child as the sandbox user."""
+
+    user: int
+    group: int | None
+    extra_groups: list[int]
 
 #: Sets the limits, then becomes the real command; run with ``-S`` so it starts in ~10 ms.
 _LAUNCHER = """\
@@ -139,7 +148,7 @@ class Jail:
         return ProcessResult(returncode=returncode, timed_out=timed_out, output=tail.text(),
                              output_bytes=tail.total, duration=time.monotonic() - started)
 
-    def _identity(self) -> dict[str, object]:
+    def _identity(self) -> _Identity:
         if self.settings.uid is None:
             return {}
         return {"user": self.settings.uid, "group": self.settings.gid, "extra_groups": []}
