@@ -28,7 +28,13 @@ from stepflow.errors import StepflowError
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.execution_runner import ExecutionRunner
-from stepflow.gitops.execution_status import TERMINAL_PHASES, execution_conditions, execution_status, pipeline_status
+from stepflow.gitops.execution_status import (
+    RUNNING_PHASES,
+    TERMINAL_PHASES,
+    execution_conditions,
+    execution_status,
+    pipeline_status,
+)
 from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
 from stepflow_operator.kube import reference
@@ -84,7 +90,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
     namespace, name = meta["namespace"], meta["name"]
     pipeline_ref = spec["pipelineRef"]["name"]
     writer = _Writer(ctx, namespace, name, body.get("status") or {})
-    resumed = writer.status.get("phase") in ("Executing", "Stopping")
+    resumed = writer.status.get("phase") in RUNNING_PHASES
 
     target = await _target(ctx, body, writer, stopped)
     if target is None:

@@ -87,6 +87,7 @@ class RecordingBackend(Backend):
         raise BackendError("not supported by the recording backend")
 
     start = describe_execution = list_steps = stop = wait = list_executions = result = _unsupported
+    definition = create_execution = run = execution_state = result_uri = _unsupported
 
 
 def test_upsert_compiles_and_publishes_once(store_root, monkeypatch):

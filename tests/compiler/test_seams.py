@@ -13,6 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from tests.fixtures import PYTHON, steps_by_name
 
 from stepflow.compiler import compile_pipeline
@@ -106,3 +107,16 @@ def test_the_user_api_imports_without_the_compiler():
             "print(sorted(m for m in sys.modules if m.startswith('stepflow.compiler')))")
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_after_a_compile_steps_show_the_names_it_gave_them(tmp_path: Path):
+    pipeline, (first, second, third) = _chain()
+    assert third.name == "train"  # before any compile: the base name
+    with pytest.raises(ValueError):
+        with build_graph(pipeline).names.active(settle=True):
+            raise ValueError("a compile that fails settles nothing")
+    assert third.name == "train"
+    compile_pipeline(pipeline, s3_root_uri=(tmp_path / "store").as_uri(), out_dir=str(tmp_path / "bundle"),
+                     previous_index={}, region="us-east-1", remote_function_defaults={})
+    assert [s.name for s in (first, second, third)] == ["train", "train-2", "train-3"]
+    assert all(vars(s).get("_name") is None for s in (first, second, third)), "nothing written into steps"

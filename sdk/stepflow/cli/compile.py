@@ -84,12 +84,9 @@ def graph_command(target: str, fmt: str, output: str | None) -> None:
     pipeline = load_target(target)
     graph = build_graph(pipeline)
     validate(pipeline, graph)
-    if fmt == "mermaid":
-        data = to_mermaid(pipeline, graph).encode()
-    elif fmt == "dot":
-        data = to_dot(pipeline, graph).encode()
-    else:
-        data = _render_dot(to_dot(pipeline, graph), fmt)
+    with graph.names.active():  # steps show the names this pipeline gives them
+        source = to_mermaid(pipeline, graph) if fmt == "mermaid" else to_dot(pipeline, graph)
+    data = source.encode() if fmt in ("mermaid", "dot") else _render_dot(source, fmt)
     if output:
         Path(output).write_bytes(data)
     elif fmt == "png":

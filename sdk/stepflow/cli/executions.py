@@ -32,6 +32,7 @@ from stepflow.cli.common import (
     store_option,
     summary,
 )
+from stepflow.engine import TERMINAL_EXECUTION_STATUSES
 from stepflow.errors import BackendError
 
 if TYPE_CHECKING:
@@ -49,10 +50,11 @@ class ExecutionRef:
 
 def _summary_keys(backend: LocalBackend) -> Iterable[ExecutionRef]:
     """Every execution in the store, from the summaries the backend writes per execution."""
+    summaries = layout.execution_summaries_prefix()
     for info in backend.store.list(""):
-        parts = info.key.split("/")
-        if len(parts) == 4 and parts[1] == ".stepflow" and parts[2] == "executions" and parts[3].endswith(".json"):
-            yield ExecutionRef(parts[0], parts[3][: -len(".json")])
+        pipeline, _, rest = info.key.partition("/")
+        if rest.startswith(summaries) and rest.endswith(".json") and "/" not in rest[len(summaries):]:
+            yield ExecutionRef(pipeline, rest[len(summaries):-len(".json")])
 
 
 def find_execution(backend: LocalBackend, text: str) -> ExecutionRef:
@@ -215,7 +217,7 @@ def resume_command(execution: str | None, detach: bool, timeout: float | None) -
     else:
         refs = [r for r in _summary_keys(backend)
                 if backend.describe_execution(r.pipeline, r.execution_id)["PipelineExecutionStatus"]
-                in ("Executing", "Stopping")]
+                not in TERMINAL_EXECUTION_STATUSES]
     err = console(stderr=True)
     waiting = []
     for ref in refs:
@@ -224,7 +226,7 @@ def resume_command(execution: str | None, detach: bool, timeout: float | None) -
             waiting.append(ref)
         else:
             status = backend.describe_execution(ref.pipeline, ref.execution_id)["PipelineExecutionStatus"]
-            if status in ("Executing", "Stopping"):
+            if status not in TERMINAL_EXECUTION_STATUSES:
                 err.print(f"{ref.pipeline}/{ref.execution_id} is {status} and its orchestrator is alive: "
                           "nothing to resume", markup=False)
                 waiting.append(ref)

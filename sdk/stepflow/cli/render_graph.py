@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from stepflow.workflow.condition_step import ConditionStep
 from stepflow.workflow.fail_step import FailStep
-from stepflow.workflow.function_step import _FunctionStep
+from stepflow.workflow.function_step import FunctionStep
 from stepflow.workflow.step_outputs import as_step
 from stepflow.workflow.steps import Step
 
@@ -30,7 +30,7 @@ def edges(graph: PipelineGraph) -> list[Edge]:
         for up in data:
             out.append((up, step, "data"))
         names = graph.by_name()
-        for ref in step._depends_on:
+        for ref in step.depends_on:
             up = names[ref] if isinstance(ref, str) else as_step(ref)
             if all(up is not d for d in data):
                 out.append((up, step, "order"))
@@ -41,7 +41,7 @@ def edges(graph: PipelineGraph) -> list[Edge]:
 
 
 def _label(step: Step) -> str:
-    if isinstance(step, _FunctionStep):
+    if isinstance(step, FunctionStep):
         return f"{step.name}\n{step.func.__name__}()"
     return f"{step.name}\n{step.step_type.value}"
 
@@ -56,7 +56,7 @@ def to_mermaid(pipeline: Pipeline, graph: PipelineGraph) -> str:
             lines.append(f"  {node}{{{text}}}")
         elif isinstance(step, FailStep):
             lines.append(f"  {node}[/{text}/]")
-        elif isinstance(step, _FunctionStep):
+        elif isinstance(step, FunctionStep):
             lines.append(f"  {node}({text})")
         else:
             lines.append(f"  {node}[{text}]")
@@ -85,7 +85,7 @@ def to_dot(pipeline: Pipeline, graph: PipelineGraph) -> str:
             attrs.update(shape="diamond", style="filled", fillcolor="#fff4d6", color="#b7950b")
         elif isinstance(step, FailStep):
             attrs.update(shape="octagon", style="filled", fillcolor="#fde2e1", color="#c0392b")
-        elif not isinstance(step, _FunctionStep):
+        elif not isinstance(step, FunctionStep):
             attrs.update(fillcolor="#eeeeee", color="#666666")
         rendered = ", ".join(f"{k}={json.dumps(v)}" for k, v in attrs.items())
         lines.append(f"  {json.dumps(step.name)} [{rendered}];")

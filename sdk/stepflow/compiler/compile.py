@@ -58,7 +58,7 @@ def compile_pipeline(pipeline: Pipeline, *, s3_root_uri: str, out_dir: str | Non
     (``Session.compile`` passes its own).
     """
     graph = build_graph(pipeline)
-    with graph.names.active():
+    with graph.names.active(settle=True):
         validate(pipeline, graph)
         return _compile(pipeline, graph, s3_root_uri=s3_root_uri, out_dir=out_dir,
                         previous_index=previous_index, integrity_key=integrity_key,

@@ -141,7 +141,7 @@ def _decide_names(steps: list[Step]) -> StepNames:
         next_suffix[base] = n
         taken.add(name)
         names[id(step)] = name
-    return StepNames(names)
+    return StepNames(names, steps)
 
 
 def _resolve_named_dependencies(graph: PipelineGraph) -> None:

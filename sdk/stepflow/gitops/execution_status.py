@@ -14,12 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from stepflow import timefmt
-from stepflow.engine import SKIPPED, SUCCEEDED, TERMINAL_EXECUTION_STATUSES, ExecutionState
+from stepflow.engine import EXECUTING, SKIPPED, STOPPING, SUCCEEDED, TERMINAL_EXECUTION_STATUSES, ExecutionState
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 
 #: Phases after which an execution never changes again.
 TERMINAL_PHASES = frozenset(TERMINAL_EXECUTION_STATUSES)
+#: Phases of an execution that is under way (a restarted front end resumes these).
+RUNNING_PHASES = frozenset({EXECUTING, STOPPING})
 #: A step counts as done in STEPS when it succeeded or a condition skipped it: a run whose
 #: condition took the other branch is complete, and shows ``6/6`` as the README promises.
 DONE_PHASES = frozenset({SUCCEEDED, SKIPPED})

@@ -27,7 +27,7 @@ from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
 from stepflow.backends.views import describe_execution, list_steps
 from stepflow.cache import cache_dir
-from stepflow.engine import ExecutionState, Plan, new_execution
+from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution
 from stepflow.errors import BackendError
 from stepflow.locks import flock, is_locked
 from stepflow.serialization import deserialize
@@ -225,7 +225,7 @@ class LocalBackend(Backend):
     def resume_unfinished(self, pipeline_name: str) -> list[str]:
         resumed = []
         for summary in self._summaries(pipeline_name):
-            if summary["PipelineExecutionStatus"] in ("Executing", "Stopping"):
+            if summary["PipelineExecutionStatus"] not in TERMINAL_EXECUTION_STATUSES:
                 if self.resume(pipeline_name, summary["PipelineExecutionId"]):
                     resumed.append(summary["PipelineExecutionId"])
         return resumed
