@@ -136,7 +136,8 @@ def _full_pipeline_status() -> dict:
                        "uploadedFiles": 7, "uploadedBytes": 123456},
         "lastBuild": {"revision": f"main@sha1:{SHA}", "startedAt": t, "finishedAt": t,
                       "durationSeconds": 1.25, "reason": "SyntaxError",
-                      "message": "invalid syntax", "file": "pipelines/churn.py", "line": 12},
+                      "message": "invalid syntax", "file": "pipelines/churn.py", "line": 12,
+                      "kind": "User"},
         "lastExecution": {"name": "churn-4f1c2a9-1", "phase": "Succeeded", "startedAt": t,
                           "finishedAt": t, "revision": f"main@sha1:{SHA}",
                           "definitionDigest": "sha256:" + "ab" * 32},
@@ -146,8 +147,10 @@ def _full_pipeline_status() -> dict:
              "resultUri": "s3://ml-artifacts/stepflow/churn/e1/preprocess/results"},
             {"name": "train", "type": "Training", "phase": "Failed", "attempts": 2,
              "startedAt": t, "finishedAt": t, "failureReason": "ValueError: bad"},
+            {"name": "register", "type": "Training", "phase": "Skipped", "attempts": 0,
+             "skipReason": "condition 'gate' evaluated to false, so its IfSteps do not run"},
         ],
-        "summary": {"revision": SHA[:7], "steps": "1/2"},
+        "summary": {"revision": SHA[:7], "steps": "2/3"},
         "lastHandledReconcileAt": "2025-01-02T03:04:00Z",
         "triggered": {"digest": "sha256:" + "ab" * 32, "parameters": {"Epochs": 3}},
         "lastScheduleTime": t,
@@ -171,7 +174,9 @@ def _full_execution_status() -> dict:
         "parameters": {"epochs": 3, "name": "x"},
         "steps": [{"name": "train", "type": "Training", "phase": "Failed", "attempts": 2,
                    "startedAt": t, "finishedAt": t, "failureReason": "ValueError: bad",
-                   "resultUri": "s3://x/y"}],
+                   "resultUri": "s3://x/y"},
+                  {"name": "register", "type": "Training", "phase": "Skipped", "attempts": 0,
+                   "skipReason": "it depends on 'train', which failed"}],
         "summary": {"steps": "0/1", "durationSeconds": 72.0, "duration": "1m12s",
                     "revision": SHA[:7]},
         "kopf": {"dummy": "x"},
@@ -274,7 +279,7 @@ def test_printer_columns(kube):
     _patch_status(kube, ns, "pipeline", "churn", _full_pipeline_status())
     header, rows = _table(kube.kubectl("-n", ns, "get", "pipelines").stdout)
     assert header == ["NAME", "REVISION", "READY", "PHASE", "STEPS", "LAST RUN", "AGE"]
-    assert rows[0][:5] == ["churn", SHA[:7], "True", "Succeeded", "1/2"]
+    assert rows[0][:5] == ["churn", SHA[:7], "True", "Succeeded", "2/3"]
     assert rows[0][5].endswith(("d", "y"))  # an age: the sample ran in January 2025
 
     wide = kube.kubectl("-n", ns, "get", "pipelines", "-o", "wide").stdout
