@@ -16,6 +16,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from stepflow.gitops.k8s_names import label_value
 from stepflow_operator.settings import EXECUTIONS, GROUP, PIPELINE_LABEL, PIPELINES, TRIGGER_ANNOTATION, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -94,7 +95,7 @@ class Kube:
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "PipelineExecution",
             "metadata": {
                 "name": name, "namespace": meta["namespace"],
-                "labels": {PIPELINE_LABEL: meta["name"]},
+                "labels": {PIPELINE_LABEL: label_value(meta["name"])},
                 "annotations": {TRIGGER_ANNOTATION: trigger},
                 "ownerReferences": [{
                     "apiVersion": f"{GROUP}/{VERSION}", "kind": "Pipeline", "name": meta["name"],

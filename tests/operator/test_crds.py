@@ -83,6 +83,8 @@ def test_valid_pipeline_is_accepted_with_defaults(kube):
     ({"source": {"url": "https://g.example/r.git", "interval": "5 minutes"}},
      "spec.source.interval"),
     ({"source": {"url": "https://g.example/r.git", "timeout": "10"}}, "spec.source.timeout"),
+    ({"source": {"url": "https://g.example/r.git", "interval": "1ms"}},
+     "spec.source.interval must be at least 1s"),
     ({"source": {"url": "https://g.example/r.git", "ref": {"branch": "main", "tag": "v1"}}},
      "spec.source.ref must set exactly one of branch, tag or commit"),
     ({"source": {"url": "https://g.example/r.git", "ref": {}}},

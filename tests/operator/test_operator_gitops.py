@@ -170,6 +170,23 @@ def world(kube, s3, request):
 
 # ---- the GitOps loop -----------------------------------------------------------------------
 
+def test_a_pipeline_with_a_long_valid_name_executes(world, git_remote):
+    """A 100-character name is valid; the label and execution names derived from it must fit."""
+    name = "p" + "-long" * 19 + "-end"
+    assert len(name) == 100
+    git_remote.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name="flow")}, "v1")
+    world.apply(pipeline_manifest(name, git_remote.url))
+    world.operator()
+    world.wait_ready(name)
+    executions = world.wait(lambda: world.items("pipelineexecutions"), 60, "a PipelineExecution")
+    run = world.wait_execution(executions[0]["metadata"]["name"])
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    label = run["metadata"]["labels"]["stepflow.dev/pipeline"]
+    assert len(label) <= 63 and label.startswith("p-long")
+    assert run["metadata"]["ownerReferences"][0]["name"] == name
+    assert "ReconcileError" not in {e["reason"] for e in world.events()}
+
+
 def test_push_builds_runs_and_reports(world, git_remote):
     first = git_remote.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name="flow"),
                                "README.md": "v1\n"}, "v1")

@@ -33,6 +33,7 @@ from stepflow.errors import INFRASTRUCTURE, USER, StepflowError
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
+from stepflow.gitops.k8s_names import object_name
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
 from stepflow.gitops.source import GitSource, SourceError, safe_url
@@ -257,7 +258,7 @@ class Reconciler:
         if spec.trigger.on_change and status.get("triggered") != triggered:
             key = hashlib.sha256(json.dumps(triggered, sort_keys=True).encode()).hexdigest()[:6]
             out.execution = ExecutionRequest(
-                name=f"{spec.name}-{_short(revision.rsplit(':', 1)[-1])}-{key}",
+                name=object_name(f"{spec.name}-{_short(revision.rsplit(':', 1)[-1])}-{key}"),
                 revision=revision, definition_digest=bundle.digest, pipeline_name=bundle.pipeline_name,
                 parameters=dict(spec.trigger.parameters), trigger="NewRevision")
             status["triggered"] = triggered
@@ -274,7 +275,7 @@ class Reconciler:
         definition = status.get("definition") or {}
         if due is not None and now >= due and definition.get("digest") and out.execution is None:
             out.execution = ExecutionRequest(
-                name=f"{spec.name}-s{due.strftime('%Y%m%d%H%M')}", revision=definition.get("revision", ""),
+                name=object_name(f"{spec.name}-s{due.strftime('%Y%m%d%H%M')}"), revision=definition.get("revision", ""),
                 definition_digest=definition["digest"], pipeline_name=definition["pipelineName"],
                 parameters=dict(spec.trigger.parameters), trigger="Schedule")
             status["lastScheduleTime"] = _iso(due)

@@ -25,6 +25,10 @@ _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
+#: The shortest ``spec.source.interval`` (Flux's intervals are seconds, not milliseconds).
+MIN_INTERVAL = 1.0
+
+
 def parse_duration(text: str | None, what: str, default: float) -> float:
     """``30s``, ``1m``, ``1h30m``, ``500ms`` (Go's time.Duration subset) → seconds."""
     if text in (None, ""):
@@ -131,7 +135,7 @@ class PipelineSpec:
             ref=Ref.from_spec(source.get("ref")),
             module=module, attr=spec.get("pipeline") or None,
             secret_name=(source.get("secretRef") or {}).get("name"),
-            interval=parse_duration(source.get("interval"), "spec.source.interval", 60.0),
+            interval=_interval(name, source.get("interval")),
             timeout=parse_duration(source.get("timeout"), "spec.source.timeout", 60.0),
             s3_root_uri=s3_root_uri, backend=backend,
             trigger=TriggerSpec(on_change=trigger.get("onChange", True) is not False, schedule=schedule,
@@ -144,13 +148,27 @@ class PipelineSpec:
         )
 
 
+def _interval(name: str, text: str | None) -> float:
+    """``spec.source.interval``, at least ``MIN_INTERVAL``: every pass costs the git server
+    a request, so a millisecond interval is a flood, not a faster GitOps loop."""
+    seconds = parse_duration(text, "spec.source.interval", 60.0)
+    if seconds < MIN_INTERVAL:
+        raise ConfigurationError(
+            f"Pipeline {name}: spec.source.interval {text!r} is shorter than the minimum of "
+            f"{MIN_INTERVAL:g}s; use 1s or more (1m is usual; a push webhook reacts at once).",
+            reason="InvalidInterval")
+    return seconds
+
+
 def _check_cron(name: str, schedule: str) -> None:
     from croniter import croniter
 
-    if not croniter.is_valid(schedule):
+    fields = schedule.split()
+    if (not schedule.startswith("@") and len(fields) != 5) or not croniter.is_valid(schedule):
         raise ConfigurationError(
             f"Pipeline {name}: spec.trigger.schedule {schedule!r} is not a valid cron expression; "
-            "use five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'.",
+            "use five fields (minute hour day-of-month month day-of-week; no seconds field), e.g. "
+            "'0 3 * * *', or a macro such as @daily.",
             reason="InvalidSchedule")
 
 

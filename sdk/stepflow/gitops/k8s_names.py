@@ -1,0 +1,35 @@
+"""Names and label values within Kubernetes' limits, derived deterministically.
+
+A valid Pipeline name may be 253 characters, but a label value stops at 63 and the names we
+derive from it (``<pipeline>-<commit>-<key>``) are longer than the name itself. Rather than
+refusing valid names, long ones are cut and given a hash of the whole, so two different long
+names never collide and the same name always gives the same result (idempotent creation
+relies on that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+#: metadata.name of most objects (a DNS subdomain).
+NAME_LIMIT = 253
+#: A label value.
+LABEL_LIMIT = 63
+_HASH = 8
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` when it fits; else its head, ``-`` and 8 hex digits of its sha256."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH]
+    head = text[:limit - _HASH - 1].rstrip("-.")
+    return f"{head}-{digest}"
+
+
+def label_value(text: str) -> str:
+    return bounded(text, LABEL_LIMIT)
+
+
+def object_name(text: str) -> str:
+    return bounded(text, NAME_LIMIT)
