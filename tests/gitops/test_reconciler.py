@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from gitops_world import EXAMPLE, ready, spec_for
@@ -120,3 +121,27 @@ async def test_new_trigger_parameters_run_again_without_a_code_change(world):
     assert second.execution is not None and second.execution.parameters == {"Epochs": 20}
     assert second.execution.name != first.execution.name
     assert second.status["definition"]["digest"] == first.status["definition"]["digest"]
+
+
+async def test_a_failed_publish_is_retried_until_the_bucket_exists(world, s3_server, monkeypatch):
+    """Issue 15, point 1: a store failure is infrastructure. The next pass tries again (it used
+    to believe the commit was handled, because the build had succeeded)."""
+    repo, reconciler, _ = world
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = f"later-{secrets.token_hex(4)}"
+    spec = spec_for(repo, s3RootUri=f"s3://{bucket}/stepflow")
+    reconciler.targets.s3_endpoint_url = s3_server.endpoint_url
+    first = await reconciler.reconcile("churn", spec, {})
+    r = ready(first.status)
+    assert (r["status"], r["reason"]) == ("False", "BucketNotFound"), r
+    assert cond.get_condition(first.status["conditions"], "Reconciling")["reason"] == "ProgressingWithRetry"
+    assert not cond.is_true(first.status["conditions"], "Stalled") and first.requeue_after is not None
+    assert first.execution is None
+    s3_server.client().create_bucket(Bucket=bucket)
+    try:
+        second = await reconciler.reconcile("churn", spec, first.status)
+        assert ready(second.status)["status"] == "True", ready(second.status)
+        assert second.status["definition"]["uploadedFiles"] > 0 and second.execution is not None
+    finally:
+        s3_server.delete_bucket(bucket)
