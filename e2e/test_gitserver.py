@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stepflow.gitops.source import GitSource, Ref, SourceError
 
 from e2e.cluster import wait_for
 from e2e.gitrepo import SERVER_SCRIPT, Repo
+from stepflow.gitops.source import GitSource, Ref, SourceError
 
 
 @pytest.fixture

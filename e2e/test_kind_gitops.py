@@ -11,9 +11,9 @@ import secrets
 import time
 from typing import Any
 
-from e2e.cluster import Cluster, Release, wait_for
 from tests.testenv.samples import TWO_STEPS
 
+from e2e.cluster import Cluster, Release, wait_for
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 STORE = "file:///var/cache/stepflow/store"
@@ -31,8 +31,9 @@ def table(cluster: Cluster, namespace: str, kind: str) -> list[dict[str, str]]:
     header = lines[0]
     # a column starts after a run of spaces ("LAST RUN" holds just one)
     starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 2:i] == "  ")]
-    names = [header[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
-    return [{n: line[a:b].strip() for n, a, b in zip(names, starts, starts[1:] + [None])} for line in lines[1:]]
+    names = [header[a:b].strip() for a, b in zip(starts, starts[1:] + [None], strict=False)]
+    return [{n: line[a:b].strip() for n, a, b in zip(names, starts, starts[1:] + [None], strict=False)}
+            for line in lines[1:]]
 
 
 def ready(pipeline: dict) -> dict:

@@ -10,9 +10,9 @@ import secrets
 import subprocess
 
 import yaml
+from tests.testenv.samples import probe_module
 
 from e2e.cluster import Cluster, Release, run, wait_for
-from tests.testenv.samples import probe_module
 
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 INTEGRITY_KEY = "/etc/stepflow/integrity/key"
@@ -101,7 +101,8 @@ def test_operator_container_has_only_the_sandbox_capabilities(operator: Release)
 def test_user_code_in_a_build_sees_none_of_the_operators_secrets(cluster, operator: Release, namespace, repo):
     probe = repo("probe")
     name = f"probe-{secrets.token_hex(2)}"
-    commit = probe.commit({"pipelines/flow.py": probe_module([TOKEN, INTEGRITY_KEY], [b"KUBERNETES_SERVICE_HOST", b"STEPFLOW_INTEGRITY_KEY_FILE"])}, "probe")
+    module = probe_module([TOKEN, INTEGRITY_KEY], [b"KUBERNETES_SERVICE_HOST", b"STEPFLOW_INTEGRITY_KEY_FILE"])
+    commit = probe.commit({"pipelines/flow.py": module}, "probe")
     cluster.apply(namespace, {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
                               "spec": {"source": {"url": probe.url, "interval": "2s"}, "module": "pipelines/flow.py"}})
 

@@ -56,7 +56,7 @@ def run_git(*args: str, cwd: Path | str | None = None, input: bytes | None = Non
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_GitHTTPServer"
+    server: _GitHTTPServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002, ANN002
@@ -191,7 +191,7 @@ class GitServer:
         self.tls_port = 0
         self.ca_file = ""
 
-    def start(self) -> "GitServer":
+    def start(self) -> GitServer:
         self._httpd = self._bind()
         self.port = self._httpd.server_address[1]
         self._httpd.credentials = self._credentials

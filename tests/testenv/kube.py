@@ -92,7 +92,7 @@ class Kube:
         self._etcd_bin = bin_path("etcd")
 
     # ---- lifecycle -------------------------------------------------------------------
-    def start(self, timeout: float = 60.0, attempts: int = 3) -> "Kube":
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> Kube:
         """Start etcd and kube-apiserver, wait for /readyz, write the kubeconfig.
 
         CRDs are not applied here: the ``kube`` fixture calls ``apply_crds()`` next.

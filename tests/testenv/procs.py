@@ -23,7 +23,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _SETPRIV = shutil.which("setpriv")
-_LIVE: set["ServerProcess"] = set()
+_LIVE: set[ServerProcess] = set()
 _LIVE_LOCK = threading.Lock()
 _HANDED_PORTS: set[int] = set()
 
@@ -109,7 +109,7 @@ class ServerProcess:
         pid = self.proc.pid if self.proc else None
         return f"<ServerProcess {self.name} pid={pid} log={self.log_path}>"
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         argv = self.argv
         if _SETPRIV:
             argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]

@@ -71,7 +71,7 @@ class S3Server:
         self.uses_xattrs = True
         self._bin = bin_path("versitygw")
 
-    def start(self, timeout: float = 20.0, attempts: int = 3) -> "S3Server":
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> S3Server:
         t0 = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.uses_xattrs = user_xattrs_supported(self.data_dir)
@@ -133,7 +133,7 @@ class S3Server:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
-    def new_bucket(self, hint: str = "t") -> "S3Bucket":
+    def new_bucket(self, hint: str = "t") -> S3Bucket:
         base = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-")[:40].strip("-") or "t"
         name = f"{base}-{secrets.token_hex(4)}"
         if not name[0].isalnum():
