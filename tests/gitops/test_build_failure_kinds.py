@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import pytest
 from gitops_world import ready, spec_for
+from tests.testenv.samples import BAD_MODULES, STEP_HEADER
 
 from stepflow.gitops import conditions as cond
 
-HEADER = '''
-from stepflow.workflow.function_step import step
-from stepflow.workflow.pipeline import Pipeline
-from stepflow.workflow.step_outputs import get_step
-from stepflow.workflow.parameters import ParameterInteger
-'''
+HEADER = STEP_HEADER + "from stepflow.workflow.parameters import ParameterInteger\n"
 
 ONE_STEP = HEADER + '''
 @step
@@ -26,53 +22,19 @@ def a():
     return 1
 '''
 
-#: name -> (files, spec overrides, expected reason). Every one of these is the user's to fix.
+#: Small limits, so the runaway modules hit them fast.
+_LIMITS = {"loops-forever": {"build": {"timeout": "3s"}}, "allocates": {"build": {"memoryLimit": "512Mi"}}}
+
+#: name -> (files, spec overrides, expected reason). Every one of these is the user's to fix:
+#: the shared bad modules (tests/testenv/samples.py) plus the compile errors only a build shows.
 USER_ERRORS = {
-    "syntax": ({"p.py": "def oops(:\n"}, {}, "SyntaxError"),
-    "import-error": ({"p.py": "import module_that_does_not_exist_anywhere\n"}, {}, "ImportError"),
+    **{name: ({"p.py": text}, _LIMITS.get(name, {}), reason) for name, (text, reason) in BAD_MODULES.items()},
     "raises-on-import": ({"p.py": "raise RuntimeError('no config')\n"}, {}, "ModuleError"),
     "missing-module": ({"p.py": ONE_STEP}, {"module": "nowhere.py"}, "ModuleNotFound"),
-    "no-pipeline": ({"p.py": ONE_STEP}, {}, "NoPipeline"),
-    "two-pipelines": ({"p.py": ONE_STEP + 'one = Pipeline(name="one", steps=[a()])\n'
-                                           'two = Pipeline(name="two", steps=[a()])\n'}, {}, "AmbiguousPipeline"),
     "not-a-pipeline": ({"p.py": ONE_STEP + 'pipeline = Pipeline(name="p", steps=[a()])\nthing = 3\n'},
                        {"pipeline": "thing"}, "NotAPipeline"),
     "invalid-name": ({"p.py": ONE_STEP + 'pipeline = Pipeline(name="bad name!", steps=[a()])\n'}, {},
                      "InvalidName"),
-    "duplicate-step-names": ({"p.py": HEADER + '''
-@step(name="same")
-def a():
-    return 1
-
-@step(name="same")
-def b(x):
-    return x
-
-pipeline = Pipeline(name="dup", steps=[b(a())])
-'''}, {}, "DuplicateStepName"),
-    "cycle": ({"p.py": HEADER + '''
-@step
-def a():
-    return 1
-
-@step
-def b(x):
-    return x
-
-first = a()
-second = b(first)
-get_step(first).add_depends_on([second])
-pipeline = Pipeline(name="cycle", steps=[second])
-'''}, {}, "DependencyCycle"),
-    "unpicklable-argument": ({"p.py": HEADER + '''
-import threading
-
-@step
-def use(lock):
-    return 1
-
-pipeline = Pipeline(name="unpicklable", steps=[use(threading.Lock())])
-'''}, {}, "SerializationFailed"),
     "duplicate-parameter": ({"p.py": HEADER + '''
 @step
 def use(x):
@@ -96,9 +58,6 @@ def a():
 pipeline = Pipeline(name="deps", steps=[a()])
 '''}, {}, "FileNotFound"),
     "path-traversal": ({"p.py": ONE_STEP}, {"module": "../../etc/passwd"}, "InvalidModulePath"),
-    "loops-forever": ({"p.py": "while True:\n    pass\n"}, {"build": {"timeout": "3s"}}, "BuildTimeout"),
-    "allocates": ({"p.py": "chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 1024 * 1024))\n"},
-                  {"build": {"memoryLimit": "512Mi"}}, "BuildOutOfMemory"),
 }
 
 #: A bug in stepflow's own build code (simulated: the module breaks the bundle writer).

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from tests.testenv import unavailable, wait_for
 from tests.testenv.procs import WaitTimeout
-from tests.testenv.samples import TWO_STEPS, probe_module
+from tests.testenv.samples import BAD_MODULES, TWO_STEPS, probe_module
 
 BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -345,65 +345,6 @@ def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote):
 
 
 # ---- bad input: each a specific reason and an Event; the operator keeps serving ---------------
-
-STEP_HEADER = '''
-from stepflow.workflow.function_step import step
-from stepflow.workflow.pipeline import Pipeline
-from stepflow.workflow.step_outputs import get_step
-'''
-
-BAD_MODULES = {
-    "syntax": ("def oops(:\n", "SyntaxError"),
-    "import-error": ("import module_that_does_not_exist_anywhere\n", "ImportError"),
-    "no-pipeline": (STEP_HEADER + "\n@step\ndef a():\n    return 1\n", "NoPipeline"),
-    "two-pipelines": (STEP_HEADER + '''
-@step
-def a():
-    return 1
-
-one = Pipeline(name="one", steps=[a()])
-two = Pipeline(name="two", steps=[a()])
-''', "AmbiguousPipeline"),
-    "cycle": (STEP_HEADER + '''
-@step
-def a():
-    return 1
-
-@step
-def b(x):
-    return x
-
-first = a()
-second = b(first)
-get_step(first).add_depends_on([second])
-pipeline = Pipeline(name="cycle", steps=[second])
-''', "DependencyCycle"),
-    "duplicate-names": (STEP_HEADER + '''
-@step(name="same")
-def a():
-    return 1
-
-@step(name="same")
-def b(x):
-    return x
-
-pipeline = Pipeline(name="dup", steps=[b(a())])
-''', "DuplicateStepName"),
-    "unpicklable": (STEP_HEADER + '''
-import threading
-
-@step
-def use(lock):
-    return 1
-
-pipeline = Pipeline(name="unpicklable", steps=[use(threading.Lock())])
-''', "SerializationFailed"),
-    "loops-forever": ("while True:\n    pass\n", "BuildTimeout"),
-    "allocates": ("chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 1024 * 1024))\n",
-                  "BuildOutOfMemory"),
-}
-
-
 
 def test_bad_input_gets_a_specific_reason_and_the_operator_keeps_serving(world, kube, s3, git_server):
     from tests.testenv.git import GitRemote
