@@ -213,8 +213,10 @@ class LocalCluster:
 
     def _refuse_busy_ports(self) -> None:
         busy = []
+        # The gateway only when it is ours already: elsewhere a connect would leave the machine.
+        addresses = ["127.0.0.1"] + ([GATEWAY] if host.address_owner(GATEWAY) else [])
         for name, port in PORTS.items():
-            for address in ("127.0.0.1", GATEWAY):
+            for address in addresses:
                 with socket.socket() as s:
                     s.settimeout(0.2)
                     if s.connect_ex((address, port)) == 0:
