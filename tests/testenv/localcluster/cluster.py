@@ -114,7 +114,9 @@ class LocalCluster:
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + timeout
-            while _start_time(pid) is not None and time.monotonic() < deadline:
+            # A daemon started by a process that has exited is reparented to PID 1, which
+            # on these VMs may never reap it: an exited daemon can stay a zombie.
+            while _start_time(pid) is not None and not _zombie(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             try:
                 os.killpg(pid, signal.SIGKILL)
