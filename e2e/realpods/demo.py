@@ -99,11 +99,13 @@ def cluster_handle(kubeconfig: str) -> Cluster:
 
 
 def remove_demo(cluster: Cluster) -> None:
+    """The Pipelines' namespace first, while the operator runs to release its finalizers."""
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s",
+                    check=False, timeout=150)
     subprocess.run([bin_path("helm"), "--kubeconfig", str(cluster.kubeconfig), "uninstall", RELEASE, "--namespace",
                     f"{NAMESPACE}-system", "--wait", "--timeout", "2m"], capture_output=True, check=False)
-    for ns in (NAMESPACE, f"{NAMESPACE}-system"):
-        cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s",
-                        check=False, timeout=150)
+    cluster.kubectl("delete", "namespace", f"{NAMESPACE}-system", "--ignore-not-found", "--wait=true",
+                    "--timeout=120s", check=False, timeout=150)
 
 
 def up() -> int:
