@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -330,8 +331,6 @@ class LocalCluster:
         other_containerd = any(p for p in _pids_named("containerd"))
         host.remove_hard_coded_dirs(other_containerd)
         restored = host.restore_sysctls(lay)
-        import shutil
-
         shutil.rmtree(lay.state, ignore_errors=True)
         shutil.rmtree(lay.run, ignore_errors=True)
         lay.kubeconfig.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .layout import BRIDGE, GATEWAY, NODE_NAME, POD_SUBNET, PORTS, Layout
+from .layout import BRIDGE, GATEWAY, POD_SUBNET, PORTS, Layout
 
 
 def containerd_toml(layout: Layout, pause_image: str) -> str:
