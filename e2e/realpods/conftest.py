@@ -27,7 +27,11 @@ from e2e.cluster import Cluster, Release, Tools
 from e2e.gitrepo import Repo, kubectl_push
 from e2e.realpods.release import git_pod_url, install_release, uninstall_release
 from tests.testenv.binaries import bin_path
-from tests.testenv.plugin import local_cluster, pytest_runtest_makereport  # noqa: F401 - fixture and log hook
+from tests.testenv.plugin import (  # noqa: F401 - the fixture, the log hook, the timings line
+    local_cluster,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
 
 
 @pytest.fixture(scope="session")
