@@ -3,7 +3,7 @@ SHELL := bash
 PYTHON ?= .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help test testenv venv demo lint
+.PHONY: help test testenv venv demo lint testenv-cluster e2e-cluster demo-cluster demo-cluster-down
 
 help:
 	@echo "make demo      run the main job on the embedded default (stepflow up --once examples/manifests)"
@@ -12,6 +12,8 @@ help:
 	@echo "make venv      create/refresh .venv (pip install -e '.[dev,lint]')"
 	@echo "make lint      ruff, mypy and the import-layer contracts (part of make test)"
 	@echo "make e2e       the image and chart in a kind cluster (needs docker, kind; see e2e/README.md)"
+	@echo "make e2e-cluster   the same scenarios on real pods in a local single-node cluster (root; no docker)"
+	@echo "make demo-cluster  the churn example on real pods: cluster, S3, chart, Pipeline (make demo-cluster-down)"
 	@echo "               PYTEST_ARGS='-k s3 -x' make test   passes options to pytest"
 
 testenv:
@@ -41,4 +43,21 @@ demo:
 # them, fails without them when CI is set. Not part of `make test` (testpaths = tests/).
 .PHONY: e2e
 e2e: venv
-	$(PYTHON) -m pytest e2e $(PYTEST_ARGS)
+	$(PYTHON) -m pytest e2e --ignore=e2e/realpods $(PYTEST_ARGS)
+
+# The real-pods cluster: kubelet & co. (Go), Debian's containerd/runc/CNI, and the images.
+testenv-cluster:
+	scripts/testenv install cluster
+
+# The kind suite's scenarios (and more) on real pods in the local single-node cluster
+# (tests/testenv/localcluster); see docs/TESTING.md, "Real pods". Needs root, no docker.
+e2e-cluster: testenv testenv-cluster venv
+	$(PYTHON) -m pytest e2e/realpods --durations=15 $(PYTEST_ARGS)
+
+# The churn example on real pods: cluster up, S3 up, the chart, the Pipeline; prints
+# kubectl get pipelines / pipelineexecutions and what to look at next.
+demo-cluster: testenv testenv-cluster venv
+	$(PYTHON) -m e2e.realpods.demo up
+
+demo-cluster-down: venv
+	$(PYTHON) -m e2e.realpods.demo down

@@ -14,6 +14,7 @@ from tests.testenv.plugin import (  # noqa: E402,F401 - registers the fixtures a
     git_remote,
     git_server,
     kube,
+    local_cluster,
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_runtest_makereport,

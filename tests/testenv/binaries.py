@@ -16,6 +16,10 @@ _BINARIES = {
     "etcd": ("etcd", "ETCD_VERSION"),
     "versitygw": ("versitygw", "VERSITYGW_VERSION"),
     "helm": ("helm", "HELM_VERSION"),
+    # the real-pods cluster (scripts/testenv install cluster)
+    "kubelet": ("kubenode", "KUBE_VERSION"),
+    "kube-controller-manager": ("kubenode", "KUBE_VERSION"),
+    "kube-scheduler": ("kubenode", "KUBE_VERSION"),
 }
 
 

@@ -1,7 +1,8 @@
 """pytest plugin: fixtures that start real servers, and the hooks around them.
 
 Loaded by tests/conftest.py. Fixtures: ``kube`` (session), ``s3_server`` (session), ``s3``
-(a fresh bucket per test), ``git_server`` (session), ``git_remote`` (a bare repo per test).
+(a fresh bucket per test), ``git_server`` (session), ``git_remote`` (a bare repo per test),
+``local_cluster`` (session: a single-node Kubernetes that runs real pods).
 When a test fails, the tail of the logs of the servers it used is added to its report.
 With ``CI`` set, a missing binary or a server that does not start fails the test instead
 of skipping it.
@@ -87,6 +88,33 @@ def s3(s3_server, request: pytest.FixtureRequest) -> Iterator[object]:
         s3_server.delete_bucket(bucket.bucket)
     except Exception as exc:  # noqa: BLE001 - cleanup must not mask the test's outcome
         warnings.warn(f"could not delete test bucket {bucket.bucket}: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[object]:
+    """A single-node Kubernetes that runs real pods (tests/testenv/localcluster).
+
+    Brought up for the session, or reused when one is already healthy (then left running);
+    the images of this tree (scripts/testenv images) are imported. A failed test's report
+    gets the kubelet's, containerd's and the pods' logs. Set STEPFLOW_CLUSTER_KEEP=1 to keep
+    a cluster this session started.
+    """
+    from .localcluster import ClusterError
+    from .localcluster.session import Unavailable, finish, start
+
+    try:
+        session = start()
+    except Unavailable as exc:
+        unavailable(f"the local cluster cannot run here: {exc}")
+    except (ClusterError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _start_failed("the local cluster (containerd + kubelet + control plane)", exc)
+    _STARTED["local_cluster"] = session
+    if session.up_seconds is not None:
+        _TIMINGS["local cluster up"] = session.up_seconds
+    try:
+        yield session
+    finally:
+        finish(session)
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,10 @@ class S3Server:
     ``uses_xattrs``, ``ready_seconds``; ``client()``, ``new_bucket(hint)``, ``logs_tail(n)``.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, host: str = "127.0.0.1") -> None:
         self.workdir = Path(workdir)
+        #: The address it listens on: loopback, or the local cluster's gateway for pods.
+        self.host = host
         self.data_dir = self.workdir / "data"
         self.sidecar_dir = self.workdir / "meta"
         self.access_key = "stepflow-test"
@@ -82,13 +84,13 @@ class S3Server:
         backend.append(str(self.data_dir))
         for attempt in range(1, attempts + 1):
             port = free_port()
-            self.endpoint_url = f"http://127.0.0.1:{port}"
+            self.endpoint_url = f"http://{self.host}:{port}"
             env = {k: v for k, v in os.environ.items() if not k.startswith(("VGW_", "ROOT_"))}
             # credentials by environment, so they stay out of the logged command line
             env.update(ROOT_ACCESS_KEY_ID=self.access_key, ROOT_SECRET_ACCESS_KEY=self.secret_key)
             self.process = ServerProcess(
                 "versitygw",
-                [self._bin, "--region", self.region, "--port", f"127.0.0.1:{port}",
+                [self._bin, "--region", self.region, "--port", f"{self.host}:{port}",
                  "--health", "/health", "--quiet", *backend],
                 self.workdir / "logs" / "versitygw.log",
                 env=env,
@@ -96,7 +98,7 @@ class S3Server:
 
             def healthy(port: int = port) -> bool:
                 self.process.ensure_running()  # type: ignore[union-attr]
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn = http.client.HTTPConnection(self.host, port, timeout=1)
                 try:
                     conn.request("GET", "/health")
                     return conn.getresponse().status == 200

@@ -1,0 +1,69 @@
+"""The chart installed on the local cluster as the kind suite installs it, plus what this
+cluster needs: the API server's address for the operator's pod (no kube-proxy, so the
+``kubernetes`` Service leads nowhere) and, optionally, an S3 store on the bridge gateway.
+Shared by the fixtures (conftest.py) and ``make demo-cluster`` (demo.py)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from tests.testenv.localcluster.layout import GATEWAY, PORTS
+
+from e2e.cluster import CHART, Cluster, CommandError, Release, run
+from e2e.gitrepo import SERVER_NAME, SERVER_PORT
+
+
+@dataclass
+class LocalRelease(Release):
+    """``helm install`` of charts/stepflow as the kind suite does, plus the API server's
+    address for the pod, and optionally an S3 store with its credentials Secret."""
+
+    s3: dict[str, str] = field(default_factory=dict)
+
+    def install(self) -> None:
+        repository, _, tag = self.image.rpartition(":")
+        self.cluster.kubectl("create", "namespace", self.namespace)
+        self.cluster.kubectl("-n", self.namespace, "create", "secret", "generic", "stepflow-signing",
+                             f"--from-literal=key={secrets.token_hex(32)}")
+        operator = {"s3RootUri": self.store, "integrityKeySecret": "stepflow-signing",
+                    "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": GATEWAY},
+                                 {"name": "KUBERNETES_SERVICE_PORT", "value": str(PORTS["apiserver"])}]}
+        if self.s3:
+            self.cluster.kubectl("-n", self.namespace, "create", "secret", "generic", "stepflow-s3",
+                                 f"--from-literal=AWS_ACCESS_KEY_ID={self.s3['access_key']}",
+                                 f"--from-literal=AWS_SECRET_ACCESS_KEY={self.s3['secret_key']}")
+            operator.update(s3CredentialsSecret="stepflow-s3", s3EndpointUrl=self.s3["endpoint_url"],
+                            awsRegion=self.s3["region"])
+        values = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                  "watchNamespaces": [self.watched], "operator": operator}
+        run([self.cluster.tools.helm, "--kubeconfig", str(self.cluster.kubeconfig), "install", self.name,
+             str(CHART), "--namespace", self.namespace, "--wait", "--timeout", "5m", "--values", "-"],
+            input=json.dumps(values), timeout=600)
+
+
+def install_release(cluster: Cluster, image: str, watched: str, **kw) -> LocalRelease:
+    release = LocalRelease(cluster, name=f"stepflow-{secrets.token_hex(3)}", namespace=f"{watched}-system",
+                           watched=watched, image=image, **kw)
+    try:
+        release.install()
+    except CommandError as exc:
+        pods = cluster.kubectl("-n", release.namespace, "describe", "pods", check=False).stdout
+        logs = cluster.kubectl("-n", release.namespace, "logs", "--all-containers", "--tail=100",
+                               "-l", f"app.kubernetes.io/instance={release.name}", check=False)
+        raise CommandError(f"{exc}\n--- pods ---\n{pods}\n--- logs ---\n{logs.stdout}{logs.stderr}") from None
+    return release
+
+
+def uninstall_release(cluster: Cluster, release: LocalRelease) -> None:
+    release.uninstall()
+    cluster.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+
+
+def git_pod_url(cluster: Cluster, namespace: str) -> str:
+    """The in-cluster git server by pod IP: there is no cluster DNS or kube-proxy here."""
+    ip = cluster.get(namespace, "pod", SERVER_NAME)["status"]["podIP"]
+    return f"http://{ip}:{SERVER_PORT}"
+
+
