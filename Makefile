@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo      run the main job on the embedded default (stepflow up --once examples/manifests)"
-	@echo "make test      install the test environment and the venv, then run the whole suite"
+	@echo "make test      install the test environment and the venv, lint, then run the whole suite (cluster suite too)"
 	@echo "make testenv   build/install kube-apiserver, kubectl, etcd, versitygw, helm (cached)"
 	@echo "make venv      create/refresh .venv (pip install -e '.[dev,lint]')"
 	@echo "make lint      ruff, mypy and the import-layer contracts (part of make test)"
@@ -28,10 +28,15 @@ lint: venv
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# The whole suite. pytest's exit code 5 ("no tests collected") is a failure here, with a word.
-test: testenv venv lint
+# The whole suite: tests/ (real API server, S3 and git on loopback), then the cluster suite
+# on real pods (e2e/realpods: the image and chart in a local single-node Kubernetes; root).
+# Two pytest sessions, because the cluster suite has its own conftest (the kind suite's
+# fixture names re-bound). pytest's exit code 5 ("no tests collected") is a failure here.
+test: testenv testenv-cluster venv lint
 	@rc=0; $(PYTHON) -m pytest --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
+	[ $$rc -ne 0 ] || $(PYTHON) -m pytest e2e/realpods --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: the cluster suite collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
 
 # The main job on the embedded default: `stepflow up --once` on the example (no cluster, no cloud).
