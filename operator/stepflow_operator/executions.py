@@ -201,7 +201,8 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
     status["conditions"] = execution_conditions(writer.status.get("conditions"), state, meta.get("generation"))
     if ctx.runs.is_latest(namespace, pipeline_ref, name):
         await ctx.kube.patch_status(PIPELINES, namespace, pipeline_ref, pipeline_status(
-            name, state, result_uri, revision=fixed.get("revision"), definition_digest=fixed.get("definitionDigest")))
+            name, state, mirrored["steps"], revision=fixed.get("revision"),
+            definition_digest=fixed.get("definitionDigest")))
     if final:
         type_ = "Normal" if state.status == "Succeeded" else "Warning"
         why = f": {state.failure_reason}" if state.failure_reason else ""

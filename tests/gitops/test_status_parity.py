@@ -27,7 +27,7 @@ from stepflow.engine import (
     decide,
     new_execution,
 )
-from stepflow.gitops.execution_status import execution_status, pipeline_status, steps_summary
+from stepflow.gitops.execution_status import execution_status, pipeline_status, step_entries, steps_summary
 from stepflow.gitops.up_state import PipelineState, apply_execution
 
 T0 = datetime(2026, 11, 25, 1, 2, 3, tzinfo=UTC)
@@ -160,7 +160,8 @@ def test_operator_and_stepflow_up_write_the_same_pipeline_status(scenario):
     up = PipelineState(name="p", status={**copy.deepcopy(before), "lastExecution": {"name": "e1"}},
                        history=[{"name": "e1", "revision": "main@sha1:4f1c2ab", "definitionDigest": "sha256:d"}])
     for state in run.states:
-        owned = pipeline_status("e1", state, _result_uri, revision="main@sha1:4f1c2ab", definition_digest="sha256:d")
+        owned = pipeline_status("e1", state, step_entries(state, _result_uri), revision="main@sha1:4f1c2ab",
+                                definition_digest="sha256:d")
         on_resource = _merge(on_resource, owned)
         apply_execution(up, "e1", owned)
         assert up.status == on_resource, f"{scenario}: the front ends disagree at {state.status}"

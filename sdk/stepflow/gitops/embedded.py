@@ -34,7 +34,7 @@ from stepflow.errors import StepflowError
 from stepflow.gitops import reasons
 from stepflow.gitops.conditions import READY, get_condition
 from stepflow.gitops.execution_runner import ExecutionRunner
-from stepflow.gitops.execution_status import TERMINAL_PHASES, pipeline_status
+from stepflow.gitops.execution_status import TERMINAL_PHASES, pipeline_status, step_entries
 from stepflow.gitops.manifests import Manifest, ManifestProblem, discover, manifest_files
 from stepflow.gitops.reconciler import Event, ExecutionRequest, Reconciler
 from stepflow.gitops.up_state import PipelineState, StateStore, apply_execution, merge_status
@@ -247,9 +247,9 @@ class EmbeddedLoop:
                          state: ExecutionState) -> None:
         """Mirror an execution's state onto the status (caller holds ``tracked.lock``)."""
         record = next((h for h in tracked.state.history if h.get("name") == state.execution_id), {})
-        owned = pipeline_status(state.execution_id, state,
-                                lambda step: backend.result_uri(pipeline_name, state.execution_id, step),
-                                revision=record.get("revision"), definition_digest=record.get("definitionDigest"))
+        steps = step_entries(state, lambda step: backend.result_uri(pipeline_name, state.execution_id, step))
+        owned = pipeline_status(state.execution_id, state, steps, revision=record.get("revision"),
+                                definition_digest=record.get("definitionDigest"))
         apply_execution(tracked.state, state.execution_id, owned)
         try:
             self.states.save(tracked.state)

@@ -57,11 +57,6 @@ class ExecutionRunner:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    @property
-    def ended(self) -> bool:
-        """The execution itself is over (not merely left)."""
-        return self.latest is not None and self.latest.terminal
-
     def _changed(self, state: ExecutionState) -> None:
         self.latest = state
         if self._on_change is not None:

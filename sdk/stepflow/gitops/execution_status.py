@@ -95,14 +95,14 @@ def last_execution(name: str, state: ExecutionState, *, revision: str | None,
             "revision": revision, "definitionDigest": definition_digest}
 
 
-def pipeline_status(name: str, state: ExecutionState, result_uri: ResultUri, *, revision: str | None,
+def pipeline_status(name: str, state: ExecutionState, steps: list[dict[str, Any]], *, revision: str | None,
                     definition_digest: str | None) -> dict[str, Any]:
-    """The keys of a Pipeline's ``.status`` that its latest execution owns.
+    """The keys of a Pipeline's ``.status`` that its latest execution owns; ``steps`` are
+    :func:`step_entries` of ``state`` (the operator has them already for the execution).
 
     The reconciler owns every other key; callers merge these in (a merge patch on the
     resource, a dict update in ``stepflow up``).
     """
-    steps = step_entries(state, result_uri)
     return {"lastExecution": last_execution(name, state, revision=revision, definition_digest=definition_digest),
             "steps": steps, "summary": {"steps": steps_summary(steps)}}
 

@@ -166,7 +166,7 @@ class LocalBackend(Backend):
 
     def _orchestrator(self, pipeline_name: str, execution_id: str, on_change: OnChange | None) -> Orchestrator:
         pstore = self.pipeline_store(pipeline_name)
-        meta = json.loads(pstore.get_bytes(layout.execution_meta_key(execution_id)))
+        meta = self._meta(pipeline_name, execution_id)
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
         state = self.execution_state(pipeline_name, execution_id)
         launcher = ProcessLauncher(self.run_dir, self.env)
@@ -239,7 +239,8 @@ class LocalBackend(Backend):
         return ExecutionState.from_json(data)
 
     def result_uri(self, pipeline_name: str, execution_id: str, step_name: str) -> str:
-        return self.pipeline_store(pipeline_name).uri(layout.results_prefix(execution_id, step_name))
+        # Called for every step on every status update: a URI, not a store opened per call.
+        return self.store.uri(layout.in_pipeline(pipeline_name, layout.results_prefix(execution_id, step_name)))
 
     def _meta(self, pipeline_name: str, execution_id: str) -> dict[str, Any]:
         return json.loads(self.pipeline_store(pipeline_name).get_bytes(layout.execution_meta_key(execution_id)))
