@@ -192,6 +192,13 @@ class Release:
             argv += ["--set", f"{path}={value}"]
         self.cluster.helm(*argv)
 
+    def diagnostics(self) -> str:
+        """Why an install did not become ready: the pods' descriptions and the operator's log."""
+        pods = self.cluster.kubectl("-n", self.namespace, "describe", "pods", check=False).stdout
+        logs = self.cluster.kubectl("-n", self.namespace, "logs", "--all-containers", "--tail=100",
+                                    "-l", f"app.kubernetes.io/instance={self.name}", check=False)
+        return f"--- pods ---\n{pods}\n--- logs ---\n{logs.stdout}{logs.stderr}"
+
     def uninstall(self) -> None:
         run([self.cluster.tools.helm, "--kubeconfig", str(self.cluster.kubeconfig), "uninstall", self.name,
              "--namespace", self.namespace, "--wait", "--timeout", "2m"], check=False, timeout=180)

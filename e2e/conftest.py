@@ -109,13 +109,9 @@ def operator(cluster: Cluster, image: str, namespace: str,
     try:
         release.install()
     except CommandError as exc:
-        pods = cluster.kubectl("-n", release.namespace, "describe", "pods", check=False).stdout
-        logs = cluster.kubectl("-n", release.namespace, "logs", "--all-containers", "--tail=100",
-                               "-l", f"app.kubernetes.io/instance={release.name}", check=False)
         logs_dir = tmp_path_factory.mktemp("kind-logs")
         cluster.export_logs(logs_dir)
-        raise CommandError(f"{exc}\n--- pods ---\n{pods}\n--- logs ---\n{logs.stdout}{logs.stderr}\n"
-                           f"(kind's node logs: {logs_dir})") from None
+        raise CommandError(f"{exc}\n{release.diagnostics()}\n(kind's node logs: {logs_dir})") from None
     try:
         yield release
     finally:

@@ -49,10 +49,7 @@ def install_release(cluster: Cluster, image: str, watched: str, **kw) -> LocalRe
     try:
         release.install()
     except CommandError as exc:
-        pods = cluster.kubectl("-n", release.namespace, "describe", "pods", check=False).stdout
-        logs = cluster.kubectl("-n", release.namespace, "logs", "--all-containers", "--tail=100",
-                               "-l", f"app.kubernetes.io/instance={release.name}", check=False)
-        raise CommandError(f"{exc}\n--- pods ---\n{pods}\n--- logs ---\n{logs.stdout}{logs.stderr}") from None
+        raise CommandError(f"{exc}\n{release.diagnostics()}") from None
     return release
 
 
