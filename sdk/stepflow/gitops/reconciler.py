@@ -69,9 +69,6 @@ class Outcome:
     requeue_after: float | None = None
 
 
-_iso = timefmt.seconds
-
-
 def _short(commit: str | None) -> str:
     return (commit or "")[:7]
 
@@ -148,14 +145,14 @@ class Reconciler:
             self._condition(out, SOURCE_READY, "False", exc.reason, message, generation, now)
             status["conditions"] = cond.mark_failure(status.get("conditions"), kind=exc.kind,
                                                      observed_generation=generation, reason=exc.reason,
-                                                     message=message, timestamp=_iso(now))
+                                                     message=message, timestamp=timefmt.seconds(now))
             self._event(out, "Warning", exc.reason, message)
             out.requeue_after = min(spec.interval, 30.0)
             return None
         source = status.setdefault("source", {})
         previous = source.get("commit")
         source.update({"url": safe_url(spec.url), "revision": spec.ref.revision(commit), "commit": commit,
-                       "fetchedAt": _iso(now)})
+                       "fetchedAt": timefmt.seconds(now)})
         status.setdefault("summary", {})["revision"] = _short(commit)
         self._condition(out, SOURCE_READY, "True", "Succeeded",
                         f"{spec.ref.describe()} at {_short(commit)}", generation, now)
@@ -170,7 +167,7 @@ class Reconciler:
         status = out.status
         revision = spec.ref.revision(commit)
         status["conditions"] = cond.mark_reconciling(status.get("conditions"), observed_generation=generation,
-                                                     message=f"building {revision}", timestamp=_iso(now))
+                                                     message=f"building {revision}", timestamp=timefmt.seconds(now))
         try:
             checkout = await asyncio.to_thread(self.source.fetch, spec.url, spec.ref, commit, credentials,
                                                spec.timeout)
@@ -178,10 +175,11 @@ class Reconciler:
             self._condition(out, SOURCE_READY, "False", exc.reason, str(exc), generation, now)
             status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
                                                      observed_generation=generation, reason=exc.reason,
-                                                     message=str(exc), timestamp=_iso(now))
+                                                     message=str(exc), timestamp=timefmt.seconds(now))
             self._event(out, "Warning", exc.reason, str(exc))
             return
-        status.setdefault("source", {})["committedAt"] = _iso(datetime.fromtimestamp(checkout.committed_at, UTC))
+        committed = datetime.fromtimestamp(checkout.committed_at, UTC)
+        status.setdefault("source", {})["committedAt"] = timefmt.seconds(committed)
         store = self.targets.store_for(spec)
         previous_name = (status.get("definition") or {}).get("pipelineName")
         started = datetime.now(UTC)
@@ -202,7 +200,8 @@ class Reconciler:
                 limits=Limits(timeout=spec.build.timeout, memory_bytes=spec.build.memory_bytes)))
             bundle_dir = result.bundle_dir
             finished = datetime.now(UTC)
-            status["lastBuild"] = {"revision": revision, "startedAt": _iso(started), "finishedAt": _iso(finished),
+            status["lastBuild"] = {"revision": revision, "startedAt": timefmt.seconds(started),
+                                   "finishedAt": timefmt.seconds(finished),
                                    "durationSeconds": round((finished - started).total_seconds(), 3),
                                    "reason": None if result.ok else result.reason,
                                    "message": None if result.ok else result.message,
@@ -220,7 +219,7 @@ class Reconciler:
             self._condition(out, PUBLISHED, "False", exc.reason, str(exc), generation, now)
             status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
                                                      observed_generation=generation, reason=exc.reason,
-                                                     message=str(exc), timestamp=_iso(now))
+                                                     message=str(exc), timestamp=timefmt.seconds(now))
             self._event(out, "Warning", exc.reason, str(exc))
             out.requeue_after = min(spec.interval, 30.0)
         finally:
@@ -241,7 +240,7 @@ class Reconciler:
         previous = status.get("definition") or {}
         status["definition"] = {
             "pipelineName": bundle.pipeline_name, "digest": bundle.digest, "uri": report.definition_uri,
-            "steps": bundle.step_count, "compiledAt": _iso(now), "revision": revision,
+            "steps": bundle.step_count, "compiledAt": timefmt.seconds(now), "revision": revision,
             "uploadedFiles": report.uploaded_files, "uploadedBytes": report.uploaded_bytes,
         }
         self._condition(out, PUBLISHED, "True", "Succeeded",
@@ -278,11 +277,11 @@ class Reconciler:
                 name=object_name(f"{spec.name}-s{due.strftime('%Y%m%d%H%M')}"), revision=definition.get("revision", ""),
                 definition_digest=definition["digest"], pipeline_name=definition["pipelineName"],
                 parameters=dict(spec.trigger.parameters), trigger="Schedule")
-            status["lastScheduleTime"] = _iso(due)
+            status["lastScheduleTime"] = timefmt.seconds(due)
             last = due
         following = spec.trigger.next_fire(max(now, last or now))
         assert following is not None  # checked above: the trigger has a schedule
-        status["nextScheduleTime"] = _iso(following)
+        status["nextScheduleTime"] = timefmt.seconds(following)
         until = (following - now).total_seconds()
         out.requeue_after = max(1.0, min(out.requeue_after or until, until))
 
@@ -295,7 +294,7 @@ class Reconciler:
         message = (f"Applied revision {short}: pipeline {d.get('pipelineName')}, {d.get('steps')} steps, "
                    f"definition {(d.get('digest') or '')[:19]}")
         out.status["conditions"] = cond.mark_ready(out.status.get("conditions"), observed_generation=generation,
-                                                   message=message, timestamp=_iso(now))
+                                                   message=message, timestamp=timefmt.seconds(now))
 
     def _build_failed(self, out: Outcome, reason: str, message: str, file: str | None,
                       line: int | None, kind: str, generation: int, now: datetime) -> None:
@@ -307,12 +306,12 @@ class Reconciler:
         self._condition(out, BUILD_SUCCEEDED, "False", reason, text, generation, now)
         out.status["conditions"] = cond.mark_failure(out.status.get("conditions"), kind=kind,
                                                      observed_generation=generation, reason=reason,
-                                                     message=text, timestamp=_iso(now))
+                                                     message=text, timestamp=timefmt.seconds(now))
         self._event(out, "Warning", reason, text)
 
     def _stalled(self, out: Outcome, generation: int, reason: str, message: str, now: datetime) -> Outcome:
         out.status["conditions"] = cond.mark_stalled(out.status.get("conditions"), observed_generation=generation,
-                                                     reason=reason, message=message, timestamp=_iso(now))
+                                                     reason=reason, message=message, timestamp=timefmt.seconds(now))
         out.status["observedGeneration"] = generation
         self._event(out, "Warning", reason, message)
         out.requeue_after = None
@@ -322,7 +321,7 @@ class Reconciler:
                    now: datetime) -> None:
         out.status["conditions"] = cond.set_condition(out.status.get("conditions"), type_, value, reason=reason,
                                                       message=message, observed_generation=generation,
-                                                      timestamp=_iso(now))
+                                                      timestamp=timefmt.seconds(now))
 
     @staticmethod
     def _event(out: Outcome, type_: str, reason: str, message: str) -> None:
