@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as exc:
         print(f"testenv cluster: error: {exc}", file=sys.stderr)
         return 1
+    except FileNotFoundError as exc:
+        # A host tool (iptables, ip, containerd...) is absent: the cluster was never installed
+        # on this machine, which is an answer for `status`, not a traceback.
+        print(f"testenv cluster: {exc.filename or exc} is not installed: "
+              "run `scripts/testenv install cluster`", file=sys.stderr)
+        return 1
     return 0
 
 
