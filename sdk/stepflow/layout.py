@@ -16,7 +16,7 @@ The artifact part of the layout is SageMaker's (a compiled pipeline runs there u
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
 <pipeline>/<execution>/<step>/{results,exception}/...
 <pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log
-<pipeline>/.stepflow/{index.json,pipeline.json}
+<pipeline>/.stepflow/{index.json,pipeline.json,owner.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
 .stepflow-up/<name>.json
@@ -126,6 +126,11 @@ def definition_key(digest: str) -> str:
             f"Definition digest {digest!r} is not of the form 'sha256:<64 hex digits>'; "
             "the bundle or record holding it is corrupt: compile and publish again.")
     return f"{definitions_prefix()}{match.group(1)}.json"
+
+
+def owner_key() -> str:
+    """Which GitOps resource publishes this pipeline (``gitops.ownership``): one per name."""
+    return f"{META}/owner.json"
 
 
 def pipeline_record_key() -> str:

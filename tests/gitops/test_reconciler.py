@@ -6,9 +6,11 @@ import contextlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from gitops_world import EXAMPLE, ready, spec_for
+from gitops_world import EXAMPLE, _git, ready, spec_for
 
+from stepflow.backends.local import LocalBackend
 from stepflow.gitops import conditions as cond
+from stepflow.gitops.spec import PipelineSpec
 from stepflow.storage import open_store
 
 
@@ -183,7 +185,7 @@ async def test_a_frozen_store_shows_reconciling_then_times_out_then_recovers(wor
     spec = spec_for(repo, s3RootUri=s3.root_uri)
     first = await reconciler.reconcile("churn", spec, {})
     assert ready(first.status)["status"] == "True"
-    repo.commit({"pipelines/churn.py": EXAMPLE.read_text().replace("0.5", "0.6")}, "tweak")
+    repo.commit({"pipelines/churn.py": EXAMPLE.read_text().replace("default_value=150", "default_value=120")}, "tweak")
     seen: list[dict] = []
     with contextlib.ExitStack() as thaw:
 
@@ -207,3 +209,36 @@ async def test_a_frozen_store_shows_reconciling_then_times_out_then_recovers(wor
     assert ready(third.status)["status"] == "True", ready(third.status)
     assert third.status["definition"]["digest"] != first.status["definition"]["digest"]
     assert len(builds) == 2, "v1 and v2 were built once each; the retry published the kept build"
+
+
+async def test_two_pipelines_compiling_one_name_into_one_store_the_second_is_refused(world):
+    """Issue 15, point 4: ``prod`` on main and ``staging`` on dev build the same module into one
+    store. The first to publish owns the name; the other is refused with a reason naming it
+    (it used to overwrite prod's definition, so each ran the other's code), and gets the name
+    once the owner is deleted."""
+    repo, reconciler, _ = world
+    _git(repo.path, "checkout", "-q", "-b", "dev")
+    staging_code = EXAMPLE.read_text().replace("default_value=150", "default_value=120")
+    repo.commit({"pipelines/churn.py": staging_code}, "staging tweak")
+    _git(repo.path, "checkout", "-q", "main")
+    prod_spec = spec_for(repo)
+    staging_spec = spec_for(repo, source={"url": str(repo.path), "ref": {"branch": "dev"}, "interval": "1m"})
+    prod = await reconciler.reconcile("churn-prod", prod_spec, {}, namespace="team")
+    assert ready(prod.status)["status"] == "True"
+    staging = await reconciler.reconcile("churn-staging", staging_spec, {}, namespace="team")
+    r = ready(staging.status)
+    assert (r["status"], r["reason"]) == ("False", "PipelineNameConflict"), r
+    assert "Pipeline team/churn-prod" in r["message"] and "'churn'" in r["message"], r["message"]
+    assert "spec.s3RootUri" in r["message"], "the message says how to get out of it"
+    assert cond.is_true(staging.status["conditions"], "Stalled")
+    assert staging.execution is None and "definition" not in staging.status
+    store = reconciler.targets.store_for(PipelineSpec.from_manifest(prod_spec, name="churn-prod"))
+    backend = LocalBackend(store)
+    assert backend.describe("churn")["DefinitionDigest"] == prod.status["definition"]["digest"], \
+        "prod's executions still run prod's definition"
+
+    await reconciler.forget("churn-prod", prod_spec, prod.status, namespace="team")
+    healed = await reconciler.reconcile("churn-staging", staging_spec, staging.status, namespace="team")
+    assert ready(healed.status)["status"] == "True", ready(healed.status)
+    assert healed.status["definition"]["digest"] != prod.status["definition"]["digest"]
+    assert healed.execution is not None

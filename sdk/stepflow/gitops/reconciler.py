@@ -34,6 +34,7 @@ from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.k8s_names import object_name
+from stepflow.gitops.ownership import claim, release
 from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
@@ -80,6 +81,11 @@ class Outcome:
 
 def _short(commit: str | None) -> str:
     return (commit or "")[:7]
+
+
+def _resource(name: str, namespace: str | None) -> str:
+    """How a resource is named in the store's ownership records and messages."""
+    return f"Pipeline {namespace}/{name}" if namespace else f"Pipeline {name}"
 
 
 async def _report(progress: Progress | None, out: Outcome) -> None:
@@ -143,13 +149,28 @@ class Reconciler:
             if forced or own.get("observedGeneration") != generation or not (current or failed_for_good):
                 git_credentials = credentials if isinstance(credentials, GitCredentials) else None
                 await self._build_publish_upsert(out, parsed, commit, git_credentials, generation, now,
-                                                 resource=f"{namespace}/{name}" if namespace else name,
+                                                 resource=_resource(name, namespace),
                                                  forced=forced, progress=progress)
             elif current:
                 self._ready(out, parsed, generation, now)
             self._schedule(out, parsed, now)
         own["observedGeneration"] = generation
         return out
+
+    async def forget(self, name: str, spec: Mapping[str, Any], status: Mapping[str, Any], *,
+                     namespace: str | None = None) -> None:
+        """The resource is deleted: drop its kept build and release its pipeline's name in the
+        store, so another resource may publish it. Published objects stay (``stepflow gc``)."""
+        resource = _resource(name, namespace)
+        await asyncio.to_thread(self.pending.discard, resource)
+        pipeline_name = (status.get("definition") or {}).get("pipelineName")
+        if not pipeline_name:
+            return
+        try:
+            parsed = PipelineSpec.from_manifest(spec, name=name, namespace=namespace)
+            await asyncio.to_thread(release, self.targets.store_for(parsed), pipeline_name, resource)
+        except StepflowError as exc:
+            log.warning("could not release the name %r of deleted %s: %s", pipeline_name, resource, exc)
 
     # -- source ---------------------------------------------------------------------------
 
@@ -211,7 +232,8 @@ class Reconciler:
                                                      message=doing, timestamp=timefmt.seconds(now))
         await _report(progress, out)
         try:
-            await self._publish_upsert(out, spec, pending.bundle, store, revision, generation, now)
+            await self._publish_upsert(out, spec, pending.bundle, store, revision, generation, now,
+                                       resource=resource)
         except StepflowError as exc:
             failures = pending.failed()
             self._failed(out, PUBLISHED, exc, generation, now,
@@ -295,8 +317,11 @@ class Reconciler:
             out.requeue_after = min(out.requeue_after or retry_in, retry_in)
 
     async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
-                              revision: str, generation: int, now: datetime) -> None:
+                              revision: str, generation: int, now: datetime, *, resource: str) -> None:
         status = out.status
+        # One publisher per pipeline name and store (gitops.ownership): checked before anything
+        # is uploaded, so a refused resource never overwrites the owner's definition.
+        await asyncio.to_thread(claim, store, bundle.pipeline_name, resource)
         if self.integrity_key is not None:
             await asyncio.to_thread(bundle.sign, self.integrity_key)
         report = await asyncio.to_thread(publish, bundle, store)
