@@ -230,7 +230,8 @@ async def test_two_pipelines_compiling_one_name_into_one_store_the_second_is_ref
     assert (r["status"], r["reason"]) == ("False", "PipelineNameConflict"), r
     assert "Pipeline team/churn-prod" in r["message"] and "'churn'" in r["message"], r["message"]
     assert "spec.s3RootUri" in r["message"], "the message says how to get out of it"
-    assert cond.is_true(staging.status["conditions"], "Stalled")
+    assert not cond.is_true(staging.status["conditions"], "Stalled"), "retried: the owner may go away"
+    assert cond.get_condition(staging.status["conditions"], "Reconciling")["reason"] == "ProgressingWithRetry"
     assert staging.execution is None and "definition" not in staging.status
     store = reconciler.targets.store_for(PipelineSpec.from_manifest(prod_spec, name="churn-prod"))
     backend = LocalBackend(store)

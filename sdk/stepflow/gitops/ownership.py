@@ -17,7 +17,8 @@ ownership annotations name another release, Argo CD reports a shared resource an
 a store writes an ownership record, ``<pipeline>/.stepflow/owner.json``, with a conditional
 create (exactly one of two racing claims wins); any other resource is refused with
 ``PipelineNameConflict``, naming the owner and the two ways out (its own store prefix, or
-another pipeline name). Deleting the owning resource releases the name.
+another pipeline name), and tries again with backoff. Deleting the owning resource releases
+the name, and the waiting one publishes on its next attempt.
 """
 
 from __future__ import annotations
@@ -25,18 +26,23 @@ from __future__ import annotations
 import json
 
 from stepflow import layout, timefmt
-from stepflow.errors import USER, StepflowError
+from stepflow.errors import INFRASTRUCTURE, StepflowError
 from stepflow.gitops.reasons import PIPELINE_NAME_CONFLICT
 from stepflow.storage import NotFound, ObjectStore, PreconditionFailed
 
 
 class PipelineNameConflict(StepflowError):
-    """Another resource publishes a pipeline of this name into this store. A human must
-    change one of them, so the resource stalls (the claim is still checked again on the
-    next passes, so deleting the other resource heals it)."""
+    """Another resource publishes a pipeline of this name into this store.
+
+    Retried (Ready=False, Reconciling=True/ProgressingWithRetry), not stalled: this
+    resource's own input may be right, and the conflict ends when the *other* resource is
+    deleted or changed, which never touches this one and so would never wake a stalled one
+    (Flux treats a missing dependency the same way). The retry costs one GET: the build is
+    kept (``gitops.pending``).
+    """
 
     reason = PIPELINE_NAME_CONFLICT
-    kind = USER
+    kind = INFRASTRUCTURE
 
 
 def _key(pipeline: str) -> str:
