@@ -77,8 +77,7 @@ async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daem
                 logger.info("Pipeline %s/%s deleted: stopping execution %s", namespace, name,
                             execution.execution_id)
                 await execution.stop()
-            status = memo.get("status") or dict(body.get("status") or {})
-            await ctx.reconciler.forget(name, dict(body.get("spec") or {}), status, namespace=namespace)
+            await ctx.reconciler.forget(name, namespace=namespace)
 
 
 async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
 from gitops_world import EXAMPLE, _git, ready, spec_for
+from tests.testenv.samples import TWO_STEPS
 
-from stepflow.backends.local import LocalBackend
 from stepflow.gitops import conditions as cond
 from stepflow.gitops.spec import PipelineSpec
 from stepflow.storage import open_store
@@ -211,35 +212,34 @@ async def test_a_frozen_store_shows_reconciling_then_times_out_then_recovers(wor
     assert len(builds) == 2, "v1 and v2 were built once each; the retry published the kept build"
 
 
-async def test_two_pipelines_compiling_one_name_into_one_store_the_second_is_refused(world):
-    """Issue 15, point 4: ``prod`` on main and ``staging`` on dev build the same module into one
-    store. The first to publish owns the name; the other is refused with a reason naming it
-    (it used to overwrite prod's definition, so each ran the other's code), and gets the name
-    once the owner is deleted."""
+async def test_two_resources_of_one_module_in_one_store_each_run_their_own_code(world):
+    """Issue 15, point 4: ``prod`` on main and ``staging`` on dev build the same module (one
+    pipeline name) into one bucket. Keyed by the resource, each publishes into its own folder
+    and each execution runs its own definition and returns its own result (staging used to
+    report its digest but run prod's code)."""
     repo, reconciler, _ = world
+    reconciler.targets.per_resource = True  # as the operator's
+    repo.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name="flow")}, "prod")
     _git(repo.path, "checkout", "-q", "-b", "dev")
-    staging_code = EXAMPLE.read_text().replace("default_value=150", "default_value=120")
-    repo.commit({"pipelines/churn.py": staging_code}, "staging tweak")
+    repo.commit({"pipelines/flow.py": TWO_STEPS.format(factor=2, name="flow")}, "staging")
     _git(repo.path, "checkout", "-q", "main")
-    prod_spec = spec_for(repo)
-    staging_spec = spec_for(repo, source={"url": str(repo.path), "ref": {"branch": "dev"}, "interval": "1m"})
-    prod = await reconciler.reconcile("churn-prod", prod_spec, {}, namespace="team")
-    assert ready(prod.status)["status"] == "True"
-    staging = await reconciler.reconcile("churn-staging", staging_spec, {}, namespace="team")
-    r = ready(staging.status)
-    assert (r["status"], r["reason"]) == ("False", "PipelineNameConflict"), r
-    assert "Pipeline team/churn-prod" in r["message"] and "'churn'" in r["message"], r["message"]
-    assert "spec.s3RootUri" in r["message"], "the message says how to get out of it"
-    assert not cond.is_true(staging.status["conditions"], "Stalled"), "retried: the owner may go away"
-    assert cond.get_condition(staging.status["conditions"], "Reconciling")["reason"] == "ProgressingWithRetry"
-    assert staging.execution is None and "definition" not in staging.status
-    store = reconciler.targets.store_for(PipelineSpec.from_manifest(prod_spec, name="churn-prod"))
-    backend = LocalBackend(store)
-    assert backend.describe("churn")["DefinitionDigest"] == prod.status["definition"]["digest"], \
-        "prod's executions still run prod's definition"
-
-    await reconciler.forget("churn-prod", prod_spec, prod.status, namespace="team")
-    healed = await reconciler.reconcile("churn-staging", staging_spec, staging.status, namespace="team")
-    assert ready(healed.status)["status"] == "True", ready(healed.status)
-    assert healed.status["definition"]["digest"] != prod.status["definition"]["digest"]
-    assert healed.execution is not None
+    specs = {"prod": spec_for(repo, module="pipelines/flow.py"),
+             "staging": spec_for(repo, module="pipelines/flow.py",
+                                 source={"url": str(repo.path), "ref": {"branch": "dev"}, "interval": "1m"})}
+    published = {}
+    for name, spec in specs.items():  # both publish, then both run: the order that mixed them up
+        out = await reconciler.reconcile(name, spec, {}, namespace="team")
+        assert ready(out.status)["status"] == "True", ready(out.status)
+        published[name] = definition = out.status["definition"]
+        assert definition["pipelineName"] == "flow", "the pipeline keeps the name its module gives it"
+        assert f"/team/{name}/flow/" in definition["uri"], definition["uri"]
+    assert published["prod"]["digest"] != published["staging"]["digest"]
+    results = {}
+    for name, spec in specs.items():
+        backend = reconciler.targets.backend_for(PipelineSpec.from_manifest(spec, name=name, namespace="team"))
+        assert backend.describe("flow")["DefinitionDigest"] == published[name]["digest"]
+        state = backend.create_execution("flow", execution_id=f"{name}-run")
+        final = await asyncio.to_thread(backend.run, "flow", state.execution_id)
+        assert final.status == "Succeeded", final
+        results[name] = backend.result("flow", state.execution_id, "total")
+    assert results == {"prod": 10, "staging": 20}, "each ran its own code"

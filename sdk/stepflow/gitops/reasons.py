@@ -18,8 +18,6 @@ SUCCEEDED = "Succeeded"
 BUILD_FAILED = "BuildFailed"
 PUBLISH_FAILED = "PublishFailed"
 SECRET_NOT_FOUND = "SecretNotFound"
-#: Another resource already publishes a pipeline of this name into this store.
-PIPELINE_NAME_CONFLICT = "PipelineNameConflict"
 # Execution conditions
 EXECUTION_FAILED = "ExecutionFailed"
 EXECUTION_STOPPED = "ExecutionStopped"

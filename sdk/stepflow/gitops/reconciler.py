@@ -34,7 +34,6 @@ from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.k8s_names import object_name
-from stepflow.gitops.ownership import claim, release
 from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
@@ -84,7 +83,7 @@ def _short(commit: str | None) -> str:
 
 
 def _resource(name: str, namespace: str | None) -> str:
-    """How a resource is named in the store's ownership records and messages."""
+    """The key of a resource's kept build."""
     return f"Pipeline {namespace}/{name}" if namespace else f"Pipeline {name}"
 
 
@@ -157,20 +156,10 @@ class Reconciler:
         own["observedGeneration"] = generation
         return out
 
-    async def forget(self, name: str, spec: Mapping[str, Any], status: Mapping[str, Any], *,
-                     namespace: str | None = None) -> None:
-        """The resource is deleted: drop its kept build and release its pipeline's name in the
-        store, so another resource may publish it. Published objects stay (``stepflow gc``)."""
-        resource = _resource(name, namespace)
-        await asyncio.to_thread(self.pending.discard, resource)
-        pipeline_name = (status.get("definition") or {}).get("pipelineName")
-        if not pipeline_name:
-            return
-        try:
-            parsed = PipelineSpec.from_manifest(spec, name=name, namespace=namespace)
-            await asyncio.to_thread(release, self.targets.store_for(parsed), pipeline_name, resource)
-        except StepflowError as exc:
-            log.warning("could not release the name %r of deleted %s: %s", pipeline_name, resource, exc)
+    async def forget(self, name: str, *, namespace: str | None = None) -> None:
+        """The resource is deleted: drop its kept build, if any. What it published stays in
+        the store (``stepflow gc`` and the bucket's lifecycle rules deal with it)."""
+        await asyncio.to_thread(self.pending.discard, _resource(name, namespace))
 
     # -- source ---------------------------------------------------------------------------
 
@@ -232,8 +221,7 @@ class Reconciler:
                                                      message=doing, timestamp=timefmt.seconds(now))
         await _report(progress, out)
         try:
-            await self._publish_upsert(out, spec, pending.bundle, store, revision, generation, now,
-                                       resource=resource)
+            await self._publish_upsert(out, spec, pending.bundle, store, revision, generation, now)
         except StepflowError as exc:
             failures = pending.failed()
             self._failed(out, PUBLISHED, exc, generation, now,
@@ -317,11 +305,8 @@ class Reconciler:
             out.requeue_after = min(out.requeue_after or retry_in, retry_in)
 
     async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
-                              revision: str, generation: int, now: datetime, *, resource: str) -> None:
+                              revision: str, generation: int, now: datetime) -> None:
         status = out.status
-        # One publisher per pipeline name and store (gitops.ownership): checked before anything
-        # is uploaded, so a refused resource never overwrites the owner's definition.
-        await asyncio.to_thread(claim, store, bundle.pipeline_name, resource)
         if self.integrity_key is not None:
             await asyncio.to_thread(bundle.sign, self.integrity_key)
         report = await asyncio.to_thread(publish, bundle, store)
