@@ -114,7 +114,10 @@ class S3Store(ObjectStore):
 
     def _unreachable(self, exc: Exception, action: str, where: str) -> StorageError:
         endpoint = self.endpoint_url or "the default AWS endpoint"
-        if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, urllib3.exceptions.TimeoutError)):
+        # urllib3 files a refused connection (NewConnectionError) under its TimeoutError too.
+        timed_out = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, urllib3.exceptions.TimeoutError)) \
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError)
+        if timed_out:
             return StorageError(
                 f"Cannot {action} {where}: {endpoint} did not answer within the deadline, "
                 f"{self.connection.limits.describe()}. The server accepts no connection or is "
