@@ -7,7 +7,7 @@ same bundle again, not build it again: Flux's controllers likewise keep an artif
 produced and retry only the step that failed.
 
 One folder per resource under the operator's work dir (``pending/<hash of ns/name>/``):
-``bundle/`` (what the sandbox produced, moved here, never copied) and ``record.json`` (the
+``bundle/`` (what the sandbox produced, moved here and signed once) and ``record.json`` (the
 digest of the build's inputs, the build's ``lastBuild`` record, the commit time and the
 number of failed publishes so far, which sets the backoff). A record whose inputs differ
 from the reconcile's (a new commit, a changed spec, another store) is stale and discarded.
@@ -32,11 +32,13 @@ from stepflow.gitops.spec import PipelineSpec
 BACKOFF_BASE = 1.0
 
 
-def build_inputs(spec: PipelineSpec, commit: str, store_root: str) -> str:
-    """The digest of everything a build's output depends on (but the previous index, which
-    only decides whether unchanged ``<ts>`` folders are reused)."""
+def build_inputs(spec: PipelineSpec, commit: str, store_root: str, key: bytes | None) -> str:
+    """The digest of everything a kept bundle depends on (but the previous index, which only
+    decides whether unchanged ``<ts>`` folders are reused): a bundle is signed when it is
+    kept, so the key counts too (by its hash: the record holds no secret)."""
     inputs = {"url": spec.url, "commit": commit, "module": spec.module, "attr": spec.attr,
-              "requirements": spec.build.requirements, "store": store_root}
+              "requirements": spec.build.requirements, "store": store_root,
+              "key": hashlib.sha256(key).hexdigest() if key is not None else None}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

@@ -204,7 +204,7 @@ class Reconciler:
         status = out.status
         revision = spec.ref.revision(commit)
         store = self.targets.store_for(spec)
-        inputs = build_inputs(spec, commit, store.root_uri)
+        inputs = build_inputs(spec, commit, store.root_uri, self.integrity_key)
         pending = None if forced else self.pending.find(resource, inputs)
         if pending is None:
             pending = await self._build(out, spec, commit, credentials, generation, now, store=store,
@@ -278,6 +278,8 @@ class Reconciler:
                 return None
             self._condition(out, BUILD_SUCCEEDED, "True", "Succeeded", f"built {revision}", generation, now)
             assert bundle_dir is not None  # a build that succeeded always has one
+            if self.integrity_key is not None:  # once: a kept bundle is published as it is, signed
+                await asyncio.to_thread(Bundle.open(bundle_dir).sign, self.integrity_key)
             pending = self.pending.keep(resource, inputs, bundle_dir, status["lastBuild"], checkout.committed_at)
             bundle_dir = None  # moved
             return pending
@@ -307,8 +309,6 @@ class Reconciler:
     async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
                               revision: str, generation: int, now: datetime) -> None:
         status = out.status
-        if self.integrity_key is not None:
-            await asyncio.to_thread(bundle.sign, self.integrity_key)
         report = await asyncio.to_thread(publish, bundle, store)
         backend = self.targets.backend_for(spec)
         await asyncio.to_thread(backend.upsert, bundle, store, role_arn=None, description=None, tags=None)
