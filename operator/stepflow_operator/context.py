@@ -82,8 +82,9 @@ class Context:
             # credentials and nothing else of the operator's environment.
             return LocalBackend(store, run_dir=run_dir, env=step_env)
 
+        # Each Pipeline resource publishes and runs in its own <root>/<namespace>/<name> store.
         targets = Targets(default_s3_root_uri=config.default_s3_root_uri, s3_endpoint_url=config.s3_endpoint_url,
-                          backends={"local": local})
+                          backends={"local": local}, per_resource=True)
         reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key, targets=targets)
         return cls(config=config, reconciler=reconciler, kube=Kube(api_client(config.workers + 4)),
                    reconcile_slots=asyncio.Semaphore(config.max_reconciles))

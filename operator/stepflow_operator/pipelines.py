@@ -77,6 +77,7 @@ async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daem
                 logger.info("Pipeline %s/%s deleted: stopping execution %s", namespace, name,
                             execution.execution_id)
                 await execution.stop()
+            await ctx.reconciler.forget(name, namespace=namespace)
 
 
 async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
@@ -97,18 +98,37 @@ async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: kop
     requested_at = (meta.get("annotations") or {}).get(RECONCILE_ANNOTATION)
     # Our last write is fresher than the watch's copy when the event has not arrived yet.
     status = memo.get("status") or copy.deepcopy(dict(body.get("status") or {}))
+    written = {"status": status}
+
+    async def write(new: dict[str, Any]) -> bool:
+        """Patch what changed since our last write; False when the Pipeline is gone."""
+        patch = merge_patch(written["status"], new)
+        if patch:
+            stored = await ctx.kube.patch_status(PIPELINES, namespace, name, patch)
+            if stored is None:  # deleted meanwhile; the daemon is being stopped
+                return False
+            memo["status"] = stored.get("status") or {}
+            # The next patch is a diff of our own views, never of the stored status: the keys
+            # execution daemons write meanwhile are theirs and must not be reverted.
+            written["status"] = new
+        return True
+
+    async def progress(current: dict[str, Any]) -> None:
+        # Reconciling=True while a fetch, build or publish is under way; a failed write only
+        # delays what the final patch says anyway.
+        try:
+            await write(current)
+        except Exception:  # noqa: BLE001 - the reconcile goes on; the end of it is written again
+            logger.warning("could not write the progress of Pipeline %s/%s", namespace, name, exc_info=True)
 
     async with ctx.reconcile_slots:
         credentials = await _credentials(ctx, namespace, spec)
         outcome = await ctx.reconciler.reconcile(name, spec, status, generation=generation,
-                                                 credentials=credentials, requested_at=requested_at)
+                                                 credentials=credentials, requested_at=requested_at,
+                                                 namespace=namespace, progress=progress)
 
-    patch = merge_patch(status, outcome.status)
-    if patch:
-        stored = await ctx.kube.patch_status(PIPELINES, namespace, name, patch)
-        if stored is None:  # deleted meanwhile; the daemon is being stopped
-            return None
-        memo["status"] = stored.get("status") or {}
+    if not await write(outcome.status):
+        return None
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if outcome.execution is not None:

@@ -49,9 +49,11 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
         from stepflow.config import load_config
+        from stepflow.storage.s3_clients import Limits
 
         try:
             key = load_config(env).integrity_key
+            Limits.from_env(env)  # a bad S3 deadline stops the operator now, not at the first publish
         except ConfigurationError as exc:
             raise ConfigurationError(f"operator configuration: {exc}", reason="InvalidOperatorConfig") from None
         return cls(

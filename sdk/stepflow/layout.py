@@ -9,6 +9,9 @@ pipeline (:func:`up_state_key`, relative to the root).
 The artifact part of the layout is SageMaker's (a compiled pipeline runs there unchanged);
 ``.stepflow/`` holds our own records and is never an artifact folder.
 
+The operator roots each ``Pipeline`` resource's store at ``<root>/<namespace>/<name>/``
+(:func:`resource_prefix`); ``stepflow up`` and the CLI use the root itself.
+
 ```
 <pipeline>/sagemaker_remote_function_bootstrap/job_driver.sh
 <pipeline>/sm_rf_user_ws/<ts>/workspace.zip
@@ -177,6 +180,20 @@ def attempt_record_key(execution_id: str, step: str, attempt: int) -> str:
 
 def attempt_log_key(execution_id: str, step: str, attempt: int) -> str:
     return f"{execution_id}/{step}/logs/{attempt}.log"
+
+
+# -- GitOps resources ---------------------------------------------------------------------
+
+
+def resource_prefix(namespace: str, name: str) -> str:
+    """Relative to the configured root: the store of the ``Pipeline`` resource ``namespace/name``.
+
+    The operator publishes and executes each resource's pipeline under its own folder, as
+    Flux's source-controller keeps each object's artifacts under ``<kind>/<namespace>/<name>/``:
+    two resources whose modules name their pipeline alike (``prod`` on main, ``staging`` on
+    dev) never share a definition, an index or an execution record.
+    """
+    return f"{namespace}/{name}"
 
 
 # -- stepflow up --------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from gitops_world import EXAMPLE, ready, spec_for
+from gitops_world import EXAMPLE, _git, ready, spec_for
+from tests.testenv.samples import TWO_STEPS
 
 from stepflow.gitops import conditions as cond
+from stepflow.gitops.spec import PipelineSpec
 from stepflow.storage import open_store
 
 
@@ -123,25 +127,120 @@ async def test_new_trigger_parameters_run_again_without_a_code_change(world):
     assert second.status["definition"]["digest"] == first.status["definition"]["digest"]
 
 
-async def test_a_failed_publish_is_retried_until_the_bucket_exists(world, s3_server, monkeypatch):
-    """Issue 15, point 1: a store failure is infrastructure. The next pass tries again (it used
-    to believe the commit was handled, because the build had succeeded)."""
+def _count_builds(reconciler, monkeypatch) -> list:
+    """Every build the reconciler starts, recorded (the real sandbox still runs them)."""
+    builds: list = []
+    real = reconciler.sandbox.build
+
+    async def counting(request):
+        builds.append(request)
+        return await real(request)
+
+    monkeypatch.setattr(reconciler.sandbox, "build", counting)
+    return builds
+
+
+async def test_a_failed_publish_is_retried_from_the_kept_build_until_the_bucket_exists(
+        world, s3_server, monkeypatch):
+    """Issue 15, point 1: a store failure is infrastructure. The next pass publishes the same
+    build again after a growing backoff, without fetching or building it again."""
     repo, reconciler, _ = world
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
+    builds = _count_builds(reconciler, monkeypatch)
+    reconciler.integrity_key = bytes.fromhex("cd" * 32)  # the kept bundle is signed once, published as is
     bucket = f"later-{secrets.token_hex(4)}"
     spec = spec_for(repo, s3RootUri=f"s3://{bucket}/stepflow")
     reconciler.targets.s3_endpoint_url = s3_server.endpoint_url
-    first = await reconciler.reconcile("churn", spec, {})
+    first = await reconciler.reconcile("churn", spec, {}, namespace="team")
     r = ready(first.status)
     assert (r["status"], r["reason"]) == ("False", "BucketNotFound"), r
     assert cond.get_condition(first.status["conditions"], "Reconciling")["reason"] == "ProgressingWithRetry"
-    assert not cond.is_true(first.status["conditions"], "Stalled") and first.requeue_after is not None
-    assert first.execution is None
+    assert not cond.is_true(first.status["conditions"], "Stalled") and first.execution is None
+    assert first.requeue_after is not None and first.requeue_after <= 1.0, "the first retry comes soon"
+    second = await reconciler.reconcile("churn", spec, first.status, namespace="team")
+    assert ready(second.status)["reason"] == "BucketNotFound"
+    assert 1.0 < second.requeue_after <= 2.0, "the backoff grows"
     s3_server.client().create_bucket(Bucket=bucket)
     try:
-        second = await reconciler.reconcile("churn", spec, first.status)
-        assert ready(second.status)["status"] == "True", ready(second.status)
-        assert second.status["definition"]["uploadedFiles"] > 0 and second.execution is not None
+        third = await reconciler.reconcile("churn", spec, second.status, namespace="team")
+        assert ready(third.status)["status"] == "True", ready(third.status)
+        assert third.status["definition"]["uploadedFiles"] > 0 and third.execution is not None
+        assert len(builds) == 1, "the retries published the kept build; nothing was built again"
+        assert third.status["lastBuild"] == first.status["lastBuild"]
+        assert not any(reconciler.pending.root.iterdir()), "a published build is not kept"
     finally:
         s3_server.delete_bucket(bucket)
+
+
+async def test_a_frozen_store_shows_reconciling_then_times_out_then_recovers(world, s3, monkeypatch):
+    """Issue 15, point 2: while the store hangs the status says Reconciling (not the old
+    Ready=True); every call has a deadline, whose expiry is a retried ``StoreTimeout`` that
+    names the endpoint and the limits; after the server thaws, the kept build is published."""
+    repo, reconciler, _ = world
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("STEPFLOW_S3_TIMEOUT", "1")
+    monkeypatch.setenv("STEPFLOW_S3_ATTEMPTS", "2")
+    builds = _count_builds(reconciler, monkeypatch)
+    reconciler.targets.s3_endpoint_url = s3.endpoint_url
+    spec = spec_for(repo, s3RootUri=s3.root_uri)
+    first = await reconciler.reconcile("churn", spec, {})
+    assert ready(first.status)["status"] == "True"
+    repo.commit({"pipelines/churn.py": EXAMPLE.read_text().replace("default_value=150", "default_value=120")}, "tweak")
+    seen: list[dict] = []
+    with contextlib.ExitStack() as thaw:
+
+        async def progress(status):
+            seen.append(status)
+            if cond.get_condition(status["conditions"], "Reconciling")["message"].startswith("publishing"):
+                thaw.enter_context(s3.server.process.frozen())  # built; the store hangs from now on
+
+        second = await reconciler.reconcile("churn", spec, first.status, progress=progress)
+    building, publishing = seen
+    for status in seen:
+        assert cond.is_true(status["conditions"], "Reconciling"), status["conditions"]
+        assert ready(status)["status"] == "Unknown", "not the old Ready=True while work is under way"
+    assert cond.get_condition(building["conditions"], "Reconciling")["reason"] == "Progressing"
+    assert cond.get_condition(building["conditions"], "Reconciling")["message"].startswith("building main@sha1:")
+    r = ready(second.status)
+    assert (r["status"], r["reason"]) == ("False", "StoreTimeout"), r
+    assert s3.endpoint_url in r["message"] and "at most 1 s" in r["message"], r["message"]
+    assert cond.get_condition(second.status["conditions"], "Reconciling")["reason"] == "ProgressingWithRetry"
+    third = await reconciler.reconcile("churn", spec, second.status)
+    assert ready(third.status)["status"] == "True", ready(third.status)
+    assert third.status["definition"]["digest"] != first.status["definition"]["digest"]
+    assert len(builds) == 2, "v1 and v2 were built once each; the retry published the kept build"
+
+
+async def test_two_resources_of_one_module_in_one_store_each_run_their_own_code(world):
+    """Issue 15, point 4: ``prod`` on main and ``staging`` on dev build the same module (one
+    pipeline name) into one bucket. Keyed by the resource, each publishes into its own folder
+    and each execution runs its own definition and returns its own result (staging used to
+    report its digest but run prod's code)."""
+    repo, reconciler, _ = world
+    reconciler.targets.per_resource = True  # as the operator's
+    repo.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name="flow")}, "prod")
+    _git(repo.path, "checkout", "-q", "-b", "dev")
+    repo.commit({"pipelines/flow.py": TWO_STEPS.format(factor=2, name="flow")}, "staging")
+    _git(repo.path, "checkout", "-q", "main")
+    specs = {"prod": spec_for(repo, module="pipelines/flow.py"),
+             "staging": spec_for(repo, module="pipelines/flow.py",
+                                 source={"url": str(repo.path), "ref": {"branch": "dev"}, "interval": "1m"})}
+    published = {}
+    for name, spec in specs.items():  # both publish, then both run: the order that mixed them up
+        out = await reconciler.reconcile(name, spec, {}, namespace="team")
+        assert ready(out.status)["status"] == "True", ready(out.status)
+        published[name] = definition = out.status["definition"]
+        assert definition["pipelineName"] == "flow", "the pipeline keeps the name its module gives it"
+        assert f"/team/{name}/flow/" in definition["uri"], definition["uri"]
+    assert published["prod"]["digest"] != published["staging"]["digest"]
+    results = {}
+    for name, spec in specs.items():
+        backend = reconciler.targets.backend_for(PipelineSpec.from_manifest(spec, name=name, namespace="team"))
+        assert backend.describe("flow")["DefinitionDigest"] == published[name]["digest"]
+        state = backend.create_execution("flow", execution_id=f"{name}-run")
+        final = await asyncio.to_thread(backend.run, "flow", state.execution_id)
+        assert final.status == "Succeeded", final
+        results[name] = backend.result("flow", state.execution_id, "total")
+    assert results == {"prod": 10, "staging": 20}, "each ran its own code"

@@ -91,6 +91,13 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     assert sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
 
 
+def test_the_s3_deadline_is_configured_through_the_configmap():
+    config = _one(_render("operator.s3Timeout=5", "operator.s3Attempts=3"), "ConfigMap")["data"]
+    assert (config["STEPFLOW_S3_TIMEOUT"], config["STEPFLOW_S3_ATTEMPTS"]) == ("5", "3")
+    default = _one(_render(), "ConfigMap")["data"]
+    assert "STEPFLOW_S3_TIMEOUT" not in default, "unset: the operator's default (20 s, 5 attempts)"
+
+
 def test_cluster_rbac_is_least_privilege():
     role = _one(_render(), "ClusterRole")
     assert _rules(role) == {

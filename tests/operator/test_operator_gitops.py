@@ -537,7 +537,7 @@ def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world,
 
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
-    seen = LocalBackend(open_store(s3.root_uri)).result("envprobe", name, "probe")
+    seen = LocalBackend(open_store(f"{s3.root_uri}/{world.namespace}/envprobe")).result("envprobe", name, "probe")
     assert "AWS_ACCESS_KEY_ID" in seen and "AWS_SECRET_ACCESS_KEY" in seen  # the store's credentials
     leaked = [k for k in seen if k.startswith(("KUBE", "STEPFLOW_OPERATOR", "STEPFLOW_S3_ROOT", "STEPFLOW_INTEGRITY"))]
     assert leaked == [], f"step processes must not see the operator's settings: {leaked}"

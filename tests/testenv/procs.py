@@ -9,6 +9,7 @@ fixtures' finalizers, by ``atexit`` and by the SIGTERM/SIGHUP handlers the plugi
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -147,6 +148,18 @@ class ServerProcess:
                 f"{self.name} exited with code {rc}; log {self.log_path}, last lines:\n"
                 + self.tail(30)
             )
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the server's process group for the block, SIGCONT after: it keeps accepting
+        connections (the kernel's backlog) and never answers, like a hung server."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise ServerFailed(f"{self.name} is not running; it cannot be frozen")
+        _killpg(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            _killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self, timeout: float = 5.0) -> None:
         proc = self.proc

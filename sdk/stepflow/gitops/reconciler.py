@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.k8s_names import object_name
+from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
 from stepflow.gitops.source import GitSource, SourceError, safe_url
@@ -42,6 +43,14 @@ from stepflow.gitops.targets import Targets
 from stepflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)
+
+#: The longest wait before retrying a failure the next pass may not see again (the
+#: interval is used when it is shorter).
+MAX_RETRY_INTERVAL = 30.0
+
+#: Called with a copy of the status while a reconcile is under way, so a front end can
+#: show ``Reconciling`` before a long fetch, build or publish ends (kstatus's in-progress).
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,16 @@ def _short(commit: str | None) -> str:
     return (commit or "")[:7]
 
 
+def _resource(name: str, namespace: str | None) -> str:
+    """The key of a resource's kept build."""
+    return f"Pipeline {namespace}/{name}" if namespace else f"Pipeline {name}"
+
+
+async def _report(progress: Progress | None, out: Outcome) -> None:
+    if progress is not None:
+        await progress(json.loads(json.dumps(out.status)))
+
+
 class Reconciler:
     """Holds what reconciles share: the git cache, the sandbox, the key, the targets.
 
@@ -88,6 +107,7 @@ class Reconciler:
         self.source = GitSource(self.work_dir / "git")
         self.sandbox = Sandbox(sandbox_settings or SandboxSettings(work_dir=self.work_dir / "sandbox"))
         self.integrity_key = integrity_key
+        self.pending = PendingPublishes(self.work_dir / "pending")
         self.targets = targets or Targets(default_s3_root_uri=default_s3_root_uri, s3_endpoint_url=s3_endpoint_url)
 
     # -- the reconcile -------------------------------------------------------------------
@@ -95,13 +115,19 @@ class Reconciler:
     async def reconcile(self, name: str, spec: Mapping[str, Any] | PipelineSpec, status: Mapping[str, Any], *,
                         generation: int = 1, credentials: GitCredentials | StepflowError | None = None,
                         requested_at: str | None = None, now: datetime | None = None,
-                        base_dir: str | None = None) -> Outcome:
+                        base_dir: str | None = None, namespace: str | None = None,
+                        progress: Progress | None = None) -> Outcome:
+        """One pass over the resource ``namespace/name`` (``stepflow up``: no namespace).
+
+        ``progress`` is awaited with the status as it stands before each long sub-step
+        (fetch and build, publish), with ``Reconciling=True`` saying which.
+        """
         now = now or datetime.now(UTC)
         own: dict[str, Any] = json.loads(json.dumps(dict(status or {})))  # a private copy to edit
         out = Outcome(status=own)
         try:
             parsed = spec if isinstance(spec, PipelineSpec) else PipelineSpec.from_manifest(
-                spec, name=name, base_dir=base_dir)
+                spec, name=name, namespace=namespace, base_dir=base_dir)
         except StepflowError as exc:
             return self._stalled(out, generation, exc.reason, str(exc), now)
         if parsed.suspend:
@@ -121,12 +147,19 @@ class Reconciler:
             failed_for_good = last_build.get("revision") == revision and last_build.get("kind") == USER
             if forced or own.get("observedGeneration") != generation or not (current or failed_for_good):
                 git_credentials = credentials if isinstance(credentials, GitCredentials) else None
-                await self._build_publish_upsert(out, parsed, commit, git_credentials, generation, now)
+                await self._build_publish_upsert(out, parsed, commit, git_credentials, generation, now,
+                                                 resource=_resource(name, namespace),
+                                                 forced=forced, progress=progress)
             elif current:
                 self._ready(out, parsed, generation, now)
             self._schedule(out, parsed, now)
         own["observedGeneration"] = generation
         return out
+
+    async def forget(self, name: str, *, namespace: str | None = None) -> None:
+        """The resource is deleted: drop its kept build, if any. What it published stays in
+        the store (``stepflow gc`` and the bucket's lifecycle rules deal with it)."""
+        await asyncio.to_thread(self.pending.discard, _resource(name, namespace))
 
     # -- source ---------------------------------------------------------------------------
 
@@ -163,24 +196,56 @@ class Reconciler:
     # -- build, publish, upsert ------------------------------------------------------------
 
     async def _build_publish_upsert(self, out: Outcome, spec: PipelineSpec, commit: str,
-                                    credentials: GitCredentials | None, generation: int, now: datetime) -> None:
+                                    credentials: GitCredentials | None, generation: int, now: datetime, *,
+                                    resource: str, forced: bool, progress: Progress | None) -> None:
+        """Build the commit unless a build of the same inputs waits to be published, then
+        publish and upsert it. A failed publish keeps the build for the next pass, which
+        publishes it again after a backoff: a store that is down costs retries, not builds."""
+        status = out.status
+        revision = spec.ref.revision(commit)
+        store = self.targets.store_for(spec)
+        inputs = build_inputs(spec, commit, store.root_uri, self.integrity_key)
+        pending = None if forced else self.pending.find(resource, inputs)
+        if pending is None:
+            pending = await self._build(out, spec, commit, credentials, generation, now, store=store,
+                                        inputs=inputs, resource=resource, progress=progress)
+            if pending is None:
+                return
+            doing = f"publishing {revision}"
+        else:
+            status.setdefault("lastBuild", pending.last_build)
+            status.setdefault("source", {})["committedAt"] = timefmt.seconds(
+                datetime.fromtimestamp(pending.committed_at, UTC))
+            doing = f"publishing {revision} again (attempt {pending.failures + 1}); its build is kept"
+        status["conditions"] = cond.mark_reconciling(status.get("conditions"), observed_generation=generation,
+                                                     message=doing, timestamp=timefmt.seconds(now))
+        await _report(progress, out)
+        try:
+            await self._publish_upsert(out, spec, pending.bundle, store, revision, generation, now)
+        except StepflowError as exc:
+            failures = pending.failed()
+            self._failed(out, PUBLISHED, exc, generation, now,
+                         retry_in=backoff(failures, min(spec.interval, MAX_RETRY_INTERVAL)))
+            return
+        self.pending.discard(resource)
+
+    async def _build(self, out: Outcome, spec: PipelineSpec, commit: str, credentials: GitCredentials | None,
+                     generation: int, now: datetime, *, store: ObjectStore, inputs: str, resource: str,
+                     progress: Progress | None) -> PendingPublish | None:
+        """Fetch and build ``commit``; the bundle of a successful build, kept until published."""
         status = out.status
         revision = spec.ref.revision(commit)
         status["conditions"] = cond.mark_reconciling(status.get("conditions"), observed_generation=generation,
                                                      message=f"building {revision}", timestamp=timefmt.seconds(now))
+        await _report(progress, out)
         try:
             checkout = await asyncio.to_thread(self.source.fetch, spec.url, spec.ref, commit, credentials,
                                                spec.timeout)
         except SourceError as exc:
-            self._condition(out, SOURCE_READY, "False", exc.reason, str(exc), generation, now)
-            status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
-                                                     observed_generation=generation, reason=exc.reason,
-                                                     message=str(exc), timestamp=timefmt.seconds(now))
-            self._event(out, "Warning", exc.reason, str(exc))
-            return
+            self._failed(out, SOURCE_READY, exc, generation, now, retry_in=None)
+            return None
         committed = datetime.fromtimestamp(checkout.committed_at, UTC)
         status.setdefault("source", {})["committedAt"] = timefmt.seconds(committed)
-        store = self.targets.store_for(spec)
         previous_name = (status.get("definition") or {}).get("pipelineName")
         started = datetime.now(UTC)
         bundle_dir: Path | None = None
@@ -210,18 +275,17 @@ class Reconciler:
             if not result.ok:
                 self._build_failed(out, result.reason or reasons.BUILD_FAILED, result.message or "the build failed",
                                    result.file, result.line, status["lastBuild"]["kind"], generation, now)
-                return
+                return None
             self._condition(out, BUILD_SUCCEEDED, "True", "Succeeded", f"built {revision}", generation, now)
-            assert result.bundle_dir is not None  # a build that succeeded always has one
-            bundle = Bundle.open(result.bundle_dir)
-            await self._publish_upsert(out, spec, bundle, store, revision, generation, now)
+            assert bundle_dir is not None  # a build that succeeded always has one
+            if self.integrity_key is not None:  # once: a kept bundle is published as it is, signed
+                await asyncio.to_thread(Bundle.open(bundle_dir).sign, self.integrity_key)
+            pending = self.pending.keep(resource, inputs, bundle_dir, status["lastBuild"], checkout.committed_at)
+            bundle_dir = None  # moved
+            return pending
         except StepflowError as exc:
-            self._condition(out, PUBLISHED, "False", exc.reason, str(exc), generation, now)
-            status["conditions"] = cond.mark_failure(status["conditions"], kind=exc.kind,
-                                                     observed_generation=generation, reason=exc.reason,
-                                                     message=str(exc), timestamp=timefmt.seconds(now))
-            self._event(out, "Warning", exc.reason, str(exc))
-            out.requeue_after = min(spec.interval, 30.0)
+            self._failed(out, PUBLISHED, exc, generation, now)
+            return None
         finally:
             checkout.cleanup()
             if bundle_dir is not None:
@@ -229,11 +293,22 @@ class Reconciler:
             if index_file is not None:
                 index_file.unlink(missing_ok=True)
 
+    def _failed(self, out: Outcome, type_: str, exc: StepflowError, generation: int, now: datetime, *,
+                retry_in: float | None = MAX_RETRY_INTERVAL) -> None:
+        """``type_`` is False because of ``exc``; its kind decides stall or retry. ``retry_in``
+        shortens the wait before the next pass (None: keep the reconcile's own)."""
+        message = str(exc)
+        self._condition(out, type_, "False", exc.reason, message, generation, now)
+        out.status["conditions"] = cond.mark_failure(out.status["conditions"], kind=exc.kind,
+                                                     observed_generation=generation, reason=exc.reason,
+                                                     message=message, timestamp=timefmt.seconds(now))
+        self._event(out, "Warning", exc.reason, message)
+        if retry_in is not None:
+            out.requeue_after = min(out.requeue_after or retry_in, retry_in)
+
     async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
                               revision: str, generation: int, now: datetime) -> None:
         status = out.status
-        if self.integrity_key is not None:
-            await asyncio.to_thread(bundle.sign, self.integrity_key)
         report = await asyncio.to_thread(publish, bundle, store)
         backend = self.targets.backend_for(spec)
         await asyncio.to_thread(backend.upsert, bundle, store, role_arn=None, description=None, tags=None)

@@ -13,6 +13,12 @@ worker thread (``await asyncio.to_thread(source.fetch, ...)``), never on kopf's 
 Concurrent calls are safe: each cached repository is guarded by a thread lock and a file
 lock, so threads and separate operator processes sharing the cache take turns.
 
+Submodules are checked out too, recursively, each at the commit its parent records: fetched
+into its own per-URL cache like any repository (a relative URL is resolved against the
+parent's, as git does), with the parent's credentials when it lives on the same host (never
+sent elsewhere), and refused when a remote repository points at a ``file://`` one. A
+submodule that cannot be fetched fails the fetch with its path and URL in the message.
+
 Every git call runs under the caller's deadline and is killed (with its children) when it
 expires. Failures are :class:`SourceError` with one of the reasons Flux users know:
 ``GitOperationFailed``, ``AuthenticationFailed``, ``RefNotFound``, ``Timeout``. Messages
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import tarfile
@@ -37,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
-from stepflow.errors import INFRASTRUCTURE, ConfigurationError, StepflowError
+from stepflow.errors import INFRASTRUCTURE, USER, ConfigurationError, StepflowError
 from stepflow.gitops.gitauth import BASE_ENV, GitCredentials, git_environment
 from stepflow.locks import flock
 
@@ -48,6 +55,8 @@ TIMEOUT = "Timeout"
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SCHEMES = ("https", "http", "ssh", "file")
+#: Submodules of submodules of ...: deeper than this is a cycle or a mistake.
+MAX_SUBMODULE_DEPTH = 8
 
 
 class SourceError(StepflowError):
@@ -112,6 +121,15 @@ class Ref:
     def revision(self, commit: str) -> str:
         """Flux's revision format: ``main@sha1:<commit>``, or ``sha1:<commit>`` when pinned."""
         return f"sha1:{commit}" if self.commit else f"{self.name}@sha1:{commit}"
+
+
+@dataclass(frozen=True)
+class Submodule:
+    """A gitlink of a commit's tree and what ``.gitmodules`` says about it."""
+
+    path: str
+    url: str  # as written in .gitmodules (maybe relative)
+    commit: str
 
 
 @dataclass
@@ -209,7 +227,7 @@ class GitSource:
             raise ValueError(f"commit must be a full SHA-1, got {commit!r}")
         deadline = time.monotonic() + timeout
         key = normalize_url(url)
-        repo_dir = self._repos / hashlib.sha256(key.encode()).hexdigest()[:24]
+        repo_dir = self._repo_dir(url)
         with _repository_lock(repo_dir, deadline, url):
             repo = _open_cache(repo_dir, key, deadline, url)
             fetched = False
@@ -222,11 +240,49 @@ class GitSource:
             path = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._checkouts))
             try:
                 _materialise(repo, commit, path, deadline, url)
+                submodules = _submodules_of(repo, commit, deadline, url)
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
+        try:
+            self._checkout_submodules(url, submodules, path, credentials, deadline, depth=1)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return Checkout(path=path, url=safe_url(url), ref=ref, commit=commit,
                         committed_at=committed_at, fetched=fetched)
+
+    def _repo_dir(self, url: str) -> Path:
+        return self._repos / hashlib.sha256(normalize_url(url).encode()).hexdigest()[:24]
+
+    def _checkout_submodules(self, parent_url: str, submodules: list[Submodule], dest: Path,
+                             credentials: GitCredentials | None, deadline: float, depth: int) -> None:
+        """Each submodule's recorded commit into its path under ``dest``, then theirs."""
+        for module in submodules:
+            url = _submodule_url(parent_url, module)
+            where = f"submodule {module.path!r} ({safe_url(url)})"
+            if depth > MAX_SUBMODULE_DEPTH:
+                raise SourceError(f"{where} is nested more than {MAX_SUBMODULE_DEPTH} submodules deep; "
+                                  "is there a cycle in .gitmodules?", kind=USER)
+            # The parent's credentials go to the parent's host only.
+            own = credentials if _same_origin(parent_url, url) else None
+            target = dest / module.path
+            try:
+                with _repository_lock(self._repo_dir(url), deadline, url):
+                    repo = _open_cache(self._repo_dir(url), normalize_url(url), deadline, url)
+                    if not _has_commit(repo, module.commit, deadline):
+                        with git_environment(url, own) as env:
+                            _run(repo.git, "fetch", "--depth=1", "--no-tags", "--no-write-fetch-head", "--quiet",
+                                 url, f"{module.commit}:refs/stepflow/commits/{module.commit}", env=env,
+                                 deadline=deadline, url=url, credentials=own,
+                                 what=f"fetch commit {module.commit[:12]}", missing=f"commit {module.commit}")
+                    target.mkdir(parents=True, exist_ok=True)
+                    _materialise(repo, module.commit, target, deadline, url)
+                    nested = _submodules_of(repo, module.commit, deadline, url)
+            except (SourceError, ConfigurationError) as exc:
+                raise SourceError(f"{where} at commit {module.commit[:12]} could not be checked out: {exc}",
+                                  reason=exc.reason, kind=exc.kind) from exc
+            self._checkout_submodules(url, nested, target, own, deadline, depth + 1)
 
     @staticmethod
     def _fetch_commit(repo: git.Repo, url: str, ref: Ref, commit: str,
@@ -258,6 +314,69 @@ class GitSource:
                     f"{safe_url(url)} (was the branch force-pushed?); the next reconcile "
                     f"resolves the new tip", reason=REF_NOT_FOUND) from exc
             raise
+
+
+def _submodules_of(repo: git.Repo, commit: str, deadline: float, url: str) -> list[Submodule]:
+    """The gitlinks of ``commit``'s tree, with their URLs from its ``.gitmodules``."""
+    tree = _run(repo.git, "ls_tree", "-r", "-z", commit, deadline=deadline, url=url,
+                what=f"list the files of {commit[:12]}")
+    links = {}
+    for entry in tree.split("\0"):
+        meta, _, path = entry.partition("\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[0] == "160000":
+            links[path] = fields[2]
+    if not links:
+        return []
+    try:
+        config = _run(repo.git, "config", "--blob", f"{commit}:.gitmodules", "-z", "--list",
+                      deadline=deadline, url=url, what="read .gitmodules")
+    except SourceError:
+        config = ""
+    names: dict[str, dict[str, str]] = {}
+    for item in config.split("\0"):
+        key, _, value = item.partition("\n")
+        match = re.fullmatch(r"submodule\.(.+)\.(path|url)", key)
+        if match:
+            names.setdefault(match.group(1), {})[match.group(2)] = value
+    urls = {entry["path"]: entry.get("url", "") for entry in names.values() if "path" in entry}
+    modules = []
+    for path, sha in sorted(links.items()):
+        if not urls.get(path):
+            raise SourceError(
+                f"commit {commit[:12]} of {safe_url(url)} has a submodule at {path!r} with no URL in "
+                ".gitmodules; add it (`git submodule add <url> <path>`) or remove the gitlink", kind=USER)
+        modules.append(Submodule(path=path, url=urls[path], commit=sha))
+    return modules
+
+
+def _submodule_url(parent: str, module: Submodule) -> str:
+    """The submodule's URL: a relative one (``./``, ``../``) against the parent's, as git does.
+
+    A remote repository may not point at the operator's own disk (``file://``), and the URL
+    must be one :func:`_check_url` accepts (scp-like ``git@host:path`` is not).
+    """
+    url = module.url
+    if url.startswith(("./", "../")):
+        parts = urlsplit(parent)
+        url = urlunsplit(parts._replace(path=posixpath.normpath(posixpath.join(parts.path.rstrip("/"), url))))
+    where = f"submodule {module.path!r} ({safe_url(url)})"
+    if urlsplit(url).scheme.lower() not in _SCHEMES:
+        raise SourceError(f"{where}: its URL must start with https://, http://, ssh:// or file:// (write "
+                          "scp-like `git@host:path` as `ssh://git@host/path`) in .gitmodules", kind=USER,
+                          reason="InvalidSourceURL")
+    if urlsplit(url).scheme.lower() == "file" and urlsplit(parent).scheme.lower() != "file":
+        raise SourceError(f"{where}: a remote repository's submodule may not be a local path; use the "
+                          "submodule's https:// or ssh:// URL in .gitmodules", kind=USER, reason="InvalidSourceURL")
+    if ".." in module.path.split("/") or module.path.startswith("/"):
+        raise SourceError(f"{where}: its path leaves the checkout", kind=USER, reason="InvalidSourceURL")
+    return url
+
+
+def _same_origin(a: str, b: str) -> bool:
+    """Same scheme, host and port: where the parent's credentials may be sent."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme.lower(), pa.hostname, pa.port) == (pb.scheme.lower(), pb.hostname, pb.port)
 
 
 def _check_url(url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from stepflow import layout
 from stepflow.backends.base import Backend
 from stepflow.errors import ConfigurationError
 from stepflow.gitops.spec import PipelineSpec
@@ -26,13 +27,23 @@ def _local(store: ObjectStore) -> Backend:
 
 
 class Targets:
-    """Stores are opened once per root URI and shared; backends are cheap views over them."""
+    """Stores are opened once per root URI and shared; backends are cheap views over them.
+
+    With ``per_resource`` (the operator), each Pipeline resource gets a store of its own,
+    ``<root>/<namespace>/<name>`` (:func:`stepflow.layout.resource_prefix`): everything the
+    operator publishes and executes is keyed by the resource, not by the name the user's
+    module gives its pipeline, so two resources building the same module from two branches
+    into one bucket each run their own definition. The pipeline keeps the user's name (the
+    one SageMaker knows); ``status.definition.uri`` shows where it went. ``stepflow up``
+    uses the root itself, which the CLI's ``--store`` reads.
+    """
 
     def __init__(self, *, default_s3_root_uri: str | None = None, s3_endpoint_url: str | None = None,
-                 backends: Mapping[str, BackendFactory] | None = None) -> None:
+                 backends: Mapping[str, BackendFactory] | None = None, per_resource: bool = False) -> None:
         self.default_s3_root_uri = default_s3_root_uri
         self.s3_endpoint_url = s3_endpoint_url
         self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local})
+        self.per_resource = per_resource
         self._stores: dict[str, ObjectStore] = {}
 
     def store_for(self, spec: PipelineSpec) -> ObjectStore:
@@ -41,6 +52,10 @@ class Targets:
             from stepflow.config import load_config
 
             uri = load_config().s3_root_uri
+        if self.per_resource:
+            if not spec.namespace:
+                raise ValueError(f"Pipeline {spec.name}: per-resource stores need the resource's namespace")
+            uri = f"{uri.rstrip('/')}/{layout.resource_prefix(spec.namespace, spec.name)}"
         if uri not in self._stores:
             self._stores[uri] = open_store(uri, self.s3_endpoint_url)
         return self._stores[uri]

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 from typing import Any
 
+import urllib3
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, NoCredentialsError, ReadTimeoutError
 
 from stepflow.errors import StorageError
 from stepflow.storage import s3_transport
@@ -30,7 +31,10 @@ from stepflow.storage.base import (
 )
 from stepflow.storage.s3_clients import Connection, connection_for
 
-__all__ = ["S3Store"]
+__all__ = ["STORE_TIMEOUT", "S3Store"]
+
+#: The reason of a call that ran out of time (no answer within the limits of ``s3_clients``).
+STORE_TIMEOUT = "StoreTimeout"
 
 # Objects up to this size are uploaded with one PutObject; larger ones stream as multipart.
 _SINGLE_PUT_LIMIT = 16 * 1024 * 1024
@@ -110,6 +114,16 @@ class S3Store(ObjectStore):
 
     def _unreachable(self, exc: Exception, action: str, where: str) -> StorageError:
         endpoint = self.endpoint_url or "the default AWS endpoint"
+        # urllib3 files a refused connection (NewConnectionError) under its TimeoutError too.
+        timed_out = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, urllib3.exceptions.TimeoutError)) \
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError)
+        if timed_out:
+            return StorageError(
+                f"Cannot {action} {where}: {endpoint} did not answer within the deadline, "
+                f"{self.connection.limits.describe()}. The server accepts no connection or is "
+                "stuck; retried on the next pass.",
+                reason=STORE_TIMEOUT,
+            )
         return StorageError(
             f"Cannot {action} {where}: {exc}. Check that {endpoint} is reachable "
             "(STEPFLOW_S3_ENDPOINT_URL) and retry.",

@@ -28,7 +28,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 
-from stepflow.storage.s3_clients import ATTEMPTS, Connection
+from stepflow.storage.s3_clients import Connection
 
 # Backoff between attempts: full jitter, uniform in [0, min(cap, base * 2**n)).
 _BACKOFF_BASE = 0.1
@@ -120,13 +120,13 @@ def find_put_target(connection: Connection, bucket: str) -> PutTarget | None:
 def put(target: PutTarget, key: str, data: bytes, sha256: str) -> PutAnswer:
     """PUT ``data`` at ``key`` (the full object key) with its SHA-256 as metadata.
 
-    Up to ``ATTEMPTS`` tries with jittered backoff while the answer is retryable (no answer,
+    Up to the connection's ``limits.attempts`` tries with jittered backoff while the answer is retryable (no answer,
     5xx, 429, S3's throttling codes); a redirect or any other refusal ends it at once.
     """
     url = target.url_prefix + quote(key, safe="/~")  # quoted as boto3 does
     pool = target.connection.http()
     answer = PutAnswer(status=None)
-    for attempt in range(ATTEMPTS):
+    for attempt in range(target.connection.limits.attempts):
         if attempt:
             _backoff(attempt - 1)
         request = AWSRequest(method="PUT", url=url, data=data, headers={"x-amz-meta-sha256": sha256})
