@@ -154,7 +154,8 @@ class StepflowConfig:
     SageMaker's ``RemoteFunction`` section (``{"CustomFileFilter": {"IgnoreNamePatterns":
     [...]}, "VpcConfig": {"Subnets": [...], ...}, ...}``); an absent key means "not
     configured, use the built-in default". ``pipeline`` holds ``SageMaker.Pipeline``'s
-    ``RoleArn`` and ``Tags``. ``origins`` says where each resolved value came from (a file
+    ``RoleArn`` and ``Tags``. ``session`` holds ``SageMaker.PythonSDK.Modules.Session``'s
+    ``DefaultS3Bucket`` and ``DefaultS3ObjectKeyPrefix``. ``origins`` says where each resolved value came from (a file
     path, ``env NAME`` or ``default``), for messages.
     """
 
@@ -163,6 +164,7 @@ class StepflowConfig:
     integrity_key: bytes | None = field(default=None, repr=False)
     remote_function: dict[str, Any] = field(default_factory=dict)
     pipeline: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
     origins: dict[str, str] = field(default_factory=dict)
 
@@ -351,6 +353,7 @@ def load_config(env: Mapping[str, str] = os.environ) -> StepflowConfig:
         integrity_key=integrity_key,
         remote_function=remote_function,
         pipeline=copy.deepcopy(_dig(merged, ("SageMaker", "Pipeline")) or {}),
+        session=copy.deepcopy(_dig(merged, _SESSION) or {}),
         files=tuple(files),
         origins=origins,
     )

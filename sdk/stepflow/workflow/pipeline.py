@@ -138,7 +138,7 @@ class Pipeline:
         backend = self.session.backend
         execution_id = backend.start(self.name, parameters=dict(parameters or {}),
                                      display_name=execution_display_name)
-        return _PipelineExecution(self.name, execution_id, backend)
+        return _PipelineExecution._started(self.name, execution_id, self.session)
 
     def list_executions(self, sort_by: str | None = None, sort_order: str | None = None,
                         max_results: int | None = None,
