@@ -19,6 +19,8 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
     monkeypatch.setenv("STEPFLOW_ADMIN_CONFIG", "")
     monkeypatch.setenv("STEPFLOW_USER_CONFIG", "")
+    monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", "")
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", "")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("STEPFLOW_S3_ROOT_URI", (tmp_path / "store").as_uri())
