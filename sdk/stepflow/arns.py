@@ -54,6 +54,11 @@ def execution_arn(pipeline_name: str, execution_id: str, *, region: str,
     return f"{pipeline_arn(pipeline_name, region=region, account=account)}/execution/{execution_id}"
 
 
+def schedule_arn(schedule_name: str, *, region: str, account: str | None = None) -> str:
+    """A pipeline schedule's ARN, EventBridge Scheduler's shape (the ``default`` group)."""
+    return f"arn:aws:scheduler:{region}:{account or PLACEHOLDER_ACCOUNT}:schedule/default/{schedule_name}"
+
+
 def is_legacy(arn: str) -> bool:
     """True for the ``stepflow:...`` ARNs older stores recorded."""
     return _LEGACY.match(arn) is not None

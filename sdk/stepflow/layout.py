@@ -16,7 +16,7 @@ The artifact part of the layout is SageMaker's (a compiled pipeline runs there u
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
 <pipeline>/<execution>/<step>/{results,exception}/...
 <pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log
-<pipeline>/.stepflow/{index.json,pipeline.json}
+<pipeline>/.stepflow/{index.json,pipeline.json,triggers.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
 .stepflow-up/<name>.json
@@ -131,6 +131,11 @@ def definition_key(digest: str) -> str:
 def pipeline_record_key() -> str:
     """The local and kubernetes backends' pipeline record (name, ARN, current digest)."""
     return f"{META}/pipeline.json"
+
+
+def triggers_key() -> str:
+    """The pipeline's schedules (``Pipeline.put_triggers``), by trigger name."""
+    return f"{META}/triggers.json"
 
 
 def execution_summaries_prefix() -> str:
