@@ -13,6 +13,7 @@ The artifact part of the layout is SageMaker's (a compiled pipeline runs there u
 <pipeline>/sagemaker_remote_function_bootstrap/job_driver.sh
 <pipeline>/sm_rf_user_ws/<ts>/workspace.zip
 <pipeline>/<step>/<ts>/{function,arguments,pre_exec_script_and_dependencies}/...
+<pipeline>/<step>/<ts>/{code,input/<input name>}/...   (processing steps)
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
 <pipeline>/<execution>/<step>/{results,exception}/...
 <pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log
@@ -43,6 +44,8 @@ DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
 PRE_EXEC_SCRIPT = "pre_exec.sh"
 #: A processing step's shipped script, under its ``<step>/<ts>/``.
 CODE_FOLDER = "code"
+#: A processing step's local inputs, uploaded under its ``<step>/<ts>/input/<input name>/``.
+INPUT_FOLDER = "input"
 #: The folder every file of ``workspace.zip`` sits under (also the step's working directory).
 WORKSPACE_ROOT = "sagemaker_remote_function_workspace"
 #: The two objects of one serialized artifact (function, arguments, result, exception).
@@ -94,6 +97,11 @@ def arguments_prefix(step: str, ts: str) -> str:
 
 def dependencies_prefix(step: str, ts: str) -> str:
     return f"{step}/{ts}/{DEPENDENCIES_FOLDER}"
+
+
+def input_prefix(input_name: str) -> str:
+    """A processing input's local files, relative to the step's ``<step>/<ts>`` folder."""
+    return f"{INPUT_FOLDER}/{input_name}"
 
 
 def payload_key(prefix: str) -> str:

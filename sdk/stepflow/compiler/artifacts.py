@@ -85,7 +85,28 @@ def processing_step_artifacts(step: ProcessingStep, project_root: Path) -> StepA
     if step.code_path is not None:
         path = _project_file(step.code_path, project_root, "code", step)
         out.files[f"{layout.CODE_FOLDER}/{path.name}"] = path.read_bytes()
+    for _, name, path in step.local_inputs():
+        out.files.update(_local_input(step, name, path))
     return out
+
+
+def _local_input(step: ProcessingStep, name: str, path: Path) -> dict[str, bytes]:
+    """A local input's files under ``input/<name>/``: shipped in the step's folder, so an
+    unchanged input keeps its ``<ts>`` and costs nothing to publish again."""
+    prefix = layout.input_prefix(name)
+    if path.is_file():
+        return {f"{prefix}/{path.name}": path.read_bytes()}
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if files:
+            return {f"{prefix}/{p.relative_to(path).as_posix()}": p.read_bytes() for p in files}
+        problem = "is an empty folder (a processing input needs at least one file)"
+    else:
+        problem = "is neither a file nor a folder"
+    raise ValidationError(
+        f"Step '{step.name}': ProcessingInput {name!r} source {str(path)!r} {problem}. Give a "
+        "local path relative to the project root, an absolute path, or an s3:// URI.",
+        location=step.location, reason="FileNotFound")
 
 
 def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,

@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
-from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.callsite import caller_location, project_root
 from stepflow.workflow.naming import active_name
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
 from stepflow.workflow.properties import Properties
@@ -208,6 +209,18 @@ class ProcessingStep(Step):
         code = self.step_args.code
         return code if code is not None and "://" not in code else None
 
+    def local_inputs(self) -> list[tuple[int, str, Path]]:
+        """``(position, input name, path)`` of the inputs read from local files or folders;
+        a relative path is relative to the project root."""
+        found = []
+        for index, item in enumerate(self.step_args.inputs):
+            local = item.local_path
+            if local is not None:
+                path = Path(local)
+                found.append((index, item.channel_name(index),
+                              path if path.is_absolute() else project_root() / path))
+        return found
+
     def upstream_values(self) -> Any:
         return self.step_args.upstream_values()
 
@@ -217,7 +230,13 @@ class ProcessingStep(Step):
         if args.code is not None:
             code_uri = (args.code if self.code_path is None
                         else f"{ctx.step_folder_uri(self)}/{layout.CODE_FOLDER}")
-        return args.to_request(ctx.s3_base_uri, self.name, code_uri)
+        # A file's URI is its object, as the SDK's upload returns it; a folder's is its
+        # prefix with a slash, so input "data" never also matches "data2"'s objects.
+        input_uris = {}
+        for index, name, path in self.local_inputs():
+            prefix = f"{ctx.step_folder_uri(self)}/{layout.input_prefix(name)}"
+            input_uris[index] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        return args.to_request(ctx.s3_base_uri, self.name, code_uri, input_uris)
 
     def to_request(self, ctx: RenderContext) -> dict[str, Any]:
         request = super().to_request(ctx)
