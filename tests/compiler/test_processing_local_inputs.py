@@ -97,5 +97,5 @@ def test_a_bad_local_input_names_the_step_and_input(compile_, project, source, p
     processor = ScriptProcessor(image_uri="python:3.11-slim", command=["python3"])
     step = ProcessingStep("Prepare", step_args=processor.run(inputs=[
         ProcessingInput(source=source, destination="/opt/ml/processing/x", input_name="x")]))
-    with pytest.raises(ValidationError, match=f"Step 'Prepare': ProcessingInput 'x' source .*{problem}"):
+    with pytest.raises(ValidationError, match=f"Step 'Prepare': input 'x' source .*{problem}"):
         compile_(Pipeline(name="bad", steps=[step]))

@@ -121,7 +121,8 @@ class _ProcessingArgs:
             request["ProcessingOutputConfig"] = {"Outputs": [
                 o.to_request(n, s3_base_uri, step_name) for n, o in enumerate(self.outputs)]}
         request["ProcessingResources"] = {"ClusterConfig": {
-            "InstanceType": render(self.instance_type or DEFAULT_INSTANCE_TYPE),
+            "InstanceType": render(DEFAULT_INSTANCE_TYPE if self.instance_type is None
+                                   else self.instance_type),
             "InstanceCount": render(self.instance_count),
             "VolumeSizeInGB": self.volume_size_in_gb}}
         if self.max_runtime_in_seconds is not None:

@@ -24,13 +24,14 @@ from stepflow.workflow.callsite import caller_location, project_root
 from stepflow.workflow.naming import active_name
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
 from stepflow.workflow.properties import Properties
+from stepflow.workflow.training import SOURCEDIR_ARCHIVE, _TrainingArgs
 
 if TYPE_CHECKING:
     from stepflow.workflow.function_step import DelayedReturn
     from stepflow.workflow.retry import RetryPolicy
 
 __all__ = ["Step", "StepTypeEnum", "ProcessingStep", "ProcessingInput", "ProcessingOutput",
-           "RenderContext", "DependencyRef", "CacheConfig"]
+           "TrainingStep", "RenderContext", "DependencyRef", "CacheConfig"]
 
 # Creation order of steps in this process: the tie-breaker that makes auto names stable.
 _creation_order = itertools.count()
@@ -49,6 +50,7 @@ class RenderContext(Protocol):
     """What the compiler tells a step while it renders the definition."""
 
     s3_base_uri: str
+    region: str
 
     def step_folder_uri(self, step: Step) -> str:
         """``<s3_base>/<step>/<ts>``: where this step's shipped files are."""
@@ -216,9 +218,7 @@ class ProcessingStep(Step):
         for index, item in enumerate(self.step_args.inputs):
             local = item.local_path
             if local is not None:
-                path = Path(local)
-                found.append((index, item.channel_name(index),
-                              path if path.is_absolute() else project_root() / path))
+                found.append((index, item.channel_name(index), _resolved(local)))
         return found
 
     def upstream_values(self) -> Any:
@@ -237,6 +237,96 @@ class ProcessingStep(Step):
             prefix = f"{ctx.step_folder_uri(self)}/{layout.input_prefix(name)}"
             input_uris[index] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
         return args.to_request(ctx.s3_base_uri, self.name, code_uri, input_uris)
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+def _resolved(local: str) -> Path:
+    path = Path(local)
+    return path if path.is_absolute() else project_root() / path
+
+
+class TrainingStep(Step):
+    """A training job on any image: ``step_args=estimator.fit(inputs=...)`` (or, as in the
+    SDK's older form, ``estimator=`` and ``inputs=``).
+
+    ``properties.ModelArtifacts.S3ModelArtifacts`` is where the job wrote ``model.tar.gz``.
+    A local channel and the ``entry_point``/``source_dir`` files ship with the step.
+    """
+
+    step_type = StepTypeEnum.TRAINING
+
+    def __init__(self, name: str, step_args: _TrainingArgs | None = None, *,
+                 estimator: Any = None, inputs: Any = None, display_name: str | None = None,
+                 description: str | None = None, cache_config: CacheConfig | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Sequence[RetryPolicy] | None = None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        if step_args is None and estimator is not None:
+            step_args = estimator.fit(inputs=inputs)
+        if not isinstance(step_args, _TrainingArgs):
+            raise ValidationError(
+                f"TrainingStep '{name}' needs step_args=estimator.fit(...) (or estimator=... "
+                f"and inputs=...); got {type(step_args).__name__}.", location=self._location)
+        self.step_args = step_args
+        self.retry_policies = list(retry_policies or [])
+        self.cache_config = cache_config
+        self.properties = Properties(self)
+
+    def source_files(self) -> dict[str, Path]:
+        """Script mode's files by their path in ``sourcedir.tar.gz``: ``source_dir``'s
+        files (else the entry point alone) and each of ``dependencies``."""
+        args = self.step_args
+        if args.entry_point is None:
+            return {}
+        files: dict[str, Path] = {}
+        if args.source_dir is not None:
+            root = _resolved(args.source_dir)
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                if path.is_file() and "__pycache__" not in path.parts:
+                    files[path.relative_to(root).as_posix()] = path
+            files.setdefault(args.entry_point, root / args.entry_point)
+        else:
+            entry = _resolved(args.entry_point)
+            files[entry.name] = entry
+        for dependency in args.dependencies:
+            dep = _resolved(dependency)
+            if dep.is_dir():
+                for path in sorted(dep.rglob("*")):
+                    if path.is_file() and "__pycache__" not in path.parts:
+                        files[f"{dep.name}/{path.relative_to(dep).as_posix()}"] = path
+            else:
+                files[dep.name] = dep
+        return files
+
+    def local_inputs(self) -> list[tuple[str, str, Path]]:
+        """``(channel, channel, path)`` of the channels read from local files or folders."""
+        return [(channel, channel, _resolved(item.local_path))
+                for channel, item in self.step_args.inputs.items() if item.local_path is not None]
+
+    def upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        from stepflow.workflow.execution_variables import ExecutionVariables
+        from stepflow.workflow.functions import Join
+
+        folder = ctx.step_folder_uri(self) if (self.source_files() or self.local_inputs()) else ""
+        source_uri = f"{folder}/{layout.CODE_FOLDER}/{SOURCEDIR_ARCHIVE}" if self.source_files() else None
+        input_uris = {}
+        for channel, name, path in self.local_inputs():
+            prefix = f"{folder}/{layout.input_prefix(name)}"
+            input_uris[channel] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        # Per execution, as a @step function's results: <s3_base>/<exec>/<step>/output
+        default_output = Join(on="/", values=[
+            ctx.s3_base_uri, ExecutionVariables.PIPELINE_EXECUTION_ID, self.name, "output"])
+        return self.step_args.to_request(default_output, ctx.region, source_uri, input_uris)
 
     def to_request(self, ctx: RenderContext) -> dict[str, Any]:
         request = super().to_request(ctx)

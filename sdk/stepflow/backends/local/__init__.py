@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepflow import arns, layout
 from stepflow.backends.base import Backend, OnChange, ShouldStop
+from stepflow.backends.capabilities import check_runnable
 from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
 from stepflow.backends.views import describe_execution, list_steps
@@ -87,6 +88,7 @@ class LocalBackend(Backend):
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
         name = bundle.pipeline_name
+        check_runnable(name, bundle.definition, self.name)
         now = millis()
         try:
             record = self._pipeline_record(name)
