@@ -43,6 +43,10 @@ _EXPORTS = {
     'ProcessingInput': 'stepflow.workflow.steps',
     'ProcessingOutput': 'stepflow.workflow.steps',
     'ProcessingStep': 'stepflow.workflow.steps',
+    'TrainingStep': 'stepflow.workflow.steps',
+    'Processor': 'stepflow.processing',
+    'ScriptProcessor': 'stepflow.processing',
+    'TrainingInput': 'stepflow.inputs',
 }
 
 #: Submodules reachable as attributes after ``import stepflow``, as ``sagemaker.session`` is.
