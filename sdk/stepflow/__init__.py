@@ -47,10 +47,12 @@ _EXPORTS = {
     'Processor': 'stepflow.processing',
     'ScriptProcessor': 'stepflow.processing',
     'TrainingInput': 'stepflow.inputs',
+    'Model': 'stepflow.model',
 }
 
 #: Submodules reachable as attributes after ``import stepflow``, as ``sagemaker.session`` is.
-_SUBMODULES = ("session", "utils", "s3", "processing", "workflow", "estimator", "inputs")
+_SUBMODULES = ("session", "utils", "s3", "processing", "workflow", "estimator", "inputs", "model",
+               "transformer")
 
 __all__ = ["__version__", *_EXPORTS]
 

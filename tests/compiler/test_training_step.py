@@ -153,3 +153,43 @@ def test_step_kinds(compile_, project):
     assert step_kind("Condition", {}) == "engine"
     check_runnable("classic", bundle.definition, "kubernetes")  # runs everything here
     check_runnable("classic", bundle.definition, "some-future-backend")  # unknown: not judged
+
+
+def test_model_and_transform_steps_in_sagemakers_shape(compile_, session, project):
+    from stepflow.model import Model
+    from stepflow.transformer import Transformer
+    from stepflow.workflow.model_step import ModelStep
+    from stepflow.workflow.steps import TransformStep
+
+    _, train = _pipeline()
+    model = Model(image_uri=IMAGE, model_data=train.properties.ModelArtifacts.S3ModelArtifacts,
+                  role="arn:aws:iam::123456789012:role/model", env={"MODE": "batch"})
+    create = ModelStep("Abalone", step_args=model.create(instance_type="ml.m5.large"))
+    transformer = Transformer(model_name=create.properties.ModelName, instance_count=1,
+                              instance_type="ml.m5.xlarge", accept="text/csv", assemble_with="Line")
+    transform = TransformStep("Score", step_args=transformer.transform(
+        "s3://datasets/abalone/batch", content_type="text/csv", split_type="Line"))
+    bundle = compile_(Pipeline(name="serving", parameters=[
+        ParameterString("TrainInstanceType", default_value="ml.m5.xlarge"),
+        ParameterInteger("MaxDepth", default_value=5)], steps=[transform]))
+    steps = steps_by_name(bundle.definition)
+    assert set(steps) == {"Train", "Abalone-CreateModel", "Score"}
+    assert steps["Abalone-CreateModel"]["Type"] == "Model"
+    assert steps["Abalone-CreateModel"]["Arguments"] == {
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/model",
+        "PrimaryContainer": {"Image": IMAGE, "Environment": {"MODE": "batch"},
+                             "ModelDataUrl": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}}}
+    score = steps["Score"]
+    assert score["Type"] == "Transform"
+    assert score["Arguments"]["ModelName"] == {"Get": "Steps.Abalone-CreateModel.ModelName"}
+    assert score["Arguments"]["TransformInput"] == {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://datasets/abalone/batch"}},
+        "ContentType": "text/csv", "SplitType": "Line"}
+    assert score["Arguments"]["TransformOutput"]["Accept"] == "text/csv"
+    assert score["Arguments"]["TransformResources"] == {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge"}
+    # Only a backend that drives SageMaker creates models and runs transform jobs.
+    with pytest.raises(BackendError, match=(
+            r"step 'Abalone-CreateModel' \(Model\) creates a SageMaker resource \(a model or a "
+            r"transform job\), which the kubernetes backend cannot run; backends that can: sagemaker")):
+        check_runnable("serving", bundle.definition, "kubernetes")
+    check_runnable("serving", bundle.definition, "sagemaker")

@@ -17,27 +17,33 @@ from stepflow.errors import USER, BackendError
 
 FUNCTION = "function"
 CONTAINER = "container"
+SERVICE = "service"
 ENGINE = "engine"
 
 #: The kinds each backend runs. ``local`` runs @step functions as processes here;
-#: ``kubernetes`` (pods) and ``sagemaker`` (jobs) also run containers.
+#: ``kubernetes`` (pods) also runs containers; ``sagemaker`` also SageMaker's own
+#: resources (models, transform jobs).
 BACKEND_KINDS: dict[str, frozenset[str]] = {
     "local": frozenset({FUNCTION, ENGINE}),
     "kubernetes": frozenset({FUNCTION, CONTAINER, ENGINE}),
-    "sagemaker": frozenset({FUNCTION, CONTAINER, ENGINE}),
+    "sagemaker": frozenset({FUNCTION, CONTAINER, SERVICE, ENGINE}),
 }
 
-_DESCRIPTIONS = {CONTAINER: "runs its own container image", FUNCTION: "is a @step function"}
+_DESCRIPTIONS = {CONTAINER: "runs its own container image", FUNCTION: "is a @step function",
+                 SERVICE: "creates a SageMaker resource (a model or a transform job)"}
 
 
 def step_kind(step_type: str, arguments: Mapping[str, Any]) -> str:
     """``function`` for a compiled @step (a Training job whose entrypoint is the job
-    driver), ``container`` for other Processing and Training steps, ``engine`` otherwise."""
+    driver), ``container`` for other Processing and Training steps, ``service`` for
+    Model and Transform steps, ``engine`` otherwise."""
     if step_type == "Training":
         entrypoint = (arguments.get("AlgorithmSpecification") or {}).get("ContainerEntrypoint")
         return FUNCTION if entrypoint == ENTRYPOINT else CONTAINER
     if step_type == "Processing":
         return CONTAINER
+    if step_type in ("Model", "Transform"):
+        return SERVICE
     return ENGINE
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow.callsite import caller_location, project_root
+from stepflow.workflow.models import _ModelArgs, _TransformArgs
 from stepflow.workflow.naming import active_name
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
 from stepflow.workflow.properties import Properties
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from stepflow.workflow.retry import RetryPolicy
 
 __all__ = ["Step", "StepTypeEnum", "ProcessingStep", "ProcessingInput", "ProcessingOutput",
-           "TrainingStep", "RenderContext", "DependencyRef", "CacheConfig"]
+           "TrainingStep", "TransformStep", "RenderContext", "DependencyRef", "CacheConfig"]
 
 # Creation order of steps in this process: the tie-breaker that makes auto names stable.
 _creation_order = itertools.count()
@@ -42,6 +43,8 @@ DependencyRef = Union["Step", "DelayedReturn", str]
 class StepTypeEnum(Enum):
     TRAINING = "Training"
     PROCESSING = "Processing"
+    CREATE_MODEL = "Model"
+    TRANSFORM = "Transform"
     CONDITION = "Condition"
     FAIL = "Fail"
 
@@ -332,6 +335,80 @@ class TrainingStep(Step):
         request = super().to_request(ctx)
         if self.retry_policies:
             request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+class _ServiceStep(Step):
+    """A step SageMaker runs as a service call (a model, a transform job)."""
+
+    def __init__(self, name: str, step_args: Any, expected: type, hint: str,
+                 display_name: str | None, description: str | None,
+                 depends_on: Sequence[DependencyRef] | None,
+                 retry_policies: Sequence[RetryPolicy] | None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        if not isinstance(step_args, expected):
+            raise ValidationError(
+                f"{type(self).__name__} '{name}' needs step_args={hint}; got "
+                f"{type(step_args).__name__}.", location=self._location)
+        self.step_args: Any = step_args
+        self.retry_policies = list(retry_policies or [])
+        self.properties = Properties(self)
+
+    def upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        return request
+
+
+class ModelStep(_ServiceStep):
+    """Creates a SageMaker model: ``ModelStep(name, step_args=model.create(...))``.
+
+    As in the SDK, the step in the definition is ``<name>-CreateModel`` and
+    ``properties.ModelName`` names the created model.
+    """
+
+    step_type = StepTypeEnum.CREATE_MODEL
+
+    def __init__(self, name: str, step_args: _ModelArgs, depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Any = None, display_name: str | None = None,
+                 description: str | None = None, repack_model_step_settings: Any = None) -> None:
+        policies = retry_policies if isinstance(retry_policies, (list, tuple)) else None
+        super().__init__(f"{name}-CreateModel", step_args, _ModelArgs, "model.create(...)",
+                         display_name, description, depends_on, policies)
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        return self.step_args.to_request()
+
+
+class TransformStep(_ServiceStep):
+    """A batch transform job: ``TransformStep(name, step_args=transformer.transform(...))``."""
+
+    step_type = StepTypeEnum.TRANSFORM
+
+    def __init__(self, name: str, step_args: _TransformArgs, display_name: str | None = None,
+                 description: str | None = None, cache_config: CacheConfig | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Sequence[RetryPolicy] | None = None) -> None:
+        super().__init__(name, step_args, _TransformArgs, "transformer.transform(...)",
+                         display_name, description, depends_on, retry_policies)
+        self.cache_config = cache_config
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        from stepflow.workflow.execution_variables import ExecutionVariables
+        from stepflow.workflow.functions import Join
+
+        default_output = Join(on="/", values=[
+            ctx.s3_base_uri, ExecutionVariables.PIPELINE_EXECUTION_ID, self.name, "output"])
+        return self.step_args.to_request(default_output)
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
         if self.cache_config is not None:
             request["CacheConfig"] = self.cache_config.config
         return request
