@@ -257,14 +257,23 @@ class Session:
 
     def download_data(self, path: str, bucket: str, key_prefix: str = "",
                       extra_args: Mapping[str, Any] | None = None) -> list[str]:
-        """Download every object under ``key_prefix`` into the folder ``path``, keeping the
-        key's part after the prefix's last ``/``; return the local paths."""
+        """Download every object under ``key_prefix`` into the folder ``path``; return the
+        local paths. As in the SDK, an object keeps its path below ``key_prefix``, or only
+        its name when ``key_prefix`` names a file (has an extension); no key may write
+        outside ``path``."""
         store = self.bucket_store(bucket)
-        base = key_prefix.rpartition("/")[0]
+        root = Path(path).resolve()
+        names_a_file = bool(os.path.splitext(key_prefix)[1])
         written = []
         for info in store.list(key_prefix):
-            relative = info.key[len(base):].lstrip("/") if base else info.key
-            target = Path(path, *relative.split("/"))
+            if info.key.endswith("/"):
+                continue  # a console-made "folder" marker
+            tail = (info.key.rsplit("/", 1)[-1] if names_a_file
+                    else os.path.relpath(info.key, key_prefix or "."))
+            target = Path(path, tail)
+            if not target.resolve().is_relative_to(root):
+                raise ValueError(f"download_data: s3://{bucket}/{info.key} would be written to "
+                                 f"{target.resolve()}, outside {root}; refusing it.")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(store.get_bytes(info.key))
             written.append(os.fspath(target))

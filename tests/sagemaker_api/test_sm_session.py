@@ -117,11 +117,13 @@ def test_upload_list_read_and_download(s3_env, tmp_path):
     assert S3Downloader.read_bytes(f"s3://{bucket}/notes/n.txt", session) == b"hello"
     assert S3Uploader.upload(str(data / "train.csv"), f"s3://{bucket}/up", sagemaker_session=session) \
         == f"s3://{bucket}/up/train.csv"
+    # As the SDK: below the prefix for a folder, the name alone for a file.
     local = tmp_path / "down"
     paths = S3Downloader.download(f"s3://{bucket}/copy", str(local), sagemaker_session=session)
-    assert sorted(paths) == sorted([str(local / "copy" / "nested" / "test.csv"),
-                                    str(local / "copy" / "train.csv")])
-    assert (local / "copy" / "nested" / "test.csv").read_text() == "a,b\n3,4\n"
+    assert sorted(paths) == [str(local / "nested" / "test.csv"), str(local / "train.csv")]
+    assert (local / "nested" / "test.csv").read_text() == "a,b\n3,4\n"
+    one = session.download_data(str(tmp_path / "one"), bucket, "copy/nested/test.csv")
+    assert one == [str(tmp_path / "one" / "test.csv")]
 
 
 def test_upload_refuses_what_it_cannot_honour(clean_env, tmp_path):
