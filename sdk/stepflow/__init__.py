@@ -1,16 +1,20 @@
 """stepflow: pipeline-as-code for @step-decorated Python functions.
 
 The common names of the SageMaker ``@step`` programming model, importable from the top:
-``from stepflow import step, Pipeline, ConditionStep, ParameterFloat, ...``. They are
-loaded on first use, so processes that only need a corner of the package (the step
-runtime, the sandboxed build) do not pay for importing all of it.
+``from stepflow import step, Pipeline, ConditionStep, ParameterFloat, ...``, and the
+submodules ``sagemaker`` makes attributes of itself (``stepflow.session``,
+``stepflow.utils``, ``stepflow.s3``, ...). They are loaded on first use, so processes that
+only need a corner of the package (the step runtime, the sandboxed build) do not pay for
+importing all of it.
 """
 
 from importlib import import_module as _import_module
 
 _EXPORTS = {
     'Session': 'stepflow.session',
-    'PipelineSession': 'stepflow.session',
+    'get_execution_role': 'stepflow.session',
+    'PipelineSession': 'stepflow.workflow.pipeline_context',
+    'LocalPipelineSession': 'stepflow.workflow.pipeline_context',
     'ConditionStep': 'stepflow.workflow.condition_step',
     'ConditionEquals': 'stepflow.workflow.conditions',
     'ConditionGreaterThan': 'stepflow.workflow.conditions',
@@ -39,7 +43,16 @@ _EXPORTS = {
     'ProcessingInput': 'stepflow.workflow.steps',
     'ProcessingOutput': 'stepflow.workflow.steps',
     'ProcessingStep': 'stepflow.workflow.steps',
+    'TrainingStep': 'stepflow.workflow.steps',
+    'Processor': 'stepflow.processing',
+    'ScriptProcessor': 'stepflow.processing',
+    'TrainingInput': 'stepflow.inputs',
+    'Model': 'stepflow.model',
 }
+
+#: Submodules reachable as attributes after ``import stepflow``, as ``sagemaker.session`` is.
+_SUBMODULES = ("session", "utils", "s3", "processing", "workflow", "estimator", "inputs", "model",
+               "transformer")
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -56,6 +69,9 @@ def _version() -> str:
 def __getattr__(name: str):
     if name == "__version__":
         globals()[name] = _version()
+        return globals()[name]
+    if name in _SUBMODULES:
+        globals()[name] = _import_module(f"stepflow.{name}")
         return globals()[name]
     module = _EXPORTS.get(name)
     if module is None:

@@ -2,9 +2,11 @@
 
 The file format is the SageMaker Python SDK's own ``config.yaml`` (``SchemaVersion``,
 ``SageMaker.PythonSDK.Modules.RemoteFunction.*``, ...), so a data scientist's existing file
-works unchanged, plus a ``Stepflow`` section for what SageMaker has no key for. Files are
-layered admin < user < ``$STEPFLOW_CONFIG`` (maps deep-merged, lists replaced) and the
-environment overrides them. ``docs/CONFIGURATION.md`` is the user-facing reference.
+works unchanged, plus a ``Stepflow`` section for what SageMaker has no key for. SageMaker's
+own files are read too, where the SDK looks for them, each below ours of the same rank:
+SageMaker admin < stepflow admin < SageMaker user < stepflow user < ``$STEPFLOW_CONFIG``
+(maps deep-merged, lists replaced); the environment overrides them all.
+``docs/CONFIGURATION.md`` is the user-facing reference.
 
 Precedence per key is decorator > environment > file > default; this module resolves the
 last three and the workflow layer applies the decorator's values on top.
@@ -24,7 +26,7 @@ from typing import Any
 import platformdirs
 import yaml
 
-from stepflow.errors import ConfigurationError, SourceLocation
+from stepflow.errors import ConfigurationError, SourceLocation, StepflowError
 from stepflow.storage import ENDPOINT_ENV, open_store
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "default_s3_root_uri",
     "user_config_path",
     "ADMIN_CONFIG_PATH",
+    "sagemaker_admin_config_path",
+    "sagemaker_user_config_path",
 ]
 
 ADMIN_CONFIG_PATH = Path("/etc/xdg/stepflow/config.yaml")
@@ -41,6 +45,9 @@ ADMIN_CONFIG_PATH = Path("/etc/xdg/stepflow/config.yaml")
 ENV_CONFIG = "STEPFLOW_CONFIG"
 ENV_USER_CONFIG = "STEPFLOW_USER_CONFIG"
 ENV_ADMIN_CONFIG = "STEPFLOW_ADMIN_CONFIG"
+ENV_SAGEMAKER_ADMIN_CONFIG = "SAGEMAKER_ADMIN_CONFIG_OVERRIDE"
+ENV_SAGEMAKER_USER_CONFIG = "SAGEMAKER_USER_CONFIG_OVERRIDE"
+_CONFIG_FILE_NAME = "config.yaml"
 ENV_ROOT_URI = "STEPFLOW_S3_ROOT_URI"
 ENV_ENDPOINT = ENDPOINT_ENV
 ENV_KEY = "STEPFLOW_INTEGRITY_KEY"
@@ -154,7 +161,8 @@ class StepflowConfig:
     SageMaker's ``RemoteFunction`` section (``{"CustomFileFilter": {"IgnoreNamePatterns":
     [...]}, "VpcConfig": {"Subnets": [...], ...}, ...}``); an absent key means "not
     configured, use the built-in default". ``pipeline`` holds ``SageMaker.Pipeline``'s
-    ``RoleArn`` and ``Tags``. ``origins`` says where each resolved value came from (a file
+    ``RoleArn`` and ``Tags``. ``session`` holds ``SageMaker.PythonSDK.Modules.Session``'s
+    ``DefaultS3Bucket`` and ``DefaultS3ObjectKeyPrefix``. ``origins`` says where each resolved value came from (a file
     path, ``env NAME`` or ``default``), for messages.
     """
 
@@ -163,13 +171,25 @@ class StepflowConfig:
     integrity_key: bytes | None = field(default=None, repr=False)
     remote_function: dict[str, Any] = field(default_factory=dict)
     pipeline: dict[str, Any] = field(default_factory=dict)
-    files: tuple[Path, ...] = ()
+    session: dict[str, Any] = field(default_factory=dict)
+    files: tuple[Path | str, ...] = ()
     origins: dict[str, str] = field(default_factory=dict)
 
 
 def user_config_path() -> Path:
     """The per-user file, e.g. ``~/.config/stepflow/config.yaml`` on Linux."""
     return platformdirs.user_config_path("stepflow") / "config.yaml"
+
+
+def sagemaker_admin_config_path() -> Path:
+    """Where the SageMaker SDK looks for the admin file, e.g. ``/etc/xdg/sagemaker/config.yaml``
+    (platformdirs ``site_config_dir``: the first of ``$XDG_CONFIG_DIRS``)."""
+    return platformdirs.site_config_path("sagemaker") / _CONFIG_FILE_NAME
+
+
+def sagemaker_user_config_path() -> Path:
+    """Where the SageMaker SDK looks for the user's file, e.g. ``~/.config/sagemaker/config.yaml``."""
+    return platformdirs.user_config_path("sagemaker") / _CONFIG_FILE_NAME
 
 
 def default_s3_root_uri() -> str:
@@ -203,13 +223,31 @@ def _key_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...]
             _key_lines(value_node, child, out)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+_PATH_VARIABLES = (f"{ENV_CONFIG}, {ENV_USER_CONFIG}, {ENV_ADMIN_CONFIG}, "
+                   f"{ENV_SAGEMAKER_USER_CONFIG}, {ENV_SAGEMAKER_ADMIN_CONFIG}")
+
+
+def _read_text(source: str) -> str:
+    """A file's text; as in the SageMaker SDK, a folder or an ``s3://`` prefix means the
+    ``config.yaml`` inside it."""
+    if source.startswith("s3://"):
+        store = open_store(source.rsplit("/", 1)[0] if source.endswith(".yaml") else source)
+        name = source.rsplit("/", 1)[1] if source.endswith(".yaml") else _CONFIG_FILE_NAME
+        return store.get_bytes(name).decode("utf-8")
+    path = Path(source)
+    if path.is_dir():
+        path = path / _CONFIG_FILE_NAME
+    return path.read_text(encoding="utf-8")
+
+
+def _read(path: Path | str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = _read_text(str(path))
+    except (OSError, UnicodeDecodeError, StepflowError) as exc:
+        problem = getattr(exc, "strerror", None) or getattr(exc, "message", None) or exc
         raise ConfigurationError(
-            f"Cannot read configuration file {path}: {exc.strerror or exc}. Fix the path or "
-            f"unset the variable that names it ({ENV_CONFIG}, {ENV_USER_CONFIG}, {ENV_ADMIN_CONFIG}).",
+            f"Cannot read configuration file {path}: {problem}. Fix the path or "
+            f"unset the variable that names it ({_PATH_VARIABLES}).",
             location=SourceLocation(str(path)),
         ) from exc
     try:
@@ -236,7 +274,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, lines
 
 
-def _validate(value: Any, schema: Any, path: tuple[str, ...], file: Path,
+def _validate(value: Any, schema: Any, path: tuple[str, ...], file: Path | str,
               lines: dict[tuple[str, ...], int]) -> None:
     where = SourceLocation(str(file), lines.get(path))
     dotted = ".".join(path)
@@ -290,13 +328,21 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _layer_paths(env: Mapping[str, str]) -> list[tuple[Path, bool]]:
-    """The files to read, lowest precedence first; ``True`` marks a file that must exist."""
-    layers: list[tuple[Path, bool]] = []
-    for var, default in ((ENV_ADMIN_CONFIG, ADMIN_CONFIG_PATH), (ENV_USER_CONFIG, user_config_path())):
+def _layer_paths(env: Mapping[str, str]) -> list[tuple[Path | str, bool]]:
+    """The files to read, lowest precedence first; ``True`` marks a file that must exist.
+
+    SageMaker's file of each rank comes just below ours, so a stepflow file refines what a
+    SageMaker one says; an ``s3://`` location (SageMaker allows them) stays a string.
+    """
+    layers: list[tuple[Path | str, bool]] = []
+    for var, default in ((ENV_SAGEMAKER_ADMIN_CONFIG, sagemaker_admin_config_path()),
+                         (ENV_ADMIN_CONFIG, ADMIN_CONFIG_PATH),
+                         (ENV_SAGEMAKER_USER_CONFIG, sagemaker_user_config_path()),
+                         (ENV_USER_CONFIG, user_config_path())):
         if var in env:  # set to "" to skip the layer
             if env[var]:
-                layers.append((Path(env[var]), True))
+                value = env[var]
+                layers.append((value if value.startswith("s3://") else Path(value), True))
         else:
             layers.append((default, False))
     if env.get(ENV_CONFIG):
@@ -307,10 +353,10 @@ def _layer_paths(env: Mapping[str, str]) -> list[tuple[Path, bool]]:
 def load_config(env: Mapping[str, str] = os.environ) -> StepflowConfig:
     """Read the configuration files and the environment; raise ConfigurationError on any mistake."""
     merged: dict[str, Any] = {}
-    files: list[Path] = []
+    files: list[Path | str] = []
     origins: dict[str, str] = {}
     for path, required in _layer_paths(env):
-        if not required and not path.is_file():
+        if not required and not (isinstance(path, Path) and path.is_file()):
             continue
         data, lines = _read(path)
         _validate(data, _SCHEMA, (), path, lines)
@@ -351,6 +397,7 @@ def load_config(env: Mapping[str, str] = os.environ) -> StepflowConfig:
         integrity_key=integrity_key,
         remote_function=remote_function,
         pipeline=copy.deepcopy(_dig(merged, ("SageMaker", "Pipeline")) or {}),
+        session=copy.deepcopy(_dig(merged, _SESSION) or {}),
         files=tuple(files),
         origins=origins,
     )

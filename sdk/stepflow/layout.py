@@ -16,10 +16,11 @@ The operator roots each ``Pipeline`` resource's store at ``<root>/<namespace>/<n
 <pipeline>/sagemaker_remote_function_bootstrap/job_driver.sh
 <pipeline>/sm_rf_user_ws/<ts>/workspace.zip
 <pipeline>/<step>/<ts>/{function,arguments,pre_exec_script_and_dependencies}/...
+<pipeline>/<step>/<ts>/{code,input/<input name>}/...   (processing steps)
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
 <pipeline>/<execution>/<step>/{results,exception}/...
 <pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log
-<pipeline>/.stepflow/{index.json,pipeline.json}
+<pipeline>/.stepflow/{index.json,pipeline.json,triggers.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
 .stepflow-up/<name>.json
@@ -46,6 +47,8 @@ DEPENDENCIES_FOLDER = "pre_exec_script_and_dependencies"
 PRE_EXEC_SCRIPT = "pre_exec.sh"
 #: A processing step's shipped script, under its ``<step>/<ts>/``.
 CODE_FOLDER = "code"
+#: A processing step's local inputs, uploaded under its ``<step>/<ts>/input/<input name>/``.
+INPUT_FOLDER = "input"
 #: The folder every file of ``workspace.zip`` sits under (also the step's working directory).
 WORKSPACE_ROOT = "sagemaker_remote_function_workspace"
 #: The two objects of one serialized artifact (function, arguments, result, exception).
@@ -99,6 +102,11 @@ def dependencies_prefix(step: str, ts: str) -> str:
     return f"{step}/{ts}/{DEPENDENCIES_FOLDER}"
 
 
+def input_prefix(input_name: str) -> str:
+    """A processing input's local files, relative to the step's ``<step>/<ts>`` folder."""
+    return f"{INPUT_FOLDER}/{input_name}"
+
+
 def payload_key(prefix: str) -> str:
     """The pickle of the artifact under ``prefix`` (a function, arguments, results... folder)."""
     return f"{prefix}/{PAYLOAD}"
@@ -134,6 +142,11 @@ def definition_key(digest: str) -> str:
 def pipeline_record_key() -> str:
     """The local and kubernetes backends' pipeline record (name, ARN, current digest)."""
     return f"{META}/pipeline.json"
+
+
+def triggers_key() -> str:
+    """The pipeline's schedules (``Pipeline.put_triggers``), by trigger name."""
+    return f"{META}/triggers.json"
 
 
 def execution_summaries_prefix() -> str:

@@ -320,25 +320,25 @@ def test_executions_are_readable_from_another_process(deploy, root, tmp_path):
                                       "result": {"greeting": "hi"}}
 
 
-def test_container_steps_fail_with_a_clear_reason_instead_of_running(deploy, tmp_path):
+def test_container_steps_are_refused_at_publish_naming_the_backends_that_run_them(deploy, tmp_path):
     (tmp_path / "prep.py").write_text("print('prep')\n")
-    pipeline, _ = deploy("""
-        from stepflow.workflow.processing import ProcessingOutput, ScriptProcessor
-        from stepflow.workflow.steps import ProcessingStep
+    with pytest.raises(BackendError) as info:
+        deploy("""
+            from stepflow.workflow.processing import ProcessingOutput, ScriptProcessor
+            from stepflow.workflow.steps import ProcessingStep
 
-        processor = ScriptProcessor(image_uri="python:3.11-slim", command=["python3"],
-                                    role="arn:aws:iam::1:role/R", instance_type="ml.m5.large", instance_count=1)
-        prep = ProcessingStep(name="prep", step_args=processor.run(
-            outputs=[ProcessingOutput(output_name="train", source="/opt/ml/processing/train")], code="prep.py"))
+            processor = ScriptProcessor(image_uri="python:3.11-slim", command=["python3"],
+                                        role="arn:aws:iam::1:role/R", instance_type="ml.m5.large", instance_count=1)
+            prep = ProcessingStep(name="prep", step_args=processor.run(
+                outputs=[ProcessingOutput(output_name="train", source="/opt/ml/processing/train")], code="prep.py"))
 
-        @step
-        def train(path):
-            return path
+            @step
+            def train(path):
+                return path
 
-        uri = prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
-        pipeline = Pipeline(name="containers", steps=[train(uri)])
-    """)
-    execution = pipeline.start()
-    described = execution.wait(timeout=60)
-    assert described["PipelineExecutionStatus"] == "Failed"
-    assert steps(execution)["prep"]["FailureReason"].startswith("UnsupportedStepType: Processing steps")
+            uri = prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
+            pipeline = Pipeline(name="containers", steps=[train(uri)])
+        """)
+    assert info.value.reason == "UnsupportedStepType" and info.value.kind == "User"
+    assert ("step 'prep' (Processing) runs its own container image, which the local backend cannot "
+            "run; backends that can: kubernetes, sagemaker") in info.value.message

@@ -129,6 +129,17 @@ def test_execution_given_as_prefix_or_pipeline_slash_id(populated):
     assert "Traceback" not in missing.stderr
 
 
+def test_execution_given_as_its_arn_in_either_shape(populated):
+    project, runs = populated
+    execution_id = runs[1]["executionId"]
+    for arn in (f"arn:aws:sagemaker:us-east-1:000000000000:pipeline/bad/execution/{execution_id}",
+                f"stepflow:local:pipeline/bad/execution/{execution_id}"):
+        proc = project.run("status", arn, "-o", "json")
+        assert json.loads(proc.stdout)["executionId"] == execution_id, proc.stderr
+    wrong = project.run("status", "arn:aws:sagemaker:us-east-1:000000000000:pipeline/bad")
+    assert wrong.returncode != 0 and "is a pipeline ARN" in wrong.stderr
+
+
 def test_logs_of_a_step(populated):
     project, runs = populated
     proc = project.run("logs", runs[1]["executionId"], "broken")

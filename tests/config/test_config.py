@@ -51,7 +51,8 @@ def _write(path: Path, text: str) -> Path:
 
 def _env(**extra: str) -> dict[str, str]:
     """An environment with the admin and user layers switched off unless a test sets them."""
-    return {"STEPFLOW_ADMIN_CONFIG": "", "STEPFLOW_USER_CONFIG": "", **extra}
+    return {"STEPFLOW_ADMIN_CONFIG": "", "STEPFLOW_USER_CONFIG": "",
+            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": "", "SAGEMAKER_USER_CONFIG_OVERRIDE": "", **extra}
 
 
 def test_nothing_configured_uses_a_folder_in_the_user_data_directory():

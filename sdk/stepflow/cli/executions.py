@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stepflow import layout
+from stepflow import arns, layout
 from stepflow.cli.common import (
     EXIT_CODES,
     ROOT_ENV,
@@ -58,7 +58,10 @@ def _summary_keys(backend: LocalBackend) -> Iterable[ExecutionRef]:
 
 
 def find_execution(backend: LocalBackend, text: str) -> ExecutionRef:
-    """``ID``, a unique prefix of one, or ``PIPELINE/ID`` (no search)."""
+    """``ID``, a unique prefix of one, ``PIPELINE/ID`` or the execution's ARN (no search)."""
+    if text.startswith(("arn:", "stepflow:")):
+        parsed = arns.parse_execution(text)
+        text = f"{parsed.pipeline_name}/{parsed.execution_id}"
     if "/" in text:
         pipeline, _, execution_id = text.partition("/")
         backend.describe_execution(pipeline, execution_id)  # raises ExecutionNotFound

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from stepflow import layout
+from stepflow.compiler.sourcedir import sourcedir_archive
 from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
 from stepflow.serialization import serialize
 from stepflow.workflow.callsite import display_path
 from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import FunctionStep
-from stepflow.workflow.steps import ProcessingStep, Step
+from stepflow.workflow.steps import ProcessingStep, Step, TrainingStep
+from stepflow.workflow.training import SOURCEDIR_ARCHIVE
 
 
 @dataclass
@@ -85,7 +87,44 @@ def processing_step_artifacts(step: ProcessingStep, project_root: Path) -> StepA
     if step.code_path is not None:
         path = _project_file(step.code_path, project_root, "code", step)
         out.files[f"{layout.CODE_FOLDER}/{path.name}"] = path.read_bytes()
+    for _, name, path in step.local_inputs():
+        out.files.update(_local_input(step, name, path))
     return out
+
+
+def training_step_artifacts(step: TrainingStep) -> StepArtifacts:
+    out = StepArtifacts()
+    sources = step.source_files()
+    for name, path in sources.items():
+        if not path.is_file():
+            raise ValidationError(
+                f"Step '{step.name}': the script-mode file {name!r} ({path}) does not exist. "
+                "entry_point is relative to source_dir when given, else to the project root.",
+                location=step.location, reason="FileNotFound")
+    if sources:
+        out.files[f"{layout.CODE_FOLDER}/{SOURCEDIR_ARCHIVE}"] = sourcedir_archive(sources)
+    for _, name, path in step.local_inputs():
+        out.files.update(_local_input(step, name, path))
+    return out
+
+
+def _local_input(step: Step, name: str, path: Path) -> dict[str, bytes]:
+    """A local input's files under ``input/<name>/``: shipped in the step's folder, so an
+    unchanged input keeps its ``<ts>`` and costs nothing to publish again."""
+    prefix = layout.input_prefix(name)
+    if path.is_file():
+        return {f"{prefix}/{path.name}": path.read_bytes()}
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if files:
+            return {f"{prefix}/{p.relative_to(path).as_posix()}": p.read_bytes() for p in files}
+        problem = "is an empty folder (a processing input needs at least one file)"
+    else:
+        problem = "is neither a file nor a folder"
+    raise ValidationError(
+        f"Step '{step.name}': input {name!r} source {str(path)!r} {problem}. Give a "
+        "local path relative to the project root, an absolute path, or an s3:// URI.",
+        location=step.location, reason="FileNotFound")
 
 
 def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
@@ -94,6 +133,8 @@ def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
         return function_step_artifacts(step, settings, project_root, key)
     if isinstance(step, ProcessingStep):
         return processing_step_artifacts(step, project_root)
+    if isinstance(step, TrainingStep):
+        return training_step_artifacts(step)
     return StepArtifacts()
 
 

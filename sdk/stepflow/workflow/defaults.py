@@ -22,4 +22,21 @@ def default_image_uri() -> str:
 
 
 def default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    """Where boto3 would look: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then the region of
+    the AWS profile in use (``~/.aws/config`` or ``AWS_CONFIG_FILE``); else us-east-1."""
+    return (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            or _profile_region() or DEFAULT_REGION)
+
+
+def _profile_region() -> str | None:
+    config_file = os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
+    if not os.path.isfile(config_file):
+        return None  # spare the import of botocore when there is nothing to read
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError:  # e.g. AWS_PROFILE names a missing profile
+        return None
+    return region if isinstance(region, str) and region else None

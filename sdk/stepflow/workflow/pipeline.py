@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepflow.errors import BackendError, SourceLocation, ValidationError
+from stepflow.workflow import schedules
 from stepflow.workflow.callsite import caller_location
 from stepflow.workflow.parameters import Parameter
 from stepflow.workflow.pipeline_execution import _PipelineExecution
@@ -138,7 +139,20 @@ class Pipeline:
         backend = self.session.backend
         execution_id = backend.start(self.name, parameters=dict(parameters or {}),
                                      display_name=execution_display_name)
-        return _PipelineExecution(self.name, execution_id, backend)
+        return _PipelineExecution._started(self.name, execution_id, self.session)
+
+    def put_triggers(self, triggers: Sequence[Any], role_arn: str | None = None) -> list[str]:
+        """Record ``PipelineSchedule`` triggers with the pipeline; return their ARNs
+        (:mod:`stepflow.workflow.schedules`)."""
+        return schedules.put_triggers(self, triggers, role_arn)
+
+    def describe_trigger(self, trigger_name: str) -> dict[str, Any]:
+        """``Schedule_Arn``, ``Schedule_Expression``, ``Schedule_State``,
+        ``Schedule_Start_Date``, ``Schedule_Role``, and ``Cron`` (our schedule trigger's)."""
+        return schedules.describe_trigger(self, trigger_name)
+
+    def delete_triggers(self, trigger_names: Sequence[str]) -> None:
+        schedules.delete_triggers(self, trigger_names)
 
     def list_executions(self, sort_by: str | None = None, sort_order: str | None = None,
                         max_results: int | None = None,

@@ -1,23 +1,60 @@
-"""A started execution, shaped like the SDK's ``_PipelineExecution``."""
+"""A started execution, shaped like the SDK's ``_PipelineExecution``.
+
+As in the SDK, ``_PipelineExecution(arn=..., sagemaker_session=...)`` attaches to any
+execution by its ARN (SageMaker's shape, or the legacy ``stepflow:`` one older stores
+recorded; :mod:`stepflow.arns`); the session's backend answers every call.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from stepflow import arns
 
 if TYPE_CHECKING:
     from stepflow.backends import Backend
+    from stepflow.session import Session
 
 
-@dataclass
 class _PipelineExecution:
-    pipeline_name: str
-    execution_id: str
-    backend: Backend
+    def __init__(self, arn: str, sagemaker_session: Session | None = None) -> None:
+        parsed = arns.parse_execution(arn)
+        self._arn: str | None = arn
+        self.pipeline_name = parsed.pipeline_name
+        self.execution_id: str = parsed.execution_id or ""
+        self._session = sagemaker_session
+
+    @classmethod
+    def _started(cls, pipeline_name: str, execution_id: str,
+                 session: Session) -> _PipelineExecution:
+        """The execution ``Pipeline.start`` just started (its ARN is read when first asked)."""
+        execution = cls.__new__(cls)
+        execution._arn = None
+        execution.pipeline_name = pipeline_name
+        execution.execution_id = execution_id
+        execution._session = session
+        return execution
+
+    def __repr__(self) -> str:
+        return f"_PipelineExecution(arn={self.arn!r})"
+
+    @property
+    def sagemaker_session(self) -> Session:
+        if self._session is None:
+            from stepflow.session import Session
+
+            self._session = Session()
+        return self._session
+
+    @property
+    def backend(self) -> Backend:
+        return self.sagemaker_session.backend
 
     @property
     def arn(self) -> str:
-        return f"stepflow:pipeline/{self.pipeline_name}/execution/{self.execution_id}"
+        if self._arn is None:
+            self._arn = str(self.describe()["PipelineExecutionArn"])
+        return self._arn
 
     def describe(self) -> dict[str, Any]:
         """PipelineExecutionStatus, StartTime, EndTime, FailureReason, ..."""

@@ -31,10 +31,29 @@ class ProcessingInput:
     s3_compression_type: str = "None"
     app_managed: bool = False
 
-    def to_request(self, index: int) -> dict[str, Any]:
-        return {"InputName": self.input_name or f"input-{index + 1}",
+    def channel_name(self, index: int) -> str:
+        """The ``InputName``: the one given, else ``input-<n>`` by position."""
+        return self.input_name or f"input-{index + 1}"
+
+    @property
+    def local_path(self) -> str | None:
+        """The local file or folder ``source`` names (a path or ``file://``), else None.
+
+        As in the SDK, a local source is uploaded when the pipeline is published (here: with
+        the step's files, under ``<step>/<ts>/input/<input name>/``) and the definition
+        points at the upload.
+        """
+        if not isinstance(self.source, str):
+            return None
+        if self.source.startswith("file://"):
+            return self.source[len("file://"):]
+        return None if "://" in self.source else self.source
+
+    def to_request(self, index: int, source_uri: str | None = None) -> dict[str, Any]:
+        """``source_uri`` replaces a local source with where it was uploaded."""
+        return {"InputName": self.channel_name(index),
                 "AppManaged": self.app_managed,
-                "S3Input": {"S3Uri": render(self.source), "LocalPath": self.destination,
+                "S3Input": {"S3Uri": source_uri or render(self.source), "LocalPath": self.destination,
                             "S3DataType": self.s3_data_type,
                             "S3InputMode": self.s3_input_mode,
                             "S3DataDistributionType": self.s3_data_distribution_type,
@@ -83,11 +102,13 @@ class _ProcessingArgs:
                 self.arguments, [i.source for i in self.inputs],
                 [o.destination for o in self.outputs]]
 
-    def to_request(self, s3_base_uri: str, step_name: str,
-                   code_uri: str | None) -> dict[str, Any]:
+    def to_request(self, s3_base_uri: str, step_name: str, code_uri: str | None,
+                   input_uris: dict[int, str] | None = None) -> dict[str, Any]:
+        """``input_uris``: by position, where local inputs were uploaded."""
         from stepflow.workflow.defaults import DEFAULT_INSTANCE_TYPE, DEFAULT_ROLE_ARN
 
-        inputs = [i.to_request(n) for n, i in enumerate(self.inputs)]
+        uploaded = input_uris or {}
+        inputs = [i.to_request(n, uploaded.get(n)) for n, i in enumerate(self.inputs)]
         entrypoint = list(self.entrypoint)
         if code_uri is not None and self.code is not None:
             inputs.append(ProcessingInput(source=code_uri, destination=CODE_INPUT_DIR,
@@ -100,7 +121,8 @@ class _ProcessingArgs:
             request["ProcessingOutputConfig"] = {"Outputs": [
                 o.to_request(n, s3_base_uri, step_name) for n, o in enumerate(self.outputs)]}
         request["ProcessingResources"] = {"ClusterConfig": {
-            "InstanceType": render(self.instance_type or DEFAULT_INSTANCE_TYPE),
+            "InstanceType": render(DEFAULT_INSTANCE_TYPE if self.instance_type is None
+                                   else self.instance_type),
             "InstanceCount": render(self.instance_count),
             "VolumeSizeInGB": self.volume_size_in_gb}}
         if self.max_runtime_in_seconds is not None:

@@ -15,21 +15,24 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
-from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.callsite import caller_location, project_root
+from stepflow.workflow.models import _ModelArgs, _TransformArgs
 from stepflow.workflow.naming import active_name
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, _ProcessingArgs
 from stepflow.workflow.properties import Properties
+from stepflow.workflow.training import SOURCEDIR_ARCHIVE, _TrainingArgs
 
 if TYPE_CHECKING:
     from stepflow.workflow.function_step import DelayedReturn
     from stepflow.workflow.retry import RetryPolicy
 
 __all__ = ["Step", "StepTypeEnum", "ProcessingStep", "ProcessingInput", "ProcessingOutput",
-           "RenderContext", "DependencyRef", "CacheConfig"]
+           "TrainingStep", "TransformStep", "RenderContext", "DependencyRef", "CacheConfig"]
 
 # Creation order of steps in this process: the tie-breaker that makes auto names stable.
 _creation_order = itertools.count()
@@ -40,6 +43,8 @@ DependencyRef = Union["Step", "DelayedReturn", str]
 class StepTypeEnum(Enum):
     TRAINING = "Training"
     PROCESSING = "Processing"
+    CREATE_MODEL = "Model"
+    TRANSFORM = "Transform"
     CONDITION = "Condition"
     FAIL = "Fail"
 
@@ -48,6 +53,7 @@ class RenderContext(Protocol):
     """What the compiler tells a step while it renders the definition."""
 
     s3_base_uri: str
+    region: str
 
     def step_folder_uri(self, step: Step) -> str:
         """``<s3_base>/<step>/<ts>``: where this step's shipped files are."""
@@ -208,6 +214,16 @@ class ProcessingStep(Step):
         code = self.step_args.code
         return code if code is not None and "://" not in code else None
 
+    def local_inputs(self) -> list[tuple[int, str, Path]]:
+        """``(position, input name, path)`` of the inputs read from local files or folders;
+        a relative path is relative to the project root."""
+        found = []
+        for index, item in enumerate(self.step_args.inputs):
+            local = item.local_path
+            if local is not None:
+                found.append((index, item.channel_name(index), _resolved(local)))
+        return found
+
     def upstream_values(self) -> Any:
         return self.step_args.upstream_values()
 
@@ -217,12 +233,182 @@ class ProcessingStep(Step):
         if args.code is not None:
             code_uri = (args.code if self.code_path is None
                         else f"{ctx.step_folder_uri(self)}/{layout.CODE_FOLDER}")
-        return args.to_request(ctx.s3_base_uri, self.name, code_uri)
+        # A file's URI is its object, as the SDK's upload returns it; a folder's is its
+        # prefix with a slash, so input "data" never also matches "data2"'s objects.
+        input_uris = {}
+        for index, name, path in self.local_inputs():
+            prefix = f"{ctx.step_folder_uri(self)}/{layout.input_prefix(name)}"
+            input_uris[index] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        return args.to_request(ctx.s3_base_uri, self.name, code_uri, input_uris)
 
     def to_request(self, ctx: RenderContext) -> dict[str, Any]:
         request = super().to_request(ctx)
         if self.retry_policies:
             request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+def _resolved(local: str) -> Path:
+    path = Path(local)
+    return path if path.is_absolute() else project_root() / path
+
+
+class TrainingStep(Step):
+    """A training job on any image: ``step_args=estimator.fit(inputs=...)`` (or, as in the
+    SDK's older form, ``estimator=`` and ``inputs=``).
+
+    ``properties.ModelArtifacts.S3ModelArtifacts`` is where the job wrote ``model.tar.gz``.
+    A local channel and the ``entry_point``/``source_dir`` files ship with the step.
+    """
+
+    step_type = StepTypeEnum.TRAINING
+
+    def __init__(self, name: str, step_args: _TrainingArgs | None = None, *,
+                 estimator: Any = None, inputs: Any = None, display_name: str | None = None,
+                 description: str | None = None, cache_config: CacheConfig | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Sequence[RetryPolicy] | None = None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        if step_args is None and estimator is not None:
+            step_args = estimator.fit(inputs=inputs)
+        if not isinstance(step_args, _TrainingArgs):
+            raise ValidationError(
+                f"TrainingStep '{name}' needs step_args=estimator.fit(...) (or estimator=... "
+                f"and inputs=...); got {type(step_args).__name__}.", location=self._location)
+        self.step_args = step_args
+        self.retry_policies = list(retry_policies or [])
+        self.cache_config = cache_config
+        self.properties = Properties(self)
+
+    def source_files(self) -> dict[str, Path]:
+        """Script mode's files by their path in ``sourcedir.tar.gz``: ``source_dir``'s
+        files (else the entry point alone) and each of ``dependencies``."""
+        args = self.step_args
+        if args.entry_point is None:
+            return {}
+        files: dict[str, Path] = {}
+        if args.source_dir is not None:
+            root = _resolved(args.source_dir)
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                if path.is_file() and "__pycache__" not in path.parts:
+                    files[path.relative_to(root).as_posix()] = path
+            files.setdefault(args.entry_point, root / args.entry_point)
+        else:
+            entry = _resolved(args.entry_point)
+            files[entry.name] = entry
+        for dependency in args.dependencies:
+            dep = _resolved(dependency)
+            if dep.is_dir():
+                for path in sorted(dep.rglob("*")):
+                    if path.is_file() and "__pycache__" not in path.parts:
+                        files[f"{dep.name}/{path.relative_to(dep).as_posix()}"] = path
+            else:
+                files[dep.name] = dep
+        return files
+
+    def local_inputs(self) -> list[tuple[str, str, Path]]:
+        """``(channel, channel, path)`` of the channels read from local files or folders."""
+        return [(channel, channel, _resolved(item.local_path))
+                for channel, item in self.step_args.inputs.items() if item.local_path is not None]
+
+    def upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        from stepflow.workflow.execution_variables import ExecutionVariables
+        from stepflow.workflow.functions import Join
+
+        folder = ctx.step_folder_uri(self) if (self.source_files() or self.local_inputs()) else ""
+        source_uri = f"{folder}/{layout.CODE_FOLDER}/{SOURCEDIR_ARCHIVE}" if self.source_files() else None
+        input_uris = {}
+        for channel, name, path in self.local_inputs():
+            prefix = f"{folder}/{layout.input_prefix(name)}"
+            input_uris[channel] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        # Per execution, as a @step function's results: <s3_base>/<exec>/<step>/output
+        default_output = Join(on="/", values=[
+            ctx.s3_base_uri, ExecutionVariables.PIPELINE_EXECUTION_ID, self.name, "output"])
+        return self.step_args.to_request(default_output, ctx.region, source_uri, input_uris)
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+class _ServiceStep(Step):
+    """A step SageMaker runs as a service call (a model, a transform job)."""
+
+    def __init__(self, name: str, step_args: Any, expected: type, hint: str,
+                 display_name: str | None, description: str | None,
+                 depends_on: Sequence[DependencyRef] | None,
+                 retry_policies: Sequence[RetryPolicy] | None) -> None:
+        super().__init__(name, display_name, description, depends_on)
+        if not isinstance(step_args, expected):
+            raise ValidationError(
+                f"{type(self).__name__} '{name}' needs step_args={hint}; got "
+                f"{type(step_args).__name__}.", location=self._location)
+        self.step_args: Any = step_args
+        self.retry_policies = list(retry_policies or [])
+        self.properties = Properties(self)
+
+    def upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        return request
+
+
+class ModelStep(_ServiceStep):
+    """Creates a SageMaker model: ``ModelStep(name, step_args=model.create(...))``.
+
+    As in the SDK, the step in the definition is ``<name>-CreateModel`` and
+    ``properties.ModelName`` names the created model.
+    """
+
+    step_type = StepTypeEnum.CREATE_MODEL
+
+    def __init__(self, name: str, step_args: _ModelArgs, depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Any = None, display_name: str | None = None,
+                 description: str | None = None, repack_model_step_settings: Any = None) -> None:
+        policies = retry_policies if isinstance(retry_policies, (list, tuple)) else None
+        super().__init__(f"{name}-CreateModel", step_args, _ModelArgs, "model.create(...)",
+                         display_name, description, depends_on, policies)
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        return self.step_args.to_request()
+
+
+class TransformStep(_ServiceStep):
+    """A batch transform job: ``TransformStep(name, step_args=transformer.transform(...))``."""
+
+    step_type = StepTypeEnum.TRANSFORM
+
+    def __init__(self, name: str, step_args: _TransformArgs, display_name: str | None = None,
+                 description: str | None = None, cache_config: CacheConfig | None = None,
+                 depends_on: Sequence[DependencyRef] | None = None,
+                 retry_policies: Sequence[RetryPolicy] | None = None) -> None:
+        super().__init__(name, step_args, _TransformArgs, "transformer.transform(...)",
+                         display_name, description, depends_on, retry_policies)
+        self.cache_config = cache_config
+
+    def arguments(self, ctx: RenderContext) -> dict[str, Any]:
+        from stepflow.workflow.execution_variables import ExecutionVariables
+        from stepflow.workflow.functions import Join
+
+        default_output = Join(on="/", values=[
+            ctx.s3_base_uri, ExecutionVariables.PIPELINE_EXECUTION_ID, self.name, "output"])
+        return self.step_args.to_request(default_output)
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
         if self.cache_config is not None:
             request["CacheConfig"] = self.cache_config.config
         return request

@@ -21,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stepflow import layout
+from stepflow import arns, layout
 from stepflow.backends.base import Backend, OnChange, ShouldStop
+from stepflow.backends.capabilities import check_runnable
 from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
 from stepflow.backends.views import describe_execution, list_steps
@@ -50,13 +51,19 @@ def new_execution_id(now: datetime | None = None) -> str:
 
 
 class LocalBackend(Backend):
-    """``store`` is the store root (``s3_root_uri``), or a callable returning it."""
+    """``store`` is the store root (``s3_root_uri``), or a callable returning it.
+
+    ``region`` goes into the ARNs of pipelines this backend records (default: the session's
+    default region); their account is :data:`stepflow.arns.PLACEHOLDER_ACCOUNT`.
+    """
 
     name = "local"
 
     def __init__(self, store: ObjectStore | Callable[[], ObjectStore], *, run_dir: Path | None = None,
-                 parallelism: int | None = None, env: Mapping[str, str] | None = None) -> None:
+                 parallelism: int | None = None, env: Mapping[str, str] | None = None,
+                 region: str | None = None) -> None:
         self._store = store
+        self._region = region
         self.run_dir = run_dir or cache_dir() / "runs"
         self.parallelism = parallelism
         self.env = env
@@ -67,6 +74,12 @@ class LocalBackend(Backend):
             self._store = self._store()
         return self._store
 
+    @property
+    def region(self) -> str:
+        from stepflow.workflow.defaults import default_region
+
+        return self._region or default_region()
+
     def pipeline_store(self, pipeline_name: str) -> ObjectStore:
         return open_store(self.store.uri(pipeline_name), getattr(self.store, "endpoint_url", None))
 
@@ -75,11 +88,14 @@ class LocalBackend(Backend):
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
         name = bundle.pipeline_name
+        check_runnable(name, bundle.definition, self.name)
         now = millis()
         try:
             record = self._pipeline_record(name)
         except BackendError:
-            record = {"PipelineName": name, "PipelineArn": f"stepflow:local:pipeline/{name}", "CreationTime": now}
+            record = {"PipelineName": name, "CreationTime": now}
+        if "PipelineArn" not in record or arns.is_legacy(record["PipelineArn"]):
+            record["PipelineArn"] = arns.pipeline_arn(name, region=self.region)
         store.put_bytes(layout.in_pipeline(name, layout.definition_key(bundle.digest)), bundle.definition_bytes)
         record.update({"DefinitionDigest": bundle.digest, "LastModifiedTime": now,
                        "PipelineDescription": description, "RoleArn": role_arn,
@@ -126,7 +142,8 @@ class LocalBackend(Backend):
                               parameters=parameters, now=utcnow(),
                               parallelism=parallelism or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
-                              execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
+                              execution_arn=arns.execution_arn_of(record["PipelineArn"], execution_id,
+                                                                  region=self.region))
         meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
         pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
