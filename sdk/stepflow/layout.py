@@ -19,6 +19,7 @@ The artifact part of the layout is SageMaker's (a compiled pipeline runs there u
 <pipeline>/.stepflow/{index.json,pipeline.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
+<pipeline>/.stepflow/sagemaker-executions/<id>.json
 .stepflow-up/<name>.json
 ```
 """
@@ -140,6 +141,14 @@ def execution_summaries_prefix() -> str:
 def execution_summary_key(execution_id: str) -> str:
     """ListPipelineExecutions' entry for one execution, rewritten as it progresses."""
     return f"{execution_summaries_prefix()}{execution_id}.json"
+
+
+def sagemaker_execution_key(execution_id: str) -> str:
+    """The sagemaker backend's record of one of our execution ids: SageMaker's execution ARN
+    (whose last part names the execution's folder here), the idempotency token that
+    started it, its parameters and definition digest. Written before StartPipelineExecution
+    and again with the ARN, so a restarted controller finds the execution it started."""
+    return f"{META}/sagemaker-executions/{execution_id}.json"
 
 
 # -- one execution ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class Session:
         self._integrity_key = integrity_key
         self._region = region
         self._config = config
-        self.backend = backend if backend is not None else default_backend(lambda: self.store)
+        self.backend = backend if backend is not None else default_backend(lambda: self.store, self.config)
 
     @cached_property
     def config(self) -> StepflowConfig:
