@@ -11,6 +11,7 @@ The artifact part of the layout is SageMaker's (a compiled pipeline runs there u
 
 ```
 <pipeline>/sagemaker_remote_function_bootstrap/job_driver.sh
+<pipeline>/sagemaker_remote_function_bootstrap/stepflow_runtime/{payload.pkl,metadata.json}
 <pipeline>/sm_rf_user_ws/<ts>/workspace.zip
 <pipeline>/<step>/<ts>/{function,arguments,pre_exec_script_and_dependencies}/...
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
@@ -73,6 +74,12 @@ def bootstrap_prefix() -> str:
 
 def job_driver_key() -> str:
     return f"{BOOTSTRAP_CHANNEL}/{JOB_DRIVER}"
+
+
+def runtime_wheel_prefix() -> str:
+    """The stepflow wheel the job driver installs (``payload.pkl`` + ``metadata.json``, the
+    integrity format of every artifact), beside the driver in the bootstrap channel."""
+    return f"{BOOTSTRAP_CHANNEL}/stepflow_runtime"
 
 
 def workspace_key(ts: str) -> str:
