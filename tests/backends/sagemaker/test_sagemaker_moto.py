@@ -161,3 +161,22 @@ def test_describe_unknown_pipeline(moto, config_env, write_pipeline) -> None:
     with pytest.raises(BackendError) as caught:
         write_pipeline(name="nobody").describe()
     assert caught.value.reason == "PipelineNotFound"
+
+
+def test_a_ported_script_upserts_starts_and_waits(moto, sagemaker_front, config_env, write_pipeline,
+                                                  role_arn) -> None:
+    """``upsert()`` + ``start()`` + ``wait()`` + ``list_steps()``, as with the SageMaker SDK."""
+    from datetime import UTC, datetime
+
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    sagemaker_front.answer("ListPipelineExecutionSteps", {"PipelineExecutionSteps": [
+        {"StepName": "total", "StepStatus": "Succeeded", "StartTime": t0, "EndTime": t0, "AttemptCount": 1},
+        {"StepName": "make", "StepStatus": "Succeeded", "StartTime": t0, "EndTime": t0, "AttemptCount": 1}]})
+    config_env('SchemaVersion: "1.0"\nStepflow:\n  Backend: sagemaker\n')
+    pipeline = write_pipeline()
+    pipeline.upsert(role_arn=role_arn)
+    execution = pipeline.start(parameters={"n": 2})
+    assert execution.wait(delay=1, max_attempts=60)["PipelineExecutionStatus"] == "Succeeded"
+    assert [(s["StepName"], s["StepStatus"]) for s in execution.list_steps()] == \
+        [("make", "Succeeded"), ("total", "Succeeded")]
+    assert [op for op, _ in sagemaker_front.requests] == ["ListPipelineExecutionSteps"] * 2
