@@ -22,7 +22,7 @@ from stepflow.workflow.pipeline import Pipeline
 n = ParameterInteger(name="n", default_value=5)
 
 
-@step(name="make")
+@step(name="make", role="arn:aws:iam::123456789012:role/stepflow-jobs")
 def make(n: int) -> list:
     return list(range(n))
 

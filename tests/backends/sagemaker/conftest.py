@@ -77,13 +77,15 @@ def write_pipeline(tmp_path: Path):
 
 @pytest.fixture
 def config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """config_env(text) -> the config file in force (no user or admin file), store on file://."""
+    """config_env(text) -> the config file in force (no user or admin file), store on file://,
+    the @steps' role set."""
     monkeypatch.setenv("STEPFLOW_ADMIN_CONFIG", "")
     monkeypatch.setenv("STEPFLOW_USER_CONFIG", "")
     monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("STEPFLOW_S3_ROOT_URI", (tmp_path / "store").as_uri())
-    for name in ("STEPFLOW_BACKEND", "STEPFLOW_CONFIG", "STEPFLOW_ROLE_ARN"):
+    for name in ("STEPFLOW_BACKEND", "STEPFLOW_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STEPFLOW_ROLE_ARN", ROLE)  # the @steps' training-job role
 
     def write(text: str) -> Path:
         path = tmp_path / "config.yaml"

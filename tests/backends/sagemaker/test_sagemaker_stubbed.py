@@ -279,3 +279,18 @@ def test_definition_over_the_inline_limit_goes_by_s3_location(client, config_env
             backend.upsert(bundle, store, role_arn="arn:aws:iam::123456789012:role/r", description=None, tags=None)
             stub.assert_no_pending_responses()
         assert s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read() == bundle.definition_bytes
+
+
+def test_steps_without_a_role_are_refused_before_sagemaker_is_called(client, config_env, write_pipeline, tmp_path,
+                                                                    monkeypatch) -> None:
+    config_env('SchemaVersion: "1.0"\n')
+    monkeypatch.delenv("STEPFLOW_ROLE_ARN")
+    pipeline = write_pipeline()
+    bundle = pipeline.session.compile(pipeline, str(tmp_path / "bundle"))
+    backend = _backend(client, tmp_path)
+    with Stubber(client) as stub, pytest.raises(ConfigurationError) as caught:
+        backend.upsert(bundle, backend.store, role_arn="arn:aws:iam::123456789012:role/r", description=None,
+                       tags=None)
+    stub.assert_no_pending_responses()
+    assert caught.value.reason == "SageMakerRoleMissing"
+    assert "make, total" in str(caught.value) and "STEPFLOW_ROLE_ARN" in str(caught.value)

@@ -36,6 +36,7 @@ from stepflow.engine import ExecutionState, Plan, resolve_parameters
 from stepflow.errors import BackendError, ConfigurationError
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore
+from stepflow.workflow.defaults import DEFAULT_ROLE_ARN
 
 if TYPE_CHECKING:
     from stepflow.compiler.bundle import Bundle
@@ -179,6 +180,10 @@ class SageMakerBackend(Backend):
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
         name = bundle.pipeline_name
         role = role_arn or self.role_arn
+        unset = [step.name for step in Plan.from_definition(json.loads(bundle.definition_bytes)).steps.values()
+                 if step.arguments.get("RoleArn") == DEFAULT_ROLE_ARN]
+        if unset:
+            raise errors.step_role_missing(name, unset)
         definition = self._definition_argument(bundle, store)
         current = self._describe_or_none(name)
         if current is None:

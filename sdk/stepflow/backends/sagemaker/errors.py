@@ -54,6 +54,14 @@ def role_missing(pipeline_name: str) -> ConfigurationError:
         "(docs/SAGEMAKER.md lists the permissions the role needs).", reason=ROLE_MISSING)
 
 
+def step_role_missing(pipeline_name: str, steps: list[str]) -> ConfigurationError:
+    return ConfigurationError(
+        f"Pipeline '{pipeline_name}': step(s) {', '.join(steps)} have no IAM role for their training "
+        "jobs, so SageMaker would fail them: pass @step(role=...), or set "
+        "SageMaker.PythonSDK.Modules.RemoteFunction.RoleArn in the configuration (STEPFLOW_ROLE_ARN) "
+        "where the pipeline is built.", reason=ROLE_MISSING)
+
+
 def translate(exc: ClientError | BotoCoreError, action: str) -> BackendError:
     """The error to raise for a SageMaker call that failed while doing ``action``."""
     if isinstance(exc, BotoCoreError):
