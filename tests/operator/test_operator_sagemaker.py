@@ -106,3 +106,43 @@ def test_sagemaker_refusal_is_a_reason_on_the_pipeline(world, git_remote, moto):
     assert ready["reason"] == "SageMakerRoleMissing", ready
     assert "spec.sagemaker.roleArn" in ready["message"]
     assert any(e["reason"] == "SageMakerRoleMissing" for e in world.events("no-role"))
+
+
+def test_a_restarted_operator_follows_the_execution_it_started(world, git_remote, sagemaker_front, moto):  # noqa: F811
+    """Kill the operator mid-execution: the next one finds SageMaker's ARN (store record,
+    ``status.executionArn``) and follows it; SageMaker never gets a second start."""
+    phase = {"execution": "Executing", "total": "Executing"}
+    region, account = moto.region, moto.account
+
+    def describe(params: dict) -> dict:
+        arn = params["PipelineExecutionArn"]
+        return {"PipelineArn": arn.split("/execution/")[0], "PipelineExecutionArn": arn,
+                "PipelineExecutionStatus": phase["execution"], "CreationTime": datetime(2026, 11, 30, tzinfo=UTC),
+                "LastModifiedTime": datetime(2026, 11, 30, 0, 9, tzinfo=UTC)}
+
+    def steps(_params: dict) -> dict:
+        listed = _steps(f"arn:aws:sagemaker:{region}:{account}")
+        listed[0]["StepStatus"] = phase["total"]
+        if phase["total"] != "Succeeded":
+            listed[0].pop("EndTime")
+        return {"PipelineExecutionSteps": listed}
+
+    sagemaker_front.answer("DescribePipelineExecution", describe)
+    sagemaker_front.answer("ListPipelineExecutionSteps", steps)
+    git_remote.commit({"pipelines/flow.py": MODULE}, "v1")
+    world.apply(pipeline_manifest("churn-resume", git_remote.url, backend="sagemaker", sagemaker={"roleArn": ROLE}))
+    first = world.operator(AWS_ENDPOINT_URL_SAGEMAKER=sagemaker_front.endpoint_url)
+    executions = world.wait(lambda: world.items("pipelineexecutions"), 120, "a PipelineExecution")
+    name = executions[0]["metadata"]["name"]
+    running = world.wait(lambda: [s for e in world.items("pipelineexecutions")
+                                  if (s := e.get("status") or {}).get("steps")
+                                  and s["steps"][1]["phase"] == "Executing"], 60, "total Executing")[0]
+    first.kill()
+
+    phase.update(execution="Succeeded", total="Succeeded")
+    world.operator(AWS_ENDPOINT_URL_SAGEMAKER=sagemaker_front.endpoint_url)
+    done = world.wait_execution(name, timeout=60)
+    assert done["status"]["executionArn"] == running["executionArn"]
+    assert [s["phase"] for s in done["status"]["steps"]] == ["Succeeded", "Succeeded"]
+    summaries = moto.client().list_pipeline_executions(PipelineName="churn")["PipelineExecutionSummaries"]
+    assert [s["PipelineExecutionArn"] for s in summaries] == [running["executionArn"]]

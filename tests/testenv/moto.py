@@ -20,6 +20,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +171,12 @@ class StubbedCalls:
         self._lock = threading.Lock()
         self._server: Any = None
 
-    def answer(self, operation: str, response: dict[str, Any], *, repeat: bool = True) -> None:
-        """Answer ``operation`` with ``response`` (validated now); ``repeat``: until replaced."""
-        from botocore.validate import ParamValidator
-
-        report = ParamValidator().validate(response, self.model.operation_model(operation).output_shape)
-        if report.has_errors():
-            raise ValueError(f"{operation} response is not one SageMaker could give: {report.generate_report()}")
+    def answer(self, operation: str, response: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]], *,
+               repeat: bool = True) -> None:
+        """Answer ``operation`` with ``response`` (validated now), or with what ``response(params)``
+        returns (validated when it is called); ``repeat``: until replaced."""
+        if not callable(response):
+            self.check_response(operation, response)
         with self._lock:
             self._answers[operation] = [response] if repeat else [*self._answers.get(operation, []), response]
             if repeat:
@@ -184,7 +184,20 @@ class StubbedCalls:
             else:
                 self._repeat.discard(operation)
 
-    def _take(self, operation: str) -> dict[str, Any] | None:
+    def check_response(self, operation: str, response: dict[str, Any]) -> None:
+        """Refuse a response the real API could not give (botocore's output shape)."""
+        from botocore.validate import ParamValidator
+
+        report = ParamValidator().validate(response, self.model.operation_model(operation).output_shape)
+        if report.has_errors():
+            raise ValueError(f"{operation} response is not one SageMaker could give: {report.generate_report()}")
+
+    def forget(self, operation: str) -> None:
+        """Forward ``operation`` to moto again."""
+        with self._lock:
+            self._answers.pop(operation, None)
+
+    def _take(self, operation: str) -> Any:
         with self._lock:
             queue = self._answers.get(operation)
             if not queue:
@@ -214,6 +227,9 @@ class StubbedCalls:
                 front.requests.append((operation, params))
                 if report.has_errors():
                     return self._send(400, {"__type": "ValidationException", "message": report.generate_report()})
+                if callable(answer):
+                    answer = answer(params)
+                    front.check_response(operation, answer)
                 return self._send(200, _wire(answer))
 
             def _send(self, code: int, payload: dict[str, Any]) -> None:
