@@ -27,7 +27,7 @@ def _local(store: ObjectStore) -> Backend:
 
 
 @functools.cache
-def _sagemaker(store: ObjectStore) -> Backend:
+def sagemaker_backend(store: ObjectStore) -> Backend:
     """One per store (stores are shared per root): one boto3 client, and one poller per
     execution however many callers follow it."""
     from stepflow.backends.sagemaker import SageMakerBackend
@@ -44,7 +44,7 @@ class Targets:
                  backends: Mapping[str, BackendFactory] | None = None) -> None:
         self.default_s3_root_uri = default_s3_root_uri
         self.s3_endpoint_url = s3_endpoint_url
-        self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local, "sagemaker": _sagemaker})
+        self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local, "sagemaker": sagemaker_backend})
         self._stores: dict[str, ObjectStore] = {}
 
     def store_for(self, spec: PipelineSpec) -> ObjectStore:
