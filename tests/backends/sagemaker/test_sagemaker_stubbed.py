@@ -294,3 +294,25 @@ def test_steps_without_a_role_are_refused_before_sagemaker_is_called(client, con
     stub.assert_no_pending_responses()
     assert caught.value.reason == "SageMakerRoleMissing"
     assert "make, total" in str(caught.value) and "STEPFLOW_ROLE_ARN" in str(caught.value)
+
+
+def test_backoff_grows_while_nothing_changes_and_is_jittered() -> None:
+    backoff = Backoff(min=2.0, max=30.0, factor=1.5)
+    delays = [2.0]
+    for _ in range(10):
+        delays.append(backoff.next(delays[-1], changed=False))
+    assert delays[:3] == [2.0, 3.0, 4.5] and delays[-1] == 30.0
+    assert backoff.next(30.0, changed=True) == 2.0
+    samples = {round(Backoff.jittered(10.0), 6) for _ in range(50)}
+    assert all(5.0 <= s <= 10.0 for s in samples) and len(samples) > 1
+
+
+def test_an_unknown_configured_backend_names_where_it_came_from(config_env, monkeypatch) -> None:
+    config_env('SchemaVersion: "1.0"\n')
+    monkeypatch.setenv("STEPFLOW_BACKEND", "sagemkaer")
+    from stepflow.session import Session
+
+    with pytest.raises(ConfigurationError) as caught:
+        Session()
+    assert "sagemkaer" in str(caught.value) and "env STEPFLOW_BACKEND" in str(caught.value)
+    assert caught.value.reason == "UnsupportedBackend"
