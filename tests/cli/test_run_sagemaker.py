@@ -53,3 +53,20 @@ def test_run_on_sagemaker_upserts_starts_and_reports(tmp_path, sagemaker_front, 
     given = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=data["executionArn"])
     assert given["PipelineParameters"] == [{"Name": "n", "Value": "9"}]
     assert moto.secret_key not in done.stdout + done.stderr
+
+
+def test_retry_asks_sagemaker_to_retry_the_execution(tmp_path, sagemaker_front, moto) -> None:
+    sm = moto.client()
+    sm.create_pipeline(PipelineName="cli-retry", PipelineDefinition='{"Version": "2020-12-01", "Steps": []}',
+                       RoleArn=ROLE)
+    arn = sm.start_pipeline_execution(PipelineName="cli-retry")["PipelineExecutionArn"]
+    sagemaker_front.answer("RetryPipelineExecution", {"PipelineExecutionArn": arn})
+    env = {**os.environ, **sagemaker_front.env(), "STEPFLOW_S3_ROOT_URI": (tmp_path / "store").as_uri(),
+           "STEPFLOW_ADMIN_CONFIG": "", "STEPFLOW_USER_CONFIG": ""}
+    done = subprocess.run([STEPFLOW, "retry", "cli-retry", arn.rsplit("/", 1)[-1], "--parallelism", "4"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == arn
+    [(operation, params)] = sagemaker_front.requests
+    assert operation == "RetryPipelineExecution" and params["PipelineExecutionArn"] == arn
+    assert params["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 4}
