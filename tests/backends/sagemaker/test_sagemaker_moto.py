@@ -18,6 +18,33 @@ from stepflow.errors import BackendError, ConfigurationError
 from stepflow.session import Session
 
 
+def _expressions_as_text(value):
+    """A definition's expressions (``Get``, ``Std:Join``, ...) as the strings SageMaker puts there."""
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in ("Get", "Std:Join", "Std:JsonGet"):
+            return "resolved-at-run-time"
+        return {k: _expressions_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expressions_as_text(v) for v in value]
+    return value
+
+
+def _check_steps_against_botocore(definition: dict) -> None:
+    """Each Training step's Arguments are a CreateTrainingJob request SageMaker would accept
+    (botocore's model; the service adds the job name)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
+        "CreateTrainingJob").input_shape
+    training = [s for s in definition["Steps"] if s["Type"] == "Training"]
+    assert training
+    for step in training:
+        request = {"TrainingJobName": "pipelines-x", **_expressions_as_text(step["Arguments"])}
+        report = ParamValidator().validate(request, shape)
+        assert not report.has_errors(), f"{step['Name']}: {report.generate_report()}"
+
+
 def _backend(pipeline) -> SageMakerBackend:
     backend = pipeline.session.backend
     assert isinstance(backend, SageMakerBackend)
@@ -65,6 +92,7 @@ def test_upsert_create_unchanged_update_start_describe(moto, config_env, write_p
     assert "CreatePipeline" in calls.names and "UpdatePipeline" not in calls.names
     described = sm.describe_pipeline(PipelineName="churn")
     assert json.loads(described["PipelineDefinition"]) == json.loads(pipeline.definition())
+    _check_steps_against_botocore(json.loads(described["PipelineDefinition"]))
     assert described["RoleArn"] == role_arn
     assert described["PipelineDescription"] == "churn model"
     assert described["PipelineDisplayName"] == "churn"
