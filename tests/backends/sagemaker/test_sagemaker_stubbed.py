@@ -316,3 +316,18 @@ def test_an_unknown_configured_backend_names_where_it_came_from(config_env, monk
         Session()
     assert "sagemkaer" in str(caught.value) and "env STEPFLOW_BACKEND" in str(caught.value)
     assert caught.value.reason == "UnsupportedBackend"
+
+
+def test_a_request_botocores_model_refuses_is_never_sent(client, compiled, tmp_path) -> None:
+    """Parameter validation is on: a role ARN SageMaker's model refuses fails here, as the user's error."""
+    _, bundle = compiled
+    backend = _backend(client, tmp_path)
+    with Stubber(client) as stub:
+        stub.add_client_error("describe_pipeline", "ResourceNotFound", "no such pipeline")
+        stub.add_response("create_pipeline", {"PipelineArn": PIPELINE_ARN})  # reached only if validation passed
+        with pytest.raises(BackendError) as caught:
+            backend.upsert(bundle, backend.store, role_arn="not-an-arn", description=None, tags=None)
+        with pytest.raises(AssertionError):
+            stub.assert_no_pending_responses()  # CreatePipeline was never sent
+    assert (caught.value.reason, caught.value.kind) == ("SageMakerInvalidDefinition", "User")
+    assert "RoleArn" in str(caught.value)

@@ -80,7 +80,6 @@ class SageMakerBackend(Backend):
         self._arns: dict[tuple[str, str], str] = {}
         self._plans: dict[str, Plan] = {}
         self._parameters: dict[str, dict[str, Any]] = {}
-        self._display: dict[str, str] = {}
 
     @property
     def store(self) -> ObjectStore:
@@ -254,7 +253,6 @@ class SageMakerBackend(Backend):
         record = self._record(pipeline_name, execution_id)
         if record and record.get("executionArn"):
             arn = str(record["executionArn"])
-            self._display.setdefault(arn, record.get("displayName") or execution_id)
             self._parameters.setdefault(arn, dict(record.get("parameters") or {}))
         else:
             pipeline_arn = self.describe(pipeline_name)["PipelineArn"]
@@ -316,7 +314,6 @@ class SageMakerBackend(Backend):
         with self._lock:
             self._arns[(pipeline_name, execution_id or execution_id_of(arn))] = arn
             self._parameters[arn] = typed
-            self._display[arn] = shown
         return arn
 
     def _plan(self, arn: str) -> Plan:

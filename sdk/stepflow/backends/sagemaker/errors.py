@@ -13,7 +13,7 @@ names ARNs and never keys, and nothing here formats the request.
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from stepflow.errors import INFRASTRUCTURE, USER, BackendError, ConfigurationError
 
@@ -64,6 +64,10 @@ def step_role_missing(pipeline_name: str, steps: list[str]) -> ConfigurationErro
 
 def translate(exc: ClientError | BotoCoreError, action: str) -> BackendError:
     """The error to raise for a SageMaker call that failed while doing ``action``."""
+    if isinstance(exc, ParamValidationError):
+        # botocore's model refused the request before it was sent: what we were given is wrong.
+        return BackendError(f"Could not {action}: SageMaker's API would refuse the request: {exc}",
+                            reason=INVALID_DEFINITION, kind=USER)
     if isinstance(exc, BotoCoreError):
         # Connection and credential problems: botocore's text names the endpoint, never a key.
         return BackendError(f"Could not {action}: {exc}. Check the AWS region, endpoint "
