@@ -15,6 +15,8 @@ from tests.testenv.plugin import (  # noqa: E402,F401 - registers the fixtures a
     git_server,
     kube,
     local_cluster,
+    moto,
+    moto_server,
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_runtest_makereport,
@@ -22,6 +24,7 @@ from tests.testenv.plugin import (  # noqa: E402,F401 - registers the fixtures a
     pytest_unconfigure,
     s3,
     s3_server,
+    sagemaker_front,
 )
 
 # store, store_root, session and compile_ for tests/compiler, tests/workflow, tests/storage.

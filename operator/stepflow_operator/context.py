@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from stepflow.backends.base import Backend
 from stepflow.backends.local import LocalBackend
 from stepflow.gitops.reconciler import Reconciler
-from stepflow.gitops.targets import Targets
+from stepflow.gitops.targets import Targets, sagemaker_backend
 from stepflow.storage import ObjectStore
 from stepflow_operator.kube import Kube, api_client
 from stepflow_operator.settings import OperatorConfig, step_environment
@@ -84,7 +84,7 @@ class Context:
 
         # Each Pipeline resource publishes and runs in its own <root>/<namespace>/<name> store.
         targets = Targets(default_s3_root_uri=config.default_s3_root_uri, s3_endpoint_url=config.s3_endpoint_url,
-                          backends={"local": local}, per_resource=True)
+                          backends={"local": local, "sagemaker": sagemaker_backend}, per_resource=True)
         reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key, targets=targets)
         return cls(config=config, reconciler=reconciler, kube=Kube(api_client(config.workers + 4)),
                    reconcile_slots=asyncio.Semaphore(config.max_reconciles))

@@ -52,6 +52,7 @@ ENV_ROOT_URI = "STEPFLOW_S3_ROOT_URI"
 ENV_ENDPOINT = ENDPOINT_ENV
 ENV_KEY = "STEPFLOW_INTEGRITY_KEY"
 ENV_KEY_FILE = "STEPFLOW_INTEGRITY_KEY_FILE"
+ENV_BACKEND = "STEPFLOW_BACKEND"
 
 _MIN_KEY_BYTES = 16
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
@@ -116,7 +117,7 @@ _REMOTE_FUNCTION: dict[str, Any] = {
 
 _SCHEMA: dict[str, Any] = {
     "SchemaVersion": lambda v: None if v in ("1.0", 1.0) else 'must be "1.0"',
-    "Stepflow": {"S3EndpointUrl": _is_str, "IntegrityKeyFile": _is_str},
+    "Stepflow": {"S3EndpointUrl": _is_str, "IntegrityKeyFile": _is_str, "Backend": _is_str},
     "SageMaker": {
         "PythonSDK": {
             "Modules": {
@@ -174,6 +175,9 @@ class StepflowConfig:
     session: dict[str, Any] = field(default_factory=dict)
     files: tuple[Path | str, ...] = ()
     origins: dict[str, str] = field(default_factory=dict)
+    #: Where ``Pipeline.upsert()``/``start()`` go: ``local`` or ``sagemaker`` (checked by
+    #: ``stepflow.backends.default_backend``, which knows the backends).
+    backend: str = "local"
 
 
 def user_config_path() -> Path:
@@ -390,6 +394,9 @@ def load_config(env: Mapping[str, str] = os.environ) -> StepflowConfig:
     )
     origins["s3_root_uri"] = root_origin
     integrity_key = _integrity_key(env, merged, origins)
+    backend = env.get(ENV_BACKEND) or _dig(merged, ("Stepflow", "Backend")) or "local"
+    origins["backend"] = (f"env {ENV_BACKEND}" if env.get(ENV_BACKEND)
+                          else origins.get("stepflow.Backend", "default"))
 
     return StepflowConfig(
         s3_root_uri=s3_root_uri,
@@ -400,6 +407,7 @@ def load_config(env: Mapping[str, str] = os.environ) -> StepflowConfig:
         session=copy.deepcopy(_dig(merged, _SESSION) or {}),
         files=tuple(files),
         origins=origins,
+        backend=backend,
     )
 
 

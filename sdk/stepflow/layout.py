@@ -14,6 +14,7 @@ The operator roots each ``Pipeline`` resource's store at ``<root>/<namespace>/<n
 
 ```
 <pipeline>/sagemaker_remote_function_bootstrap/job_driver.sh
+<pipeline>/sagemaker_remote_function_bootstrap/stepflow_runtime/{payload.pkl,metadata.json}
 <pipeline>/sm_rf_user_ws/<ts>/workspace.zip
 <pipeline>/<step>/<ts>/{function,arguments,pre_exec_script_and_dependencies}/...
 <pipeline>/<step>/<ts>/{code,input/<input name>}/...   (processing steps)
@@ -23,6 +24,7 @@ The operator roots each ``Pipeline`` resource's store at ``<root>/<namespace>/<n
 <pipeline>/.stepflow/{index.json,pipeline.json,triggers.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
+<pipeline>/.stepflow/sagemaker-executions/<id>.json
 .stepflow-up/<name>.json
 ```
 """
@@ -78,6 +80,12 @@ def bootstrap_prefix() -> str:
 
 def job_driver_key() -> str:
     return f"{BOOTSTRAP_CHANNEL}/{JOB_DRIVER}"
+
+
+def runtime_wheel_prefix() -> str:
+    """The stepflow wheel the job driver installs (``payload.pkl`` + ``metadata.json``, the
+    integrity format of every artifact), beside the driver in the bootstrap channel."""
+    return f"{BOOTSTRAP_CHANNEL}/stepflow_runtime"
 
 
 def workspace_key(ts: str) -> str:
@@ -156,6 +164,14 @@ def execution_summaries_prefix() -> str:
 def execution_summary_key(execution_id: str) -> str:
     """ListPipelineExecutions' entry for one execution, rewritten as it progresses."""
     return f"{execution_summaries_prefix()}{execution_id}.json"
+
+
+def sagemaker_execution_key(execution_id: str) -> str:
+    """The sagemaker backend's record of one of our execution ids: SageMaker's execution ARN
+    (whose last part names the execution's folder here), the idempotency token that
+    started it, its parameters and definition digest. Written before StartPipelineExecution
+    and again with the ARN, so a restarted controller finds the execution it started."""
+    return f"{META}/sagemaker-executions/{execution_id}.json"
 
 
 # -- one execution ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from stepflow.errors import (
 )
 
 __all__ = [
+    "FILE_MODULE",
     "FORMAT_VERSION",
     "SerializedArtifact",
     "RemoteException",
@@ -56,6 +57,9 @@ FORMAT_VERSION = "2023-04-24"
 """The metadata ``version`` SageMaker's SDK writes; we keep it so unkeyed artifacts read alike."""
 
 _MODULE = "cloudpickle"
+#: The ``serialization_module`` of a file artifact that is never unpickled (the runtime
+#: wheel): signed and verified like the others, read as plain bytes.
+FILE_MODULE = "file"
 _UNKEYED_FIELD = "sha256_hash"
 _KEYED_FIELD = "hmac_sha256"
 # Pinned rather than the interpreter's highest, so the bytes do not change with it.
@@ -141,7 +145,7 @@ def serialize(obj: Any, *, key: bytes | None = None) -> SerializedArtifact:
     return SerializedArtifact(payload=payload, metadata=json.dumps(metadata).encode())
 
 
-def _parse_metadata(metadata: bytes) -> dict[str, Any]:
+def _parse_metadata(metadata: bytes, modules: tuple[str, ...] = (_MODULE,)) -> dict[str, Any]:
     try:
         parsed = json.loads(metadata)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -155,7 +159,7 @@ def _parse_metadata(metadata: bytes) -> dict[str, Any]:
             "stepflow: publish the pipeline again."
         )
     module = parsed.get("serialization_module")
-    if module != _MODULE:
+    if module not in modules:
         raise DeserializationError(
             f"metadata.json names serialization module {module!r}; only {_MODULE!r} is supported. "
             "Publish the pipeline again with this version of stepflow."
@@ -211,7 +215,7 @@ def sign(payload: bytes, metadata: bytes, *, key: bytes) -> bytes:
     Returns the new ``metadata.json`` bytes, identical for identical inputs.
     """
     _check_key(key)
-    parsed = _parse_metadata(metadata)
+    parsed = _parse_metadata(metadata, (_MODULE, FILE_MODULE))
     _verify(payload, parsed, None)
     parsed.pop(_UNKEYED_FIELD, None)
     signed = {_KEYED_FIELD: _digest(payload, key), **parsed}

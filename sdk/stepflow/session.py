@@ -70,7 +70,7 @@ class Session:
         self._default_bucket_prefix = default_bucket_prefix
         self.sagemaker_config = sagemaker_config
         self.backend = backend if backend is not None else default_backend(
-            lambda: self.store, region=self._region)
+            lambda: self.store, self.config, region=self._region)
 
     @cached_property
     def config(self) -> StepflowConfig:

@@ -54,7 +54,7 @@ def test_signed_bundle_verifies_only_with_the_key_and_keeps_its_ts(tmp_path):
     store = open_store(root)
     pipeline = _load(_project(tmp_path, SOURCE), root)
     first = compile_pipeline(pipeline, s3_root_uri=root, out_dir=str(tmp_path / "b1"))
-    assert first.sign(KEY) == 2  # function and arguments
+    assert first.sign(KEY) == 3  # function, arguments and the runtime wheel
     payload = first.path_of(next(f.key for f in first.files if f.key.endswith("arguments/payload.pkl")))
     metadata = payload.with_name("metadata.json")
     assert deserialize(payload.read_bytes(), metadata.read_bytes(), key=KEY) == ((21,), {})

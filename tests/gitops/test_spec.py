@@ -46,3 +46,14 @@ def test_long_names_are_cut_with_a_hash_and_short_ones_kept():
     assert label_value(long_a) == label_value(long_a), "deterministic: creation stays idempotent"
     assert len(object_name("x" * 300)) == 253
     assert not bounded("a" * 54 + "-" * 20, 63).split("-")[0].endswith("-")
+
+
+def test_sagemaker_backend_and_its_role() -> None:
+    role = "arn:aws:iam::123456789012:role/stepflow-pipelines"
+    spec = PipelineSpec.from_manifest({**_spec(), "backend": "sagemaker", "sagemaker": {"roleArn": role}},
+                                      name="churn")
+    assert (spec.backend, spec.role_arn) == ("sagemaker", role)
+    assert PipelineSpec.from_manifest(_spec(), name="churn").role_arn is None
+    with pytest.raises(ConfigurationError) as caught:
+        PipelineSpec.from_manifest({**_spec(), "backend": "sagemaker", "sagemaker": "role"}, name="churn")
+    assert caught.value.reason == "InvalidSpec"

@@ -169,6 +169,7 @@ def _full_execution_status() -> dict:
                         "message": "train failed", "lastTransitionTime": t,
                         "observedGeneration": 1}],
         "phase": "Failed", "executionId": "e1", "pipelineName": "churn", "revision": f"main@sha1:{SHA}",
+        "executionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/churn/execution/abc123def456",
         "definitionDigest": "sha256:" + "cd" * 32,
         "definitionUri": "s3://ml-artifacts/stepflow/churn/.stepflow/definitions/y.json",
         "startedAt": t, "finishedAt": "2025-01-02T03:05:17Z",

@@ -1,7 +1,8 @@
 """pytest plugin: fixtures that start real servers, and the hooks around them.
 
 Loaded by tests/conftest.py. Fixtures: ``kube`` (session), ``s3_server`` (session), ``s3``
-(a fresh bucket per test), ``git_server`` (session), ``git_remote`` (a bare repo per test),
+(a fresh bucket per test), ``moto_server`` (session) and ``moto`` (an empty account, boto3
+configured for it), ``git_server`` (session), ``git_remote`` (a bare repo per test),
 ``local_cluster`` (session: a single-node Kubernetes that runs real pods).
 When a test fails, the tail of the logs of the servers it used is added to its report.
 With ``CI`` set, a missing binary or a server that does not start fails the test instead
@@ -91,6 +92,52 @@ def s3(s3_server, request: pytest.FixtureRequest) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """moto in server mode (AWS's stand-in: SageMaker) on a free loopback port."""
+    from .moto import MotoServer, moto_installed
+
+    if not moto_installed():
+        unavailable("moto is not installed; run `scripts/bootstrap` (it is in the dev extra)")
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    _STARTED["moto_server"] = server
+    try:
+        server.start()
+    except (ServerFailed, TimeoutError, OSError) as exc:
+        server.stop()
+        _start_failed("moto (python -m moto.server)", exc)
+    _TIMINGS["moto ready"] = server.ready_seconds or 0.0
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_server, monkeypatch: pytest.MonkeyPatch) -> object:
+    """An empty moto account, and boto3's standard configuration (AWS_ENDPOINT_URL_SAGEMAKER,
+    region, credentials) pointing at it for this test."""
+    moto_server.reset()
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_server
+
+
+@pytest.fixture
+def sagemaker_front(moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """moto behind a front answering the SageMaker calls moto lacks (tests/testenv/moto.py,
+    ``StubbedCalls``: answers validated against botocore's model); boto3 is pointed at it."""
+    from .moto import StubbedCalls
+
+    front = StubbedCalls(moto).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", front.endpoint_url)
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
+@pytest.fixture(scope="session")
 def local_cluster() -> Iterator[object]:
     """A single-node Kubernetes that runs real pods (tests/testenv/localcluster).
 
@@ -153,6 +200,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kube)
         if "s3_server" in names:
             item.add_marker(pytest.mark.s3)
+        if "moto_server" in names:
+            item.add_marker(pytest.mark.moto)
 
 
 @pytest.hookimpl(hookwrapper=True)

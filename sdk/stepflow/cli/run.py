@@ -129,8 +129,16 @@ class Interrupts:
 @click.option("--parallelism", type=click.IntRange(min=1), help="Run at most N steps at the same time.")
 @output_option
 @click.option("--detach", is_flag=True, help="Start the execution in the background and print its id.")
+@click.option("--backend", type=click.Choice(["local", "sagemaker"]), default=None,
+              help="Where the pipeline runs: on this machine, or on SageMaker Pipelines (AWS region, "
+                   "endpoint and credentials from boto3's configuration). Default: the configuration's "
+                   "Stepflow.Backend / STEPFLOW_BACKEND, else local.")
+@click.option("--role-arn", default=None, metavar="ARN",
+              help="The IAM role SageMaker runs the pipeline as (sagemaker backend; default: "
+                   "SageMaker.Pipeline.RoleArn in the configuration).")
 @store_option
-def run_command(target: str, params: tuple[str, ...], parallelism: int | None, output: str, detach: bool) -> None:
+def run_command(target: str, params: tuple[str, ...], parallelism: int | None, output: str, detach: bool,
+                backend: str | None, role_arn: str | None) -> None:
     """Compile, publish and run a pipeline on this machine, showing each step as it runs.
 
     PATH[:ATTR] is a file (pipelines/churn.py) or dotted module, and the Pipeline attribute.
@@ -146,7 +154,18 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
     given = parse_params(params)
     pipeline = load_target(target)
     err = console(stderr=True)
-    backend, plan, name = _publish(pipeline, given, err)
+    if (backend or pipeline.session.config.backend) == "sagemaker":
+        from stepflow.cli.run_sagemaker import run_on_sagemaker
+
+        run_on_sagemaker(pipeline, given, parallelism=parallelism, output=output, detach=detach,
+                         role_arn=role_arn, err=err)
+        return
+    local, plan, name = _publish(pipeline, given, err)
+    _run_locally(local, plan, name, given, parallelism, output, detach, err)
+
+
+def _run_locally(backend: LocalBackend, plan: Plan, name: str, given: dict[str, str], parallelism: int | None,
+                 output: str, detach: bool, err: Console) -> None:
     for resumed in backend.resume_unfinished(name):
         err.print(f"resumed unfinished execution {name}/{resumed} in the background", markup=False)
     try:

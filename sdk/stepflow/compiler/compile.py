@@ -20,9 +20,11 @@ from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
 from stepflow.compiler.bundle import Bundle, scratch_dir
 from stepflow.compiler.definition import Renderer, encode, resolve_settings
 from stepflow.compiler.graph import PipelineGraph, build_graph
+from stepflow.compiler.runtime_wheel import runtime_wheel_artifact
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
 from stepflow.compiler.validate import validate
 from stepflow.compiler.workspace import workspace_zip
+from stepflow.serialization import sign
 from stepflow.workflow.callsite import project_root
 from stepflow.workflow.defaults import default_region
 from stepflow.workflow.function_step import FunctionStep
@@ -124,6 +126,11 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
                 files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = step_workspace
     if settings:
         files[layout.in_pipeline(name, layout.job_driver_key())] = job_driver()
+        wheel, wheel_metadata = runtime_wheel_artifact()
+        if integrity_key is not None:  # a trusted compile signs at once, as it does the steps'
+            wheel_metadata = sign(wheel, wheel_metadata, key=integrity_key)
+        files[layout.in_pipeline(name, layout.payload_key(layout.runtime_wheel_prefix()))] = wheel
+        files[layout.in_pipeline(name, layout.metadata_key(layout.runtime_wheel_prefix()))] = wheel_metadata
 
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
                         region, stepflow_version())

@@ -77,6 +77,7 @@ def execution_status(state: ExecutionState, result_uri: ResultUri, *,
     return {
         "phase": state.status,
         "executionId": state.execution_id,
+        "executionArn": state.execution_arn,
         "startedAt": timefmt.seconds(state.started_at),
         "finishedAt": timefmt.seconds(state.ended_at) if state.ended_at else None,
         "parameters": dict(state.parameters),

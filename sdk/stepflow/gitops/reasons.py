@@ -8,6 +8,8 @@ error is raised, and :func:`stepflow.gitops.conditions.mark_failure` applies it.
 
 from __future__ import annotations
 
+from stepflow.backends.sagemaker import errors as _sagemaker
+
 # -- condition types, one per sub-reconciler (Ready/Reconciling/Stalled are kstatus's) ----
 SOURCE_READY = "SourceReady"
 BUILD_SUCCEEDED = "BuildSucceeded"
@@ -26,3 +28,12 @@ NEW_REVISION = "NewRevision"
 DEFINITION_PUBLISHED = "DefinitionPublished"
 EXECUTION_STARTED = "ExecutionStarted"
 RECONCILE_ERROR = "ReconcileError"
+
+# -- reasons the sagemaker backend's errors bring: declared with them, listed here --------
+SAGEMAKER_ACCESS_DENIED = _sagemaker.ACCESS_DENIED
+SAGEMAKER_ROLE_MISSING = _sagemaker.ROLE_MISSING
+SAGEMAKER_INVALID_DEFINITION = _sagemaker.INVALID_DEFINITION
+SAGEMAKER_LIMIT_EXCEEDED = _sagemaker.LIMIT_EXCEEDED
+SAGEMAKER_THROTTLED = _sagemaker.THROTTLED
+SAGEMAKER_UNREACHABLE = _sagemaker.UNREACHABLE
+SAGEMAKER_FAILED = _sagemaker.FAILED

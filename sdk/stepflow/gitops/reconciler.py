@@ -311,7 +311,8 @@ class Reconciler:
         status = out.status
         report = await asyncio.to_thread(publish, bundle, store)
         backend = self.targets.backend_for(spec)
-        await asyncio.to_thread(backend.upsert, bundle, store, role_arn=None, description=None, tags=None)
+        await asyncio.to_thread(backend.upsert, bundle, store, role_arn=spec.role_arn, description=None,
+                                tags=None)
         previous = status.get("definition") or {}
         status["definition"] = {
             "pipelineName": bundle.pipeline_name, "digest": bundle.digest, "uri": report.definition_uri,

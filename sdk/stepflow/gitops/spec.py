@@ -25,6 +25,9 @@ _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
+#: ``spec.backend`` values this version runs (the CRD's enum may name more).
+BACKENDS = ("local", "sagemaker")
+
 #: The shortest ``spec.source.interval`` (Flux's intervals are seconds, not milliseconds).
 MIN_INTERVAL = 1.0
 
@@ -91,6 +94,8 @@ class PipelineSpec:
     timeout: float = 60.0
     s3_root_uri: str | None = None
     backend: str = "local"
+    #: The sagemaker backend's execution role (``spec.sagemaker.roleArn``); None: configured default.
+    role_arn: str | None = None
     trigger: TriggerSpec = TriggerSpec()
     suspend: bool = False
     history_limit: int = 10
@@ -120,10 +125,14 @@ class PipelineSpec:
         if s3_root_uri is not None:
             _check_store(name, s3_root_uri)
         backend = spec.get("backend") or "local"
-        if backend != "local":
+        if backend not in BACKENDS:
             raise ConfigurationError(
-                f"Pipeline {name}: spec.backend {backend!r} is not available in this version; use "
-                "'local' (steps run next to the controller).", reason="UnsupportedBackend")
+                f"Pipeline {name}: spec.backend {backend!r} is not available in this version; use one "
+                f"of {', '.join(BACKENDS)}.", reason="UnsupportedBackend")
+        sagemaker = spec.get("sagemaker") or {}
+        if not isinstance(sagemaker, Mapping):
+            raise ConfigurationError(f"Pipeline {name}: spec.sagemaker must be a mapping (roleArn: ...).",
+                                     reason="InvalidSpec")
         history = spec.get("historyLimit", 10)
         if not isinstance(history, int) or history < 1:
             raise ConfigurationError(f"Pipeline {name}: spec.historyLimit must be an integer ≥ 1.",
@@ -137,7 +146,7 @@ class PipelineSpec:
             secret_name=(source.get("secretRef") or {}).get("name"),
             interval=_interval(name, source.get("interval")),
             timeout=parse_duration(source.get("timeout"), "spec.source.timeout", 60.0),
-            s3_root_uri=s3_root_uri, backend=backend,
+            s3_root_uri=s3_root_uri, backend=backend, role_arn=sagemaker.get("roleArn") or None,
             trigger=TriggerSpec(on_change=trigger.get("onChange", True) is not False, schedule=schedule,
                                 parameters=dict(trigger.get("parameters") or {})),
             suspend=bool(spec.get("suspend", False)), history_limit=history,

@@ -8,6 +8,7 @@ through it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 from stepflow import layout
@@ -26,6 +27,17 @@ def _local(store: ObjectStore) -> Backend:
     return LocalBackend(store)
 
 
+@functools.cache
+def sagemaker_backend(store: ObjectStore) -> Backend:
+    """One per store (stores are shared per root): one boto3 client, and one poller per
+    execution however many callers follow it."""
+    from stepflow.backends.sagemaker import SageMakerBackend
+    from stepflow.config import load_config
+
+    # spec.sagemaker.roleArn reaches upsert through the reconciler; this is the default.
+    return SageMakerBackend(store, role_arn=load_config().pipeline.get("RoleArn"))
+
+
 class Targets:
     """Stores are opened once per root URI and shared; backends are cheap views over them.
 
@@ -42,7 +54,7 @@ class Targets:
                  backends: Mapping[str, BackendFactory] | None = None, per_resource: bool = False) -> None:
         self.default_s3_root_uri = default_s3_root_uri
         self.s3_endpoint_url = s3_endpoint_url
-        self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local})
+        self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local, "sagemaker": sagemaker_backend})
         self.per_resource = per_resource
         self._stores: dict[str, ObjectStore] = {}
 
