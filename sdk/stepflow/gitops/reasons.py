@@ -26,3 +26,5 @@ NEW_REVISION = "NewRevision"
 DEFINITION_PUBLISHED = "DefinitionPublished"
 EXECUTION_STARTED = "ExecutionStarted"
 RECONCILE_ERROR = "ReconcileError"
+# Receivers
+INVALID_SECRET = "InvalidSecret"
