@@ -23,7 +23,7 @@ from typing import Any
 import kopf
 
 from stepflow.gitops.execution_status import TERMINAL_PHASES
-from stepflow_operator import executions, metrics, pipelines, receiver
+from stepflow_operator import executions, monitoring, pipelines, receiver
 from stepflow_operator.context import Context
 from stepflow_operator.settings import (
     EXECUTIONS,
@@ -50,10 +50,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
         ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="stepflow"))
     ctx = memo["ctx"] = Context.create(config)
     if config.metrics_address:
-        metrics.serve(config.metrics_address)
+        monitoring.serve(config.metrics_address)  # already serving when started by __main__
     if config.receiver_address:
         server = memo["receiver_server"] = receiver.Server(ctx.kube, ctx.receivers)
         await server.start(config.receiver_address)
+    monitoring.ACTIVE.set()
     logger.info("stepflow operator: work dir %s, default store %s, S3 endpoint %s, integrity key %s, "
                 "metrics %s, receiver %s", config.work_dir, config.default_s3_root_uri or "(from the stepflow config)",
                 config.s3_endpoint_url or "(AWS)", "set" if config.integrity_key else "not set",

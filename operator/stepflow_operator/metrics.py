@@ -1,8 +1,8 @@
 """Every Prometheus series the operator exports: names, labels and buckets live here only.
 
 ``/metrics`` is served on its own port (``STEPFLOW_METRICS_ADDRESS``, default
-``0.0.0.0:8081``) by ``prometheus_client``'s server thread, beside the default process and
-Python collectors. docs/OPERATIONS.md lists every series; a test scrapes a running operator.
+``0.0.0.0:8081``) by :mod:`.monitoring`, beside the default process and Python
+collectors. docs/OPERATIONS.md lists every series; a test scrapes a running operator.
 
 Label values are bounded: results, stages, phases and outcomes are fixed vocabularies;
 only ``stepflow_pipeline_condition`` carries a Pipeline's namespace and name (as Flux's
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from stepflow.compiler.publish import PublishReport
 from stepflow.engine import ExecutionState
@@ -60,12 +60,6 @@ PIPELINE_CONDITION = Gauge(
 SUMMARY_CONDITIONS = ("Ready", "Reconciling", "Stalled")
 #: Step phases that end a step, as the engine names them.
 _STEP_ENDS = frozenset({SUCCEEDED, FAILED, STOPPED})
-
-
-def serve(address: str) -> None:
-    """Serve ``/metrics`` on ``host:port`` in a daemon thread."""
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0")
 
 
 class ReconcileMetrics(ReconcileObserver):
