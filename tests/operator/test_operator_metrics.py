@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY
 from tests.operator.world import World, conditions, pipeline_manifest, scrape, scrape_until, value
 from tests.testenv import free_port
 from tests.testenv.samples import BAD_MODULES, TWO_STEPS
+
+import stepflow_operator.metrics  # noqa: F401 - registers the series
 
 
 def test_series_follow_reconciles_publishes_and_executions(world: World, git_remote):
@@ -51,3 +58,12 @@ def test_series_follow_reconciles_publishes_and_executions(world: World, git_rem
     # A deleted Pipeline leaves no series behind.
     world.kubectl("delete", "pipeline", "flow")
     world.wait(lambda: not conditions(scrape(port), world.namespace, "flow"), 30, "the Pipeline's series gone")
+
+
+def test_the_grafana_dashboard_queries_only_series_the_operator_exports():
+    exported = {s.name for family in REGISTRY.collect() for s in family.samples} | {
+        f.name + suffix for f in REGISTRY.collect() for suffix in ("", "_total", "_bucket", "_count", "_sum")}
+    dashboard = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "stepflow-operator.json"
+    queries = [t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p["targets"]]
+    used = {m for q in queries for m in re.findall(r"\b(stepflow_[a-z_]+|process_[a-z_]+)\b", q)}
+    assert used and used <= exported, sorted(used - exported)
