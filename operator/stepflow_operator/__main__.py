@@ -113,12 +113,16 @@ def main(argv: list[str] | None = None) -> None:
     if problem is not None:
         print(f"stepflow-operator: cannot start: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    import kopf
     from kopf.cli import main as kopf_main
 
     from stepflow_operator import monitoring
     from stepflow_operator.settings import OperatorConfig
 
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)-20s [%(levelname)-8s] %(message)s")
+    # kopf's own log set-up, now, so a standby logs as the active replica will (kopf run
+    # replaces this handler with an identical one).
+    kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet,
+                   log_format=kopf.LogFormat[(args.log_format or "full").upper()])
     config = OperatorConfig.from_env()
     if config.metrics_address:  # alive and scraped while standing by
         monitoring.serve(config.metrics_address)
