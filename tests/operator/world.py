@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from tests.testenv import wait_for
+from tests.testenv import free_port, wait_for
 from tests.testenv.procs import WaitTimeout
 
 BUILD_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
@@ -83,9 +83,15 @@ class World:
         self.operators: list[Operator] = []
 
     def operator(self, *args: str, **extra_env: str) -> Operator:
-        """Start ``python -m stepflow_operator ARGS`` (default ``--standalone``) with ``extra_env``."""
+        """Start ``python -m stepflow_operator ARGS`` (default ``--standalone``) with ``extra_env``.
+
+        Its metrics and receiver ports are free loopback ports unless ``extra_env`` sets them
+        (never the defaults on every interface: other test sessions may run beside this one).
+        """
+        env = {"STEPFLOW_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+               "STEPFLOW_RECEIVER_ADDRESS": f"127.0.0.1:{free_port()}", **extra_env}
         op = Operator(self.kube, self.s3, self.namespace, self.work_dir,
-                      self.base / f"operator-{len(self.operators)}.log", extra_env,
+                      self.base / f"operator-{len(self.operators)}.log", env,
                       args or ("--standalone",)).start()
         self.operators.append(op)
         return op
