@@ -66,9 +66,10 @@ def test_a_signed_push_reconciles_the_matching_pipelines_at_once(world: World, g
     began = time.monotonic()
     status, _ = post(base + path, body, github("push", body))
     assert status == 202
-    world.wait_ready("flow", timeout=30, summary__revision=second[:7])
+    ready = world.wait_ready("flow", timeout=30, summary__revision=second[:7])
     elapsed = time.monotonic() - began
-    print(f"FIGURE webhook push -> Ready on the new revision: {elapsed:.2f}s")
+    build = ready["status"]["lastBuild"]["durationSeconds"]
+    print(f"FIGURE webhook push -> Ready on the new revision: {elapsed:.2f}s (of which the sandbox build {build:.2f}s)")
     other = world.get("pipeline", "other-branch")
     assert "stepflow.dev/reconcile-requested-at" not in (other["metadata"].get("annotations") or {})
 
