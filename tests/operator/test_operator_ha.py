@@ -69,6 +69,7 @@ def test_a_clean_exit_hands_the_lease_over_at_once(world: World):
                 "--lease-duration=30", "--renew-deadline=20", "--retry-period=0.5")
     first = world.operator(*election, STEPFLOW_METRICS_ADDRESS="off", STEPFLOW_RECEIVER_ADDRESS="off")
     world.wait(lambda: (_holder(world) or "").endswith(f"_{first.proc.pid}"), 60, "the first operator leading")
+    world.wait(lambda: "Activity 'startup' succeeded" in first.text(), 60, "the first operator running kopf")
     second = world.operator(*election, STEPFLOW_METRICS_ADDRESS="off", STEPFLOW_RECEIVER_ADDRESS="off")
     world.wait(lambda: "standing by" in second.text(), 60, "the second operator standing by")
     first.stop()  # SIGTERM: kopf stops, the Lease is released
