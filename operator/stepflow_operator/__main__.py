@@ -2,8 +2,11 @@
 this operator's handlers and defaults.
 
 Without ``--namespace`` it watches the namespaces in ``$STEPFLOW_WATCH_NAMESPACES``
-(comma-separated), or every namespace. Without ``--peering`` it runs standalone: one active
-operator, as the chart deploys it.
+(comma-separated), or every namespace (kopf's patterns, ``ml-*``, work too). Without
+``--leader-elect`` it is the one active operator; with it, several replicas share a Lease
+(:mod:`.leader`) and only its holder runs kopf, the others stand by (the chart's
+``leaderElection``). ``/metrics``, ``/healthz`` and ``/readyz`` are served from the start
+(:mod:`.monitoring`), standing by or not.
 
 Before kopf starts, :func:`preflight` checks what would otherwise fail later and be
 retried forever (a missing extra, no cluster credentials, a bad setting): the operator
