@@ -63,7 +63,8 @@ def test_operator_image_has_the_user_and_the_tools_the_chart_runs(cluster_images
     _, layers = _archive(cluster_images, "operator")
     base, app = (_members(archive, layer) for layer in layers)
     files = {**base, **app}
-    for tool in ("usr/bin/tini", "usr/bin/git", "usr/bin/ssh", "usr/bin/setpriv", "usr/local/bin/kopf"):
+    for tool in ("usr/bin/tini", "usr/bin/git", "usr/bin/ssh", "usr/bin/setpriv", "usr/local/bin/kopf",
+                 "usr/local/bin/stepflow-operator"):
         assert tool in files, tool
     assert files["usr/local/bin/python"].issym()
     passwd = tarfile.open(archive)  # /etc/passwd of the top layer names the image's user

@@ -14,6 +14,8 @@ from stepflow.gitops.reconciler import Reconciler
 from stepflow.gitops.targets import Targets, sagemaker_backend
 from stepflow.storage import ObjectStore
 from stepflow_operator.kube import Kube, api_client
+from stepflow_operator.metrics import PipelineConditions, ReconcileMetrics
+from stepflow_operator.receiver import Registry
 from stepflow_operator.settings import OperatorConfig, step_environment
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class Context:
     kube: Kube
     reconcile_slots: asyncio.Semaphore
     runs: Runs = field(default_factory=Runs)
+    conditions: PipelineConditions = field(default_factory=PipelineConditions)
+    receivers: Registry = field(default_factory=Registry)
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Context:
@@ -85,7 +89,8 @@ class Context:
         # Each Pipeline resource publishes and runs in its own <root>/<namespace>/<name> store.
         targets = Targets(default_s3_root_uri=config.default_s3_root_uri, s3_endpoint_url=config.s3_endpoint_url,
                           backends={"local": local, "sagemaker": sagemaker_backend}, per_resource=True)
-        reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key, targets=targets)
+        reconciler = Reconciler(work_dir=config.work_dir, integrity_key=config.integrity_key, targets=targets,
+                                observer=ReconcileMetrics())
         return cls(config=config, reconciler=reconciler, kube=Kube(api_client(config.workers + 4)),
                    reconcile_slots=asyncio.Semaphore(config.max_reconciles))
 

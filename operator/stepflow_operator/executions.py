@@ -38,6 +38,7 @@ from stepflow.gitops.execution_status import (
 from stepflow.gitops.spec import PipelineSpec
 from stepflow_operator.context import Context
 from stepflow_operator.kube import reference
+from stepflow_operator.metrics import ExecutionMetrics
 from stepflow_operator.patches import merge_patch
 from stepflow_operator.settings import EXECUTIONS, PIPELINES
 
@@ -49,7 +50,8 @@ class ExecutionRun:
     """An :class:`ExecutionRunner` whose news arrive on the event loop as two asyncio events."""
 
     def __init__(self, backend: Backend, pipeline_name: str, execution_id: str,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, metrics: ExecutionMetrics) -> None:
+        self.metrics = metrics
         self.changed = asyncio.Event()
         self.finished = asyncio.Event()
         self.runner = ExecutionRunner(
@@ -121,10 +123,10 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
 
     if resumed:
         logger.info("resuming execution %s of %s (%s)", name, pipeline_name, state.status)
-    run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop())
+    run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop(), ExecutionMetrics(pspec.backend))
     ctx.runs.add(namespace, pipeline_ref, name, run)
     try:
-        await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref)
+        await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, run.metrics)
         if not resumed and not state.terminal:
             _event_both(body, pipeline, "Normal", reasons.EXECUTION_STARTED,
                         f"Execution {name} of {pipeline_name} started ({len(state.steps)} steps, {revision})")
@@ -132,6 +134,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
         await _follow(ctx, body, writer, fixed, run, result_uri, pipeline_ref, stopped, logger)
     finally:
         ctx.runs.remove(namespace, pipeline_ref, name)
+        run.metrics.close()
     if writer.status.get("phase") in TERMINAL_PHASES:
         await prune_history(ctx, namespace, pipeline_ref, pspec.history_limit, logger)
 
@@ -173,7 +176,7 @@ async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[st
         run.changed.clear()
         latest = run.runner.latest
         if latest is not None and not latest.terminal:
-            await _mirror(ctx, body, writer, fixed, latest, result_uri, pipeline_ref)
+            await _mirror(ctx, body, writer, fixed, latest, result_uri, pipeline_ref, run.metrics)
             await asyncio.sleep(ctx.config.status_interval)  # coalesce a burst of step updates
     error = run.runner.error
     if error is not None:
@@ -184,11 +187,11 @@ async def _follow(ctx: Context, body: kopf.Body, writer: _Writer, fixed: dict[st
     state = run.runner.latest
     if state is None or not state.terminal:
         return  # left to the next operator
-    await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, final=True)
+    await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, run.metrics, final=True)
 
 
 async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping[str, Any], state: ExecutionState,
-                  result_uri: Any, pipeline_ref: str, final: bool = False) -> None:
+                  result_uri: Any, pipeline_ref: str, metrics: ExecutionMetrics, final: bool = False) -> None:
     """Write the state on the execution and, if it is the latest, on its Pipeline.
 
     The terminal phase is written last: it ends this daemon (kopf's ``when`` filter), so
@@ -196,6 +199,7 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    metrics.update(state.status, state)
     mirrored = execution_status(state, result_uri)
     status = {**mirrored, **fixed, "summary": {**mirrored["summary"], **fixed["summary"]}}
     status["conditions"] = execution_conditions(writer.status.get("conditions"), state, meta.get("generation"))
@@ -204,6 +208,7 @@ async def _mirror(ctx: Context, body: kopf.Body, writer: _Writer, fixed: Mapping
             name, state, mirrored["steps"], revision=fixed.get("revision"),
             definition_digest=fixed.get("definitionDigest")))
     if final:
+        metrics.finished(state.status)
         type_ = "Normal" if state.status == "Succeeded" else "Warning"
         why = f": {state.failure_reason}" if state.failure_reason else ""
         _event_both(body, None, type_, f"Execution{state.status}",

@@ -17,7 +17,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from stepflow.gitops.k8s_names import label_value
-from stepflow_operator.settings import EXECUTIONS, GROUP, PIPELINE_LABEL, PIPELINES, TRIGGER_ANNOTATION, VERSION
+from stepflow_operator.settings import (
+    EXECUTIONS,
+    GROUP,
+    PIPELINE_LABEL,
+    PIPELINES,
+    RECEIVERS,
+    TRIGGER_ANNOTATION,
+    VERSION,
+)
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -115,6 +123,26 @@ class Kube:
             return True
         return await asyncio.to_thread(create)
 
+    async def list_objects(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        def list_() -> list[dict[str, Any]]:
+            return list(_json_object(self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural))["items"])
+        return await asyncio.to_thread(list_)
+
+    async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
+        """Merge ``annotations`` into the object's; False when it is gone."""
+        def send() -> bool:
+            try:
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": dict(annotations)}},
+                    _content_type=MERGE_PATCH)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+        return await asyncio.to_thread(send)
+
     async def executions_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         """Every PipelineExecution that runs ``pipeline`` (operator-made or by hand), oldest first."""
         def list_() -> list[dict[str, Any]]:
@@ -136,7 +164,7 @@ class Kube:
 
 def reference(plural: str, namespace: str, name: str, uid: str | None = None) -> dict[str, Any]:
     """A body kopf can post an Event about, for an object we did not receive from kopf."""
-    kind = "Pipeline" if plural == PIPELINES else "PipelineExecution"
+    kind = {PIPELINES: "Pipeline", EXECUTIONS: "PipelineExecution", RECEIVERS: "Receiver"}[plural]
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if uid:
         meta["uid"] = uid

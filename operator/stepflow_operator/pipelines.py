@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from stepflow.errors import StepflowError
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.reconciler import ExecutionRequest
+from stepflow_operator import metrics
 from stepflow_operator.context import Context
 from stepflow_operator.patches import merge_patch
 from stepflow_operator.settings import PIPELINES, RECONCILE_ANNOTATION
@@ -62,9 +64,11 @@ async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daem
     try:
         while not stopped:
             wake.clear()
+            began = time.monotonic()
             try:
                 delay = await _reconcile(ctx, body, memo, logger)
             except Exception as exc:  # noqa: BLE001 - one Pipeline's bug must not stop the loop
+                metrics.reconciled(time.monotonic() - began, "error")
                 logger.exception("reconcile of Pipeline %s/%s failed", namespace, name)
                 kopf.event(body, type="Warning", reason=reasons.RECONCILE_ERROR,
                            message=f"the operator failed to reconcile: {type(exc).__name__}: {exc}; "
@@ -73,6 +77,7 @@ async def run(ctx: Context, body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daem
             await _wait(wake, stopped, delay)
     finally:
         if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            ctx.conditions.forget(namespace, name)
             for execution in ctx.runs.of(namespace, name):
                 logger.info("Pipeline %s/%s deleted: stopping execution %s", namespace, name,
                             execution.execution_id)
@@ -122,10 +127,13 @@ async def _reconcile(ctx: Context, body: kopf.Body, memo: kopf.Memo, logger: kop
             logger.warning("could not write the progress of Pipeline %s/%s", namespace, name, exc_info=True)
 
     async with ctx.reconcile_slots:
+        began = time.monotonic()
         credentials = await _credentials(ctx, namespace, spec)
         outcome = await ctx.reconciler.reconcile(name, spec, status, generation=generation,
                                                  credentials=credentials, requested_at=requested_at,
                                                  namespace=namespace, progress=progress)
+        metrics.reconciled(time.monotonic() - began, metrics.reconcile_result(outcome.status.get("conditions")))
+    ctx.conditions.set(namespace, name, outcome.status.get("conditions"))
 
     if not await write(outcome.status):
         return None

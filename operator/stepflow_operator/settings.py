@@ -21,6 +21,7 @@ GROUP = "stepflow.dev"
 VERSION = "v1alpha1"
 PIPELINES = "pipelines"
 EXECUTIONS = "pipelineexecutions"
+RECEIVERS = "receivers"
 
 #: Like Flux's ``reconcile.fluxcd.io/requestedAt``: any new value asks for a reconcile now.
 RECONCILE_ANNOTATION = "stepflow.dev/reconcile-requested-at"
@@ -29,6 +30,9 @@ PIPELINE_LABEL = "stepflow.dev/pipeline"
 TRIGGER_ANNOTATION = "stepflow.dev/trigger"
 
 DEFAULT_WORK_DIR = "/var/cache/stepflow"
+#: Ports as in Flux: metrics apart from the webhook receiver, each on its own Service.
+DEFAULT_METRICS_ADDRESS = "0.0.0.0:8081"
+DEFAULT_RECEIVER_ADDRESS = "0.0.0.0:9292"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class OperatorConfig:
     max_reconciles: int = 8
     #: Shortest time between two status patches of one execution (coalesces step updates).
     status_interval: float = 0.25
+    #: ``host:port`` of ``/metrics`` and of the webhook receiver; None: not served.
+    metrics_address: str | None = DEFAULT_METRICS_ADDRESS
+    receiver_address: str | None = DEFAULT_RECEIVER_ADDRESS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -63,6 +70,8 @@ class OperatorConfig:
             integrity_key=key,
             workers=_positive_int(env, "STEPFLOW_OPERATOR_WORKERS", 16),
             max_reconciles=_positive_int(env, "STEPFLOW_OPERATOR_MAX_RECONCILES", 8),
+            metrics_address=_address(env, "STEPFLOW_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
+            receiver_address=_address(env, "STEPFLOW_RECEIVER_ADDRESS", DEFAULT_RECEIVER_ADDRESS),
         )
 
 
@@ -78,6 +87,18 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name}={raw!r} is not a positive integer; unset it or give e.g. {default}",
                                  reason="InvalidOperatorConfig")
     return value
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str | None:
+    """``host:port`` (host may be empty: every interface), or None for ``off``."""
+    raw = env.get(name, "").strip() or default
+    if raw == "off":
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{name}={raw!r} is not host:port (e.g. {default}) or 'off'",
+                                 reason="InvalidOperatorConfig")
+    return f"{host or '0.0.0.0'}:{port}"
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:

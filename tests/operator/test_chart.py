@@ -50,8 +50,9 @@ def test_helm_lint_passes():
     proc = _helm("lint", str(CHART), "--strict")
     assert "0 chart(s) failed" in proc.stdout
     proc = _helm("lint", str(CHART), "--strict", "--set", "watchNamespaces={team-a,team-b}",
-                 "--set", "peering.enabled=true", "--set", "replicaCount=2")
+                 "--set", "leaderElection.enabled=true", "--set", "replicaCount=2")
     assert "0 chart(s) failed" in proc.stdout
+    assert "[INFO]" not in proc.stdout and "[WARNING]" not in proc.stdout, proc.stdout  # icon and all
 
 
 def test_deployment_runs_kopf_with_the_sandbox_security_context():
@@ -61,9 +62,13 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     pod = deploy["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "ghcr.io/stepflow/stepflow-operator:1.2.3"
-    assert container["command"] == ["tini", "--", "kopf"]  # tini reaps orphaned step processes
-    assert container["args"][:4] == ["run", "--module=stepflow_operator.handlers",
-                                     "--all-namespaces", "--standalone"]
+    # tini reaps orphaned step processes; stepflow-operator checks its setup before kopf runs.
+    assert container["command"] == ["tini", "--", "stepflow-operator"]
+    assert container["args"] == ["--all-namespaces", "--log-format=plain"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8081, "receiver": 9292}
     # The token: not auto-mounted (0644), but projected 0400 for the operator alone.
     assert pod["automountServiceAccountToken"] is False
     assert _one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
@@ -109,11 +114,22 @@ def test_cluster_rbac_is_least_privilege():
         "/events": {"create", "patch"},
         "events.k8s.io/events": {"create", "patch"},
         "/secrets": {"get"},
+        "stepflow.dev/receivers": {"get", "list", "watch", "patch"},
+        "stepflow.dev/receivers/status": {"get", "patch"},
     }
-    peered = _rules(_one(_render("peering.enabled=true"), "ClusterRole"))
-    assert peered["kopf.dev/clusterkopfpeerings"] == {"get", "list", "watch", "patch"}
-    deploy = _one(_render("peering.enabled=true"), "Deployment")
-    assert "--peering=stepflow" in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    elected = _render("leaderElection.enabled=true", "replicaCount=2")
+    lease = _one(elected, "Role", "sf-stepflow-leader-election")
+    assert lease["metadata"]["namespace"] == "stepflow-system"
+    assert lease["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["sf-stepflow"],
+         "verbs": ["get", "update"]}]
+    deploy = _one(elected, "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args and "--leader-election-id=sf-stepflow" in args
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert _one(elected, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert not [d for d in _render() if d["kind"] in ("PodDisruptionBudget", "Role")]
 
 
 def test_namespaced_mode_grants_only_in_the_watched_namespaces():
@@ -128,9 +144,9 @@ def test_namespaced_mode_grants_only_in_the_watched_namespaces():
     assert "--all-namespaces" not in args
 
 
-def test_several_replicas_without_peering_is_refused():
+def test_several_replicas_without_leader_election_is_refused():
     proc = _helm("template", "sf", str(CHART), "--set", "replicaCount=2", check=False)
-    assert proc.returncode != 0 and "peering.enabled" in proc.stderr
+    assert proc.returncode != 0 and "leaderElection.enabled" in proc.stderr
 
 
 def test_chart_crds_are_the_top_level_crds():
@@ -141,7 +157,7 @@ def test_chart_crds_are_the_top_level_crds():
     rendered = _helm("template", "sf", str(CHART), "--include-crds").stdout
     names = {d["metadata"]["name"] for d in yaml.safe_load_all(rendered)
              if d and d["kind"] == "CustomResourceDefinition"}
-    assert names == {"pipelines.stepflow.dev", "pipelineexecutions.stepflow.dev"}
+    assert names == {"pipelines.stepflow.dev", "pipelineexecutions.stepflow.dev", "receivers.stepflow.dev"}
 
 
 def _can_i(kube, sa: str, verb: str, resource: str, namespace: str) -> bool:
@@ -205,8 +221,150 @@ def test_namespaced_release_cannot_touch_other_namespaces(kube):
                 kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)
 
 
-@pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "peering.enabled=true"]])
+@pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "leaderElection.enabled=true", "replicaCount=2"]])
 def test_every_rendered_object_is_labelled(values):
     for doc in _render(*values):
         labels = doc["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/part-of") == "stepflow", doc["metadata"]["name"]
+
+
+# ---- values: schema, globs, overrides, optional objects -------------------------------------
+
+@pytest.mark.parametrize("typo, named", [
+    ("operator.s3RootUrl=s3://b/p", "s3RootUrl"), ("replicas=2", "replicas"),
+    ("metrics.serviceMonitor.enable=true", "enable"), ("operator.logFormat=yaml", "logFormat"),
+])
+def test_a_typo_in_the_values_fails_the_render_and_names_the_key(typo, named):
+    proc = _helm("template", "sf", str(CHART), "--set", typo, check=False)
+    assert proc.returncode != 0 and named in proc.stderr, proc.stderr
+
+
+def test_a_namespace_glob_grants_cluster_wide_and_lists_namespaces():
+    docs = _render("watchNamespaces={ml-*,team-a}")
+    cluster = _rules(_one(docs, "ClusterRole"))
+    assert cluster["/namespaces"] == {"list", "watch"}
+    assert cluster["stepflow.dev/pipelines"] == {"get", "list", "watch", "patch"}
+    assert cluster["/secrets"] == {"get"}
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]  # the ClusterRole covers team-a
+    args = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=ml-*" in args and "--namespace=team-a" in args
+
+
+def test_security_contexts_merge_overrides_over_safe_defaults():
+    docs = _render("podSecurityContext.fsGroup=2000", "containerSecurityContext.readOnlyRootFilesystem=false",
+                   "containerSecurityContext.capabilities.drop={ALL}")
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 2000}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["add"] == ["CHOWN", "DAC_OVERRIDE", "KILL", "SETUID", "SETGID"]
+
+
+def test_extras_logs_spread_and_cache_claim(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "operator": {"logFormat": "json", "extraArgs": ["--verbose"],
+                     "extraEnv": [{"name": "GIT_SSL_CAINFO", "value": "/etc/ca/ca.crt"}]},
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "stepflow"}}}],
+        "cachePersistence": {"enabled": True, "size": "20Gi"},
+    }))
+    docs = [d for d in yaml.safe_load_all(_helm("template", "sf", str(CHART), "-f", str(values)).stdout) if d]
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--log-format=json" in container["args"] and container["args"][-1] == "--verbose"
+    assert {"name": "GIT_SSL_CAINFO", "value": "/etc/ca/ca.crt"} in container["env"]
+    assert {"name": "ca", "mountPath": "/etc/ca", "readOnly": True} in container["volumeMounts"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ca"] == {"name": "ca", "configMap": {"name": "corp-ca"}}
+    assert volumes["cache"] == {"name": "cache", "persistentVolumeClaim": {"claimName": "sf-stepflow-cache"}}
+    assert _one(docs, "PersistentVolumeClaim")["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    shared = _helm("template", "sf", str(CHART), "-f", str(values), "--set", "leaderElection.enabled=true",
+                   "--set", "replicaCount=2", check=False)
+    assert shared.returncode != 0 and "ReadWriteMany" in shared.stderr
+
+
+def test_services_monitors_ingress_and_network_policy():
+    docs = _render("metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true",
+                   "receiver.ingress.enabled=true", "receiver.ingress.hosts[0].host=hooks.example.com",
+                   "networkPolicy.enabled=true")
+    metrics = _one(docs, "Service", "sf-stepflow-metrics")
+    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}]
+    assert metrics["spec"]["publishNotReadyAddresses"] is True  # a standby is scraped too
+    receiver = _one(docs, "Service", "sf-stepflow-receiver")
+    assert receiver["spec"]["ports"][0]["targetPort"] == "receiver"
+    assert "publishNotReadyAddresses" not in receiver["spec"]  # webhooks reach the active replica only
+    assert _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    assert _one(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    rule = _one(docs, "Ingress")["spec"]["rules"][0]
+    assert rule["host"] == "hooks.example.com"
+    assert rule["http"]["paths"][0]["path"] == "/hook/"
+    policy = _one(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert sorted(p["port"] for r in policy["ingress"] for p in r["ports"]) == ["metrics", "receiver"]
+    off = _render("receiver.enabled=false", "networkPolicy.enabled=true")
+    assert [p["port"] for r in _one(off, "NetworkPolicy")["spec"]["ingress"] for p in r["ports"]] == ["metrics"]
+    assert _one(off, "ConfigMap")["data"]["STEPFLOW_RECEIVER_ADDRESS"] == "off"
+    assert not [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-receiver")]
+
+
+#: Values the server-side dry run checks against the API server's own OpenAPI schema.
+#: ServiceMonitor/PodMonitor are prometheus-operator kinds the test API server does not
+#: serve; their shape is checked above.
+VALUES_MATRIX = {
+    "defaults": [],
+    "namespaced": ["watchNamespaces={{{ns}-team}}"],
+    "glob": ["watchNamespaces={{{ns}-*}}"],
+    "ha": ["leaderElection.enabled=true", "replicaCount=2", "topologySpreadConstraints[0].maxSkew=1",
+           "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+           "topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule"],
+    "hardened": ["sandbox.enabled=false", "networkPolicy.enabled=true", "operator.logFormat=json",
+                 "podSecurityContext.fsGroup=65532", "containerSecurityContext.readOnlyRootFilesystem=true",
+                 "receiver.ingress.enabled=true", "receiver.ingress.hosts[0].host=hooks.example.com",
+                 "receiver.ingress.className=nginx", "receiver.service.type=LoadBalancer"],
+    "cache-claim": ["cachePersistence.enabled=true", "cachePersistence.storageClassName=standard",
+                    "operator.integrityKeySecret=signing", "operator.s3CredentialsSecret=aws",
+                    "extraVolumes[0].name=ca", "extraVolumes[0].configMap.name=corp-ca",
+                    "extraVolumeMounts[0].name=ca", "extraVolumeMounts[0].mountPath=/etc/ca"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALUES_MATRIX))
+def test_the_values_matrix_passes_a_server_side_dry_run(kube, case):
+    release = f"sf{secrets.token_hex(3)}"
+    namespace = f"{release}-system"
+    for ns in (namespace, f"{namespace}-team"):
+        kube.kubectl("create", "namespace", ns)
+    sets = [s.format(ns=namespace) for s in VALUES_MATRIX[case]]
+    docs = _render(*sets, release=release, namespace=namespace)
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "ConfigMap", "Service"} <= kinds, kinds
+    manifest = "\n---\n".join(yaml.safe_dump(d) for d in docs)
+    # --validate=strict: an unknown or misplaced field is an error, as the API server sees it.
+    kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=manifest)
+
+
+def test_a_glob_release_can_act_in_a_matching_namespace(kube):
+    release = f"sf{secrets.token_hex(3)}"
+    namespace, matching = f"{release}-system", f"{release}-ml-a"
+    for ns in (namespace, matching):
+        kube.kubectl("create", "namespace", ns)
+    docs = _render(f"watchNamespaces={{{release}-ml-*}}", release=release, namespace=namespace)
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    kube.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in rbac))
+    try:
+        sa = f"system:serviceaccount:{namespace}:{release}-stepflow"
+        for verb, resource in [("watch", "pipelines.stepflow.dev"), ("patch", "pipelines.stepflow.dev/status"),
+                               ("create", "pipelineexecutions.stepflow.dev"), ("get", "secrets"),
+                               ("watch", "receivers.stepflow.dev")]:
+            assert _can_i(kube, sa, verb, resource, matching), (verb, resource)
+        assert _can_i(kube, sa, "list", "namespaces", matching)
+        assert not _can_i(kube, sa, "list", "secrets", matching)
+    finally:
+        for d in rbac:
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)

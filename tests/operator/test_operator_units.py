@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stepflow.gitops.execution_status import duration_text
-from stepflow_operator.__main__ import kopf_arguments
+from stepflow_operator.__main__ import kopf_arguments, parse
 from stepflow_operator.context import Runs
 from stepflow_operator.patches import merge_patch
 
@@ -32,23 +32,26 @@ def test_a_resumed_old_execution_does_not_take_the_summary_from_a_newer_one():
 
 
 @pytest.mark.parametrize("argv, env, expected", [
-    ([], {}, ["--all-namespaces", "--standalone"]),
-    (["-n", "a", "-n", "b"], {}, ["--namespace=a", "--namespace=b", "--standalone"]),
-    ([], {"STEPFLOW_WATCH_NAMESPACES": "x, y"}, ["--namespace=x", "--namespace=y", "--standalone"]),
-    (["--peering", "stepflow", "--verbose"], {}, ["--all-namespaces", "--peering=stepflow", "--verbose"]),
+    ([], {}, ["--all-namespaces"]),
+    (["-n", "a", "-n", "b"], {}, ["--namespace=a", "--namespace=b"]),
+    ([], {"STEPFLOW_WATCH_NAMESPACES": "x, y"}, ["--namespace=x", "--namespace=y"]),
+    (["--standalone", "-n", "ml-*"], {}, ["--namespace=ml-*"]),
+    (["--leader-elect", "--verbose", "--log-format", "json"], {},
+     ["--all-namespaces", "--log-format=json", "--verbose"]),
 ])
 def test_command_line_maps_to_kopf_run(argv, env, expected, monkeypatch):
     monkeypatch.delenv("STEPFLOW_WATCH_NAMESPACES", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert kopf_arguments(argv) == ["run", "--module=stepflow_operator.handlers", *expected]
+    # Always --standalone: with --leader-elect the Lease, not kopf's peering, keeps one active.
+    assert kopf_arguments(parse(argv)) == ["run", "--module=stepflow_operator.handlers", "--standalone", *expected]
 
 
 def test_contradictory_flags_are_refused():
     with pytest.raises(SystemExit):
-        kopf_arguments(["--standalone", "--peering", "x"])
+        parse(["-A", "-n", "x"])
     with pytest.raises(SystemExit):
-        kopf_arguments(["-A", "-n", "x"])
+        parse(["--peering", "x"])  # gone: --leader-elect
 
 
 @pytest.mark.parametrize("seconds, text", [(8, "8s"), (72, "1m12s"), (120, "2m"), (3720, "1h2m"), (7200, "2h")])

@@ -55,9 +55,17 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-{{- if .Values.peering.enabled }}
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
+- apiGroups: [stepflow.dev]
+  resources: [receivers]
   verbs: [get, list, watch, patch]
+- apiGroups: [stepflow.dev]
+  resources: [receivers/status]
+  verbs: [get, patch]
 {{- end }}
+
+{{/* "true" when watchNamespaces holds a kopf pattern (glob or negation), which RBAC cannot scope. */}}
+{{- define "stepflow.namespacePatterns" -}}
+{{- $found := false -}}
+{{- range .Values.watchNamespaces }}{{ if regexMatch "[*?\\[!]" . }}{{ $found = true }}{{ end }}{{ end -}}
+{{- if $found }}true{{ end -}}
 {{- end }}

@@ -35,6 +35,7 @@ from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.k8s_names import object_name
 from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
+from stepflow.gitops.observer import ReconcileObserver
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
 from stepflow.gitops.source import GitSource, SourceError, safe_url
@@ -96,12 +97,14 @@ class Reconciler:
     """Holds what reconciles share: the git cache, the sandbox, the key, the targets.
 
     ``targets`` says where each Pipeline's store and backend are; without it, one is made
-    from ``default_s3_root_uri``/``s3_endpoint_url`` with the local backend.
+    from ``default_s3_root_uri``/``s3_endpoint_url`` with the local backend. ``observer``
+    hears each stage's duration and each publish (the operator's metrics).
     """
 
     def __init__(self, *, work_dir: Path, integrity_key: bytes | None = None,
                  default_s3_root_uri: str | None = None, s3_endpoint_url: str | None = None,
-                 targets: Targets | None = None, sandbox_settings: SandboxSettings | None = None) -> None:
+                 targets: Targets | None = None, sandbox_settings: SandboxSettings | None = None,
+                 observer: ReconcileObserver | None = None) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.source = GitSource(self.work_dir / "git")
@@ -109,6 +112,7 @@ class Reconciler:
         self.integrity_key = integrity_key
         self.pending = PendingPublishes(self.work_dir / "pending")
         self.targets = targets or Targets(default_s3_root_uri=default_s3_root_uri, s3_endpoint_url=s3_endpoint_url)
+        self.observer = observer or ReconcileObserver()
 
     # -- the reconcile -------------------------------------------------------------------
 
@@ -172,7 +176,8 @@ class Reconciler:
         try:
             if isinstance(credentials, StepflowError):
                 raise SourceError(credentials.message, reason=credentials.reason, kind=INFRASTRUCTURE)
-            commit = await asyncio.to_thread(self.source.resolve, spec.url, spec.ref, credentials, spec.timeout)
+            with self.observer.stage("resolve"):
+                commit = await asyncio.to_thread(self.source.resolve, spec.url, spec.ref, credentials, spec.timeout)
         except SourceError as exc:
             message = str(exc)
             self._condition(out, SOURCE_READY, "False", exc.reason, message, generation, now)
@@ -239,8 +244,9 @@ class Reconciler:
                                                      message=f"building {revision}", timestamp=timefmt.seconds(now))
         await _report(progress, out)
         try:
-            checkout = await asyncio.to_thread(self.source.fetch, spec.url, spec.ref, commit, credentials,
-                                               spec.timeout)
+            with self.observer.stage("fetch"):
+                checkout = await asyncio.to_thread(self.source.fetch, spec.url, spec.ref, commit, credentials,
+                                                   spec.timeout)
         except SourceError as exc:
             self._failed(out, SOURCE_READY, exc, generation, now, retry_in=None)
             return None
@@ -258,11 +264,13 @@ class Reconciler:
                 with handle:
                     json.dump(index, handle)
                 index_file = Path(handle.name)
-            result = await self.sandbox.build(BuildRequest(
-                checkout=checkout.path, module=spec.module, attr=spec.attr,
-                s3_root_uri=store.root_uri, requirements=spec.build.requirements,
-                previous_index=index_file, source_date_epoch=checkout.committed_at,
-                limits=Limits(timeout=spec.build.timeout, memory_bytes=spec.build.memory_bytes)))
+            with self.observer.stage("build") as build:
+                result = await self.sandbox.build(BuildRequest(
+                    checkout=checkout.path, module=spec.module, attr=spec.attr,
+                    s3_root_uri=store.root_uri, requirements=spec.build.requirements,
+                    previous_index=index_file, source_date_epoch=checkout.committed_at,
+                    limits=Limits(timeout=spec.build.timeout, memory_bytes=spec.build.memory_bytes)))
+                build.ok = result.ok
             bundle_dir = result.bundle_dir
             finished = datetime.now(UTC)
             status["lastBuild"] = {"revision": revision, "startedAt": timefmt.seconds(started),
@@ -309,10 +317,12 @@ class Reconciler:
     async def _publish_upsert(self, out: Outcome, spec: PipelineSpec, bundle: Bundle, store: ObjectStore,
                               revision: str, generation: int, now: datetime) -> None:
         status = out.status
-        report = await asyncio.to_thread(publish, bundle, store)
-        backend = self.targets.backend_for(spec)
-        await asyncio.to_thread(backend.upsert, bundle, store, role_arn=spec.role_arn, description=None,
-                                tags=None)
+        with self.observer.stage("publish"):
+            report = await asyncio.to_thread(publish, bundle, store)
+            backend = self.targets.backend_for(spec)
+            await asyncio.to_thread(backend.upsert, bundle, store, role_arn=spec.role_arn, description=None,
+                                    tags=None)
+        self.observer.published(report)
         previous = status.get("definition") or {}
         status["definition"] = {
             "pipelineName": bundle.pipeline_name, "digest": bundle.digest, "uri": report.definition_uri,
