@@ -34,8 +34,8 @@ from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
 from stepflow.gitops.k8s_names import object_name
-from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.observer import ReconcileObserver
+from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
 from stepflow.gitops.source import GitSource, SourceError, safe_url
