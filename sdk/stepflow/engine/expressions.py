@@ -221,7 +221,27 @@ class Evaluator:
         if isinstance(document, UnreadableDocument):
             raise ExpressionError(f"JsonGet: cannot read {uri}: {document.reason}")
         path = parse_path(body["Path"])
+        unavailable = result_unavailable(document, path)
+        if unavailable is not None:
+            raise ExpressionError(
+                f"JsonGet {format_path(path)} in {uri}: the step's return value is not available "
+                f"as JSON: {unavailable} Conditions and JsonGet read JSON only: return dicts, "
+                "lists, strings, finite numbers, booleans and None from a step they read (another "
+                "@step receives the pickled value and is not limited to JSON).")
         return json_get(document, path, uri)
+
+
+def result_unavailable(document: Any, path: tuple[PathSegment, ...]) -> str | None:
+    """Why a step's ``results.json`` holds no ``Result`` for ``path``, if it says so.
+
+    The step runtime writes ``{"Result": null, "Exception": "<why>"}`` when the return
+    value is not JSON-serializable; the step succeeded, but no path into ``Result`` can be
+    read (SageMaker's service records the same failure for these readers).
+    """
+    if isinstance(document, Mapping) and set(document) == {"Result", "Exception"} \
+            and isinstance(document["Exception"], str) and path and path[0] == "Result":
+        return document["Exception"]
+    return None
 
 
 def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
@@ -234,8 +254,7 @@ def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
             if not isinstance(current, Mapping):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: {format_path(path[:depth]) or 'the document'} "
-                    f"is {_describe(current)}, so it has no key {segment!r}"
-                    + _not_serializable_hint(document, depth))
+                    f"is {_describe(current)}, so it has no key {segment!r}")
             if segment not in current:
                 keys = ", ".join(repr(k) for k in current) or "none"
                 raise ExpressionError(
@@ -246,8 +265,7 @@ def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
             if not isinstance(current, list):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: {format_path(path[:depth])} is "
-                    f"{_describe(current)}, not a list, so it has no index [{segment}]"
-                    + _not_serializable_hint(document, depth))
+                    f"{_describe(current)}, not a list, so it has no index [{segment}]")
             if not -len(current) <= segment < len(current):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: index [{segment}] is out of range "
@@ -310,15 +328,6 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)} items"
     return "an object"
-
-
-def _not_serializable_hint(document: Any, depth: int) -> str:
-    """The runtime writes ``{"Result": null, "Exception": "..."}`` when a return value is not
-    JSON-serializable; say so instead of only 'null has no key'."""
-    if depth == 1 and isinstance(document, Mapping) and document.get("Result") is None \
-            and isinstance(document.get("Exception"), str):
-        return f" ({document['Exception']})"
-    return ""
 
 
 # ---------------------------------------------------------------------------------------

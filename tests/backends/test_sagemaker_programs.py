@@ -1,0 +1,209 @@
+"""Programs of the kinds SageMaker notebooks contain, run unchanged but for their imports
+on the local backend (issue 10): non-JSON values between steps, pipeline variables in
+decorator keywords, call-time capture, failures surfaced the SDK's way.
+
+Each pipeline is a module file loaded the way users' modules are, so functions and the
+classes they return travel by value exactly as in production. The store is file://
+(the S3 store is exercised by test_local_backend.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+
+import pytest
+
+from stepflow.backends.local import LocalBackend
+from stepflow.compiler.loader import load_pipeline
+from stepflow.errors import SerializationError
+from stepflow.session import Session
+from stepflow.storage import open_store
+
+HEADER = """
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+from stepflow.workflow.parameters import ParameterInteger, ParameterString
+from stepflow.workflow.execution_variables import ExecutionVariables
+from stepflow.workflow.condition_step import ConditionStep
+from stepflow.workflow.conditions import ConditionGreaterThanOrEqualTo
+from stepflow.workflow.fail_step import FailStep
+
+
+class Frame:
+    '''Stands in for a pandas DataFrame: picklable, not JSON-serializable.'''
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def mean(self):
+        return sum(self.rows) / len(self.rows)
+"""
+
+_MODULE_NUMBERS = itertools.count()
+
+
+@pytest.fixture
+def deploy(tmp_path, monkeypatch):
+    """deploy(source) -> pipeline: write the module, load it, upsert it on a local backend."""
+    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    root = f"file://{tmp_path / 'store'}"
+
+    def make(source: str):
+        path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
+        path.write_text(HEADER + textwrap.dedent(source))
+        pipeline = load_pipeline(str(path))
+        backend = LocalBackend(open_store(root), run_dir=tmp_path / "runs")
+        pipeline._session = Session(root, backend=backend)
+        pipeline.upsert()
+        return pipeline
+
+    return make
+
+
+def by_name(execution) -> dict[str, dict]:
+    return {s["StepName"]: s for s in execution.list_steps()}
+
+
+# -- bug 1: values between steps need not be JSON -----------------------------------------
+
+
+def test_a_dataframe_like_value_passes_between_steps(deploy):
+    pipeline = deploy("""
+        @step
+        def load():
+            return Frame([1.0, 2.0, 6.0])
+
+        @step
+        def train(frame, scale):
+            return {"mean": frame.mean() * scale}
+
+        pipeline = Pipeline(name="frames", steps=[train(load(), 2)])
+    """)
+    execution = pipeline.start()
+    described = execution.wait(timeout=120)
+    assert described["PipelineExecutionStatus"] == "Succeeded", described.get("FailureReason")
+    assert execution.result("train") == {"mean": 6.0}
+    frame = execution.result("load")
+    assert type(frame).__name__ == "Frame" and frame.rows == [1.0, 2.0, 6.0]
+
+
+def test_a_condition_reading_a_non_json_result_fails_clearly_and_the_step_succeeds(deploy):
+    pipeline = deploy("""
+        @step
+        def fit():
+            return Frame([1.0])
+
+        @step
+        def deploy_model():
+            return "deployed"
+
+        check = ConditionStep(name="check", conditions=[ConditionGreaterThanOrEqualTo(left=fit(), right=1)],
+                              if_steps=[deploy_model()], else_steps=[])
+        pipeline = Pipeline(name="judge", steps=[check])
+    """)
+    execution = pipeline.start()
+    execution.backend.wait(pipeline.name, execution.execution_id, 120)
+    steps = by_name(execution)
+    assert steps["fit"]["StepStatus"] == "Succeeded"
+    assert steps["check"]["StepStatus"] == "Failed"
+    reason = steps["check"]["FailureReason"]
+    assert "return value is not available as JSON" in reason
+    assert "The function return (<smprog_" in reason and "Frame object" in reason
+    assert "is not JSON serializable" in reason
+
+
+# -- bug 2: pipeline variables in decorator keywords ----------------------------------------
+
+
+def test_pipeline_variables_in_step_keywords_compile_to_gets_and_resolve_at_run_time(deploy):
+    pipeline = deploy("""
+        instance_type = ParameterString("TrainInstanceType", default_value="ml.m5.xlarge")
+        image = ParameterString("Image", default_value="python:3.11-slim")
+        count = ParameterInteger("InstanceCount", default_value=1)
+        runtime = ParameterInteger("MaxRuntime", default_value=3600)
+        mode = ParameterString("Mode", default_value="fast")
+
+        @step(instance_type=instance_type, image_uri=image, instance_count=count,
+              max_runtime_in_seconds=runtime, volume_size=ParameterInteger("Volume", default_value=30),
+              environment_variables={"MODE": mode, "RUN": ExecutionVariables.PIPELINE_EXECUTION_ID,
+                                     "FIXED": "yes"})
+        def train():
+            import os
+            return [os.environ["MODE"], os.environ["RUN"], os.environ["FIXED"]]
+
+        pipeline = Pipeline(name="keywords", parameters=[instance_type, image, count, runtime, mode,
+                                                          ParameterInteger("Volume", default_value=30)],
+                            steps=[train()])
+    """)
+    definition = json.loads(pipeline.definition())
+    arguments = definition["Steps"][0]["Arguments"]
+    assert arguments["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainInstanceType"}
+    assert arguments["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.InstanceCount"}
+    assert arguments["ResourceConfig"]["VolumeSizeInGB"] == {"Get": "Parameters.Volume"}
+    assert arguments["AlgorithmSpecification"]["TrainingImage"] == {"Get": "Parameters.Image"}
+    assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == {"Get": "Parameters.MaxRuntime"}
+    assert arguments["Environment"]["MODE"] == {"Get": "Parameters.Mode"}
+    assert arguments["Environment"]["RUN"] == {"Get": "Execution.PipelineExecutionId"}
+
+    execution = pipeline.start(parameters={"Mode": "thorough", "TrainInstanceType": "ml.c5.2xlarge"})
+    described = execution.wait(timeout=120)
+    assert described["PipelineExecutionStatus"] == "Succeeded", described.get("FailureReason")
+    assert execution.result("train") == ["thorough", execution.execution_id, "yes"]
+
+
+def test_a_pipeline_variable_where_the_compiler_needs_a_value_is_refused_at_the_users_line(tmp_path):
+    from stepflow.errors import ValidationError
+    from stepflow.workflow.function_step import step
+    from stepflow.workflow.parameters import ParameterString
+
+    with pytest.raises(ValidationError, match=r"@step\(role=\.\.\.\) cannot be a pipeline variable") as info:
+        step(role=ParameterString("Role"))  # marker: role
+    assert info.value.location.file.endswith("test_sagemaker_programs.py")
+    assert "instance_type" in info.value.message  # says what does accept variables
+
+
+# -- bug 3: the function and arguments are captured at the call ------------------------------
+
+
+def test_rebinding_a_global_after_the_call_does_not_change_what_runs(deploy):
+    pipeline = deploy("""
+        threshold = 0.5
+        settings = {"epochs": 3}
+
+        @step
+        def train(config):
+            return {"threshold": threshold, "epochs": config["epochs"]}
+
+        result = train(settings)
+        threshold = ExecutionVariables.PIPELINE_NAME   # rebound after the call
+        settings["epochs"] = 99                        # mutated after the call
+        pipeline = Pipeline(name="captured", steps=[result])
+    """)
+    execution = pipeline.start()
+    described = execution.wait(timeout=120)
+    assert described["PipelineExecutionStatus"] == "Succeeded", described.get("FailureReason")
+    assert execution.result("train") == {"threshold": 0.5, "epochs": 3}
+
+
+def test_a_pipeline_variable_read_from_a_global_is_reported_at_the_call(tmp_path):
+    path = tmp_path / "smprog_global.py"
+    path.write_text(HEADER + textwrap.dedent("""
+        name = ExecutionVariables.PIPELINE_NAME
+
+        @step
+        def report():
+            return name
+
+        result = report()
+        pipeline = Pipeline(name="globals", steps=[result])
+    """))
+    with pytest.raises(SerializationError) as info:
+        load_pipeline(str(path))
+    cause = info.value
+    while not isinstance(cause, SerializationError) or cause.location is None:
+        cause = cause.__cause__
+    assert "report() cannot be pickled" in cause.message
+    assert "pass it as an argument instead" in cause.message
+    assert cause.location.line == HEADER.count("\n") + 8  # the line `result = report()`
