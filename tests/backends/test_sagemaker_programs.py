@@ -207,3 +207,51 @@ def test_a_pipeline_variable_read_from_a_global_is_reported_at_the_call(tmp_path
     assert "report() cannot be pickled" in cause.message
     assert "pass it as an argument instead" in cause.message
     assert cause.location.line == HEADER.count("\n") + 8  # the line `result = report()`
+
+
+# -- bug 8: wait() raises on failure; result() raises RemoteFunctionError -------------------
+
+
+def test_wait_raises_the_sdks_waiter_error_and_result_carries_the_steps_exception(deploy):
+    from botocore.exceptions import WaiterError
+
+    from stepflow.remote_function.errors import RemoteFunctionError
+
+    pipeline = deploy("""
+        @step
+        def train():
+            raise ValueError("the data has no label column")
+
+        pipeline = Pipeline(name="failing", steps=[train()])
+    """)
+    execution = pipeline.start()
+    with pytest.raises(WaiterError) as waited:
+        execution.wait(delay=1, max_attempts=120)
+    assert "Waiter encountered a terminal failure state" in str(waited.value)
+    assert "ValueError: the data has no label column" in str(waited.value)
+    assert waited.value.last_response["PipelineExecutionStatus"] == "Failed"
+
+    with pytest.raises(RemoteFunctionError, match="step train is not in Completed status") as info:
+        execution.result("train")
+    assert isinstance(info.value.exception, ValueError)
+    assert str(info.value.exception) == "the data has no label column"
+    assert info.value.__cause__ is info.value.exception
+
+
+def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, tmp_path):
+    from botocore.exceptions import WaiterError
+
+    pipeline = deploy(f"""
+        @step
+        def slow():
+            import os, time
+            while not os.path.exists({str(tmp_path / "release")!r}):
+                time.sleep(0.05)
+
+        pipeline = Pipeline(name="slow", steps=[slow()])
+    """)
+    execution = pipeline.start()
+    with pytest.raises(WaiterError, match="Max attempts exceeded"):
+        execution.wait(delay=0.1, max_attempts=2)
+    (tmp_path / "release").touch()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"

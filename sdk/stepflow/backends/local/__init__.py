@@ -30,6 +30,7 @@ from stepflow.cache import cache_dir
 from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution
 from stepflow.errors import BackendError
 from stepflow.locks import flock, is_locked
+from stepflow.remote_function.errors import RemoteFunctionError
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore, open_store
 from stepflow.timefmt import millis, utcnow
@@ -299,12 +300,29 @@ class LocalBackend(Backend):
         if plan.step(step_name).type != "Training":
             raise ValueError("This method can only be used on pipeline steps created using @step decorator.")
         step = self.execution_state(pipeline_name, execution_id).steps[step_name]
-        if step.status != "Succeeded":
-            raise BackendError(f"Unable to retrieve step output as the step {step_name} is not in "
-                               f"Completed status (it is {step.status}).", reason="StepNotCompleted")
         from stepflow.config import load_config
 
+        key = load_config().integrity_key
         pstore = self.pipeline_store(pipeline_name)
+        if step.status != "Succeeded":
+            raised = self._step_exception(pstore, execution_id, step_name, key)
+            raise RemoteFunctionError(
+                f"Unable to retrieve step output as the step {step_name} is not in Completed status "
+                f"(it is {step.status})."
+                + (f" It failed with: {step.failure_reason}" if step.failure_reason else ""),
+                exception=raised, reason="StepNotCompleted") from raised
         prefix = layout.results_prefix(execution_id, step_name)
-        return deserialize(pstore.get_bytes(f"{prefix}/payload.pkl"), pstore.get_bytes(f"{prefix}/metadata.json"),
-                           key=load_config().integrity_key)
+        return deserialize(pstore.get_bytes(layout.payload_key(prefix)),
+                           pstore.get_bytes(layout.metadata_key(prefix)), key=key)
+
+    @staticmethod
+    def _step_exception(pstore: ObjectStore, execution_id: str, step_name: str,
+                        key: bytes | None) -> BaseException | None:
+        """What a failed step raised (its pickled exception), None when it left none."""
+        prefix = layout.exception_prefix(execution_id, step_name)
+        try:
+            exc = deserialize(pstore.get_bytes(layout.payload_key(prefix)),
+                              pstore.get_bytes(layout.metadata_key(prefix)), key=key)
+        except NotFound:
+            return None
+        return exc if isinstance(exc, BaseException) else None
