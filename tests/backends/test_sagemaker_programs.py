@@ -255,3 +255,43 @@ def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, tmp
         execution.wait(delay=0.1, max_attempts=2)
     (tmp_path / "release").touch()
     assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+
+
+# -- bug 4: list_steps() as SageMaker lists them ---------------------------------------------
+
+
+def test_list_steps_returns_the_started_steps_newest_first_without_skipped_branches(deploy):
+    pipeline = deploy("""
+        @step
+        def prepare():
+            return [3, 4]
+
+        @step
+        def evaluate(data):
+            return {"accuracy": sum(data) / 10}
+
+        @step
+        def register(metrics):
+            return "registered"
+
+        @step
+        def retrain():
+            return "retrained"
+
+        metrics = evaluate(prepare())
+        check = ConditionStep(name="check",
+                              conditions=[ConditionGreaterThanOrEqualTo(left=metrics["accuracy"], right=0.5)],
+                              if_steps=[register(metrics)], else_steps=[retrain()])
+        pipeline = Pipeline(name="listing", steps=[check])
+    """)
+    execution = pipeline.start()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    listed = execution.list_steps()
+    assert [s["StepName"] for s in listed] == ["register", "check", "evaluate", "prepare"]
+    starts = [s["StartTime"] for s in listed]
+    assert starts == sorted(starts, reverse=True)
+    assert listed[1]["Metadata"] == {"Condition": {"Outcome": "True"}}
+    # Our own views keep every step: the CLI shows why retrain did not run.
+    everything = {s["StepName"]: s for s in execution.backend.all_steps(pipeline.name, execution.execution_id)}
+    assert everything["retrain"]["StepStatus"] == "Skipped"
+    assert "evaluated to true" in everything["retrain"]["SkipReason"]

@@ -56,5 +56,19 @@ def step_view(step: StepState, step_type: str) -> dict[str, Any]:
     return out
 
 def list_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
-    """Every step, in plan order (SageMaker lists only started ones; Pending/Skipped help people)."""
+    """ListPipelineExecutionSteps: the steps that started, newest first, as SageMaker lists
+    them (a Pending step, or one Skipped because its branch was not taken, is absent).
+
+    Steps started at the same instant (a condition and the fail step it reached) are
+    listed later-in-the-plan first, the order in which the engine started them.
+    """
+    position = {name: i for i, name in enumerate(plan.order)}
+    started = [s for s in state.steps.values() if s.started_at is not None]
+    started.sort(key=lambda s: (s.started_at, position[s.name]), reverse=True)
+    return [step_view(s, plan.step(s.name).type) for s in started]
+
+
+def all_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
+    """Every step in plan order, Pending and Skipped included (with ``SkipReason``): the
+    CLI's view, which shows what has yet to run and why a step will not."""
     return [step_view(state.steps[name], plan.step(name).type) for name in plan.order]

@@ -25,7 +25,7 @@ from stepflow import layout
 from stepflow.backends.base import Backend, OnChange, ShouldStop
 from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
-from stepflow.backends.views import describe_execution, list_steps
+from stepflow.backends.views import all_steps, describe_execution, list_steps
 from stepflow.cache import cache_dir
 from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution
 from stepflow.errors import BackendError
@@ -256,6 +256,10 @@ class LocalBackend(Backend):
 
     def list_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
         return list_steps(self._plan(pipeline_name, execution_id), self.execution_state(pipeline_name, execution_id))
+
+    def all_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
+        """Every step in plan order, Pending and Skipped included (``views.all_steps``)."""
+        return all_steps(self._plan(pipeline_name, execution_id), self.execution_state(pipeline_name, execution_id))
 
     def stop(self, pipeline_name: str, execution_id: str) -> None:
         state = self.execution_state(pipeline_name, execution_id)
