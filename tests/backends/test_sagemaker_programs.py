@@ -14,6 +14,7 @@ import json
 import textwrap
 
 import pytest
+from botocore.exceptions import WaiterError
 
 from stepflow.backends.local import LocalBackend
 from stepflow.compiler.loader import load_pipeline
@@ -213,8 +214,6 @@ def test_a_pipeline_variable_read_from_a_global_is_reported_at_the_call(tmp_path
 
 
 def test_wait_raises_the_sdks_waiter_error_and_result_carries_the_steps_exception(deploy):
-    from botocore.exceptions import WaiterError
-
     from stepflow.remote_function.errors import RemoteFunctionError
 
     pipeline = deploy("""
@@ -239,8 +238,6 @@ def test_wait_raises_the_sdks_waiter_error_and_result_carries_the_steps_exceptio
 
 
 def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, tmp_path):
-    from botocore.exceptions import WaiterError
-
     pipeline = deploy(f"""
         @step
         def slow():
@@ -295,3 +292,136 @@ def test_list_steps_returns_the_started_steps_newest_first_without_skipped_branc
     everything = {s["StepName"]: s for s in execution.backend.all_steps(pipeline.name, execution.execution_id)}
     assert everything["retrain"]["StepStatus"] == "Skipped"
     assert "evaluated to true" in everything["retrain"]["SkipReason"]
+
+
+# -- bug 10: parallelism_config and selective_execution_config -----------------------------
+
+
+def test_parallelism_config_caps_the_steps_running_at_once(deploy):
+    from stepflow.workflow.parallelism_config import ParallelismConfiguration
+
+    pipeline = deploy("""
+        def _window():
+            import time
+            start = time.time(); time.sleep(0.6); return (start, time.time())
+
+        @step
+        def a():
+            return _window()
+
+        @step
+        def b():
+            return _window()
+
+        @step
+        def c():
+            return _window()
+
+        pipeline = Pipeline(name="capped", steps=[a(), b(), c()])
+    """)
+    execution = pipeline.start(parallelism_config=ParallelismConfiguration(max_parallel_execution_steps=1))
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    windows = sorted(execution.result(name) for name in ("a", "b", "c"))
+    for (_, end), (start, _) in itertools.pairwise(windows):
+        assert end <= start, f"steps overlapped under a parallelism of 1: {windows}"
+
+
+def test_selective_execution_runs_the_selected_step_on_the_source_executions_results(deploy, tmp_path):
+    from stepflow.workflow.selective_execution_config import SelectiveExecutionConfig
+
+    runs = tmp_path / "runs.log"
+    pipeline = deploy(f"""
+        def _note(name):
+            with open({str(runs)!r}, "a") as f:
+                f.write(name + "\\n")
+
+        @step
+        def prepare():
+            _note("prepare")
+            return Frame([1.0, 2.0, 3.0])
+
+        @step
+        def train(frame, lr):
+            _note("train")
+            return {{"mean": frame.mean(), "lr": lr}}
+
+        @step
+        def evaluate(model):
+            _note("evaluate")
+            return model["mean"] > 1
+
+        lr = ParameterString("LearningRate", default_value="0.1")
+        pipeline = Pipeline(name="selective", parameters=[lr], steps=[evaluate(train(prepare(), lr))])
+    """)
+    source = pipeline.start()
+    assert source.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    runs.write_text("")
+
+    rerun = pipeline.start(parameters={"LearningRate": "0.5"}, selective_execution_config=SelectiveExecutionConfig(
+        source_pipeline_execution_arn=source.arn, selected_steps=["train"]))
+    assert rerun.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    assert runs.read_text() == "train\n"  # only the selected step ran
+    assert rerun.result("train") == {"mean": 2.0, "lr": "0.5"}
+    assert rerun.result("prepare").rows == [1.0, 2.0, 3.0]  # the source's result
+    listed = {s["StepName"]: s for s in rerun.list_steps()}
+    assert set(listed) == {"train", "prepare"}  # evaluate was not selected: never started
+    assert listed["prepare"]["SelectiveExecutionResult"]["SourcePipelineExecutionArn"].endswith(
+        source.execution_id)
+    assert listed["prepare"]["AttemptCount"] == 0
+
+    # reference_latest_execution (the default): the latest execution is the source
+    latest = pipeline.start(selective_execution_config=SelectiveExecutionConfig(selected_steps=["evaluate"]))
+    assert latest.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    assert latest.result("evaluate") is True
+    assert runs.read_text() == "train\nevaluate\n"
+
+
+def test_selective_execution_refuses_a_step_whose_inputs_did_not_succeed(deploy):
+    from stepflow.errors import ValidationError
+    from stepflow.workflow.selective_execution_config import SelectiveExecutionConfig
+
+    pipeline = deploy("""
+        @step
+        def prepare():
+            raise ValueError("no data")
+
+        @step
+        def train(data):
+            return data
+
+        pipeline = Pipeline(name="selective-bad", steps=[train(prepare())])
+    """)
+    source = pipeline.start()
+    with pytest.raises(WaiterError, match="terminal failure state"):
+        source.wait(timeout=120)
+    with pytest.raises(ValidationError, match="step 'train' needs 'prepare', which is not selected and did "
+                                              "not succeed in source execution"):
+        pipeline.start(selective_execution_config=SelectiveExecutionConfig(
+            source_pipeline_execution_arn=source.arn, selected_steps=["train"]))
+
+
+def test_execution_retry_goes_on_in_place(deploy, tmp_path):
+    fixed = tmp_path / "fixed"
+    pipeline = deploy(f"""
+        @step
+        def prepare():
+            return 20
+
+        @step
+        def train(x):
+            import os
+            if not os.path.exists({str(fixed)!r}):
+                raise RuntimeError("flaky dependency")
+            return x + 1
+
+        pipeline = Pipeline(name="retry-api", steps=[train(prepare())])
+    """)
+    execution = pipeline.start()
+    with pytest.raises(WaiterError, match="terminal failure state"):
+        execution.wait(timeout=120)
+    fixed.touch()
+    execution.retry()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    assert execution.result("train") == 21
+    listed = {s["StepName"]: s["AttemptCount"] for s in execution.list_steps()}
+    assert listed == {"prepare": 1, "train": 2}

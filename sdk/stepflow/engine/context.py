@@ -37,6 +37,7 @@ def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str,
         documents=documents or {},
         condition_outcomes={name: s.condition_outcome for name, s in state.steps.items()
                             if s.condition_outcome is not None},
+        sources={name: s.reused_from for name, s in state.steps.items() if s.reused_from is not None},
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stepflow.errors import StepflowError, ValidationError
@@ -76,6 +76,9 @@ class Context:
     steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     documents: Mapping[str, Any] = field(default_factory=dict)
     condition_outcomes: Mapping[str, bool] = field(default_factory=dict)
+    #: step → the execution it was reused from (selective execution): its properties
+    #: evaluate with that execution's id, so they name the source's results.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_expression(value: Any) -> bool:
@@ -197,9 +200,14 @@ class Evaluator:
         except (LookupError, PathSyntaxError) as exc:
             raise ExpressionError(f"{{'Get': {reference!r}}}: {exc}") from None
         self._resolving.append(reference)
+        context = self.context
+        source = context.sources.get(step)
+        if source is not None:
+            self.context = replace(context, execution=_as_execution(context.execution, source))
         try:
             return self.resolve(raw)
         finally:
+            self.context = context
             self._resolving.pop()
 
     def _join(self, body: Mapping[str, Any]) -> Any:
@@ -242,6 +250,15 @@ def result_unavailable(document: Any, path: tuple[PathSegment, ...]) -> str | No
             and isinstance(document["Exception"], str) and path and path[0] == "Result":
         return document["Exception"]
     return None
+
+
+def _as_execution(execution: Mapping[str, str], execution_id: str) -> dict[str, str]:
+    """Execution variables as another execution of the same pipeline has them."""
+    out = {**execution, "PipelineExecutionId": execution_id}
+    arn = execution.get("PipelineExecutionArn")
+    if arn is not None:
+        out["PipelineExecutionArn"] = f"{arn.rsplit('/', 1)[0]}/{execution_id}"
+    return out
 
 
 def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:

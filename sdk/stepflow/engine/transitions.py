@@ -120,7 +120,7 @@ def _attempt_started(plan: Plan, state: ExecutionState, event: ev.AttemptStarted
     if event.attempt != len(step.attempts) + 1:
         raise TransitionError(f"step {event.step!r}: attempt {event.attempt} is out of sequence; "
                               f"{len(step.attempts)} attempt(s) are recorded")
-    first = step.status == PENDING and not step.attempts
+    first = step.status == PENDING  # attempts may exist: a retried execution keeps them
     retry = step.status == STARTING and step.next_attempt_at is not None
     if not (first or retry):
         raise TransitionError(f"step {event.step!r} is {step.status}; it cannot start attempt {event.attempt}")

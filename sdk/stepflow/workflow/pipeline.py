@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError, SourceLocation, ValidationError
 from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.parallelism_config import max_parallel_steps
 from stepflow.workflow.parameters import Parameter
 from stepflow.workflow.pipeline_execution import _PipelineExecution
 from stepflow.workflow.pipeline_experiment_config import (
     DEFAULT_EXPERIMENT_CONFIG,
     PipelineExperimentConfig,
 )
+from stepflow.workflow.selective_execution_config import SelectiveExecutionConfig
 
 if TYPE_CHECKING:
     from stepflow.compiler.bundle import Bundle
@@ -134,11 +137,32 @@ class Pipeline:
               execution_display_name: str | None = None,
               execution_description: str | None = None,
               parallelism_config: Any = None,
-              selective_execution_config: Any = None) -> _PipelineExecution:
+              selective_execution_config: SelectiveExecutionConfig | None = None) -> _PipelineExecution:
+        """Start an execution; ``parallelism_config`` caps the steps running at once,
+        ``selective_execution_config`` runs only some steps, reusing an earlier execution's
+        results for the steps they read."""
         backend = self.session.backend
+        options: dict[str, Any] = {}
+        if parallelism_config is not None:
+            options["parallelism"] = max_parallel_steps(parallelism_config)
+        if selective_execution_config is not None:
+            options["selection"] = self._selection(selective_execution_config)
         execution_id = backend.start(self.name, parameters=dict(parameters or {}),
-                                     display_name=execution_display_name)
+                                     display_name=execution_display_name, **options)
         return _PipelineExecution(self.name, execution_id, backend)
+
+    def _selection(self, config: SelectiveExecutionConfig) -> Selection:
+        arn = config.source_pipeline_execution_arn
+        if arn is None and config.reference_latest_execution:
+            latest = self.list_executions()["PipelineExecutionSummaries"]
+            arn = latest[0]["PipelineExecutionArn"] if latest else None
+        if arn is None:
+            raise ValidationError(
+                f"SelectiveExecutionConfig needs a source execution: pipeline '{self.name}' has "
+                "none yet; give source_pipeline_execution_arn=... or start a full execution first.",
+                location=caller_location(), reason="InvalidSelection")
+        return Selection(source_execution_id=arn.rsplit("/", 1)[-1],
+                         steps=tuple(config.selected_steps))
 
     def list_executions(self, sort_by: str | None = None, sort_order: str | None = None,
                         max_results: int | None = None,

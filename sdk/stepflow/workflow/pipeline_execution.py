@@ -64,6 +64,11 @@ class _PipelineExecution:
             raise WaiterError(name=_WAITER, reason=reason, last_response=described)
         return described
 
+    def retry(self) -> None:
+        """Go on with this Failed or Stopped execution: the steps that did not succeed run
+        again, the others keep their results (SageMaker's RetryPipelineExecution)."""
+        self.backend.retry(self.pipeline_name, self.execution_id)
+
     def stop(self) -> None:
         self.backend.stop(self.pipeline_name, self.execution_id)
 

@@ -27,7 +27,8 @@ from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
 from stepflow.backends.views import all_steps, describe_execution, list_steps
 from stepflow.cache import cache_dir
-from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution
+from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution, retry, select
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError
 from stepflow.locks import flock, is_locked
 from stepflow.remote_function.errors import RemoteFunctionError
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 #: How long ``run`` waits for a lock another process holds only briefly (a liveness probe).
 _PROBE_GRACE = 2.0
+#: How long ``retry`` waits for the orchestrator of an ended execution to let go of it.
+_RELEASE_GRACE = 10.0
 #: How often ``run`` looks at an execution another live process orchestrates.
 _FOLLOW_MAX_DELAY = 1.0
 
@@ -115,7 +118,7 @@ class LocalBackend(Backend):
 
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
-                         parallelism: int | None = None) -> ExecutionState:
+                         parallelism: int | None = None, selection: Selection | None = None) -> ExecutionState:
         record = self._pipeline_record(pipeline_name)
         definition = self.definition(pipeline_name, record["DefinitionDigest"])
         plan = Plan.from_definition(definition)
@@ -128,19 +131,51 @@ class LocalBackend(Backend):
                               parallelism=parallelism or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
+        if selection is not None:
+            state = select(plan, state, self._ended_source(pipeline_name, selection.source_execution_id),
+                           selection.steps)
         meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
         pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
         self._write_summary(pstore, state, meta["displayName"])
         return state
 
+    def _ended_source(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+        source = self.execution_state(pipeline_name, execution_id)
+        if not source.terminal:
+            raise BackendError(
+                f"Selective execution: source execution {execution_id} is still {source.status}; wait "
+                "for it to end (Succeeded, Failed or Stopped) first.", reason="SourceExecutionRunning")
+        return source
+
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
-              execution_id: str | None = None, display_name: str | None = None) -> str:
+              execution_id: str | None = None, display_name: str | None = None,
+              parallelism: int | None = None, selection: Selection | None = None) -> str:
         self.resume_unfinished(pipeline_name)
         state = self.create_execution(pipeline_name, parameters=parameters, execution_id=execution_id,
-                                      display_name=display_name)
+                                      display_name=display_name, parallelism=parallelism,
+                                      selection=selection)
         self._spawn(pipeline_name, state.execution_id)
         return state.execution_id
+
+    def retry(self, pipeline_name: str, execution_id: str) -> None:
+        """Reset the steps that did not succeed and orchestrate the execution again.
+
+        The orchestrator lock is held while the state is reset, so the process that ran
+        the execution (which may still be exiting after writing its end) is never raced."""
+        plan = self._plan(pipeline_name, execution_id)
+        retry(plan, self.execution_state(pipeline_name, execution_id), utcnow())  # refuses a live one at once
+        with flock(self._lock_path(pipeline_name, execution_id), wait=_RELEASE_GRACE) as held:
+            state = self.execution_state(pipeline_name, execution_id)
+            if not held:
+                raise BackendError(f"Execution {execution_id} is still being orchestrated ({state.status}); "
+                                   "retry it once it has ended.", reason="ExecutionRunning")
+            retried = retry(plan, state, utcnow())
+            pstore = self.pipeline_store(pipeline_name)
+            pstore.delete(layout.stop_request_key(execution_id))  # a stop was for the run that ended
+            pstore.put_bytes(layout.execution_state_key(execution_id), retried.to_json().encode())
+            self._write_summary(pstore, retried, self._meta(pipeline_name, execution_id).get("displayName"))
+        self._spawn(pipeline_name, execution_id)
 
     def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,
             should_stop: ShouldStop = lambda: False) -> ExecutionState:
@@ -315,7 +350,7 @@ class LocalBackend(Backend):
                 f"(it is {step.status})."
                 + (f" It failed with: {step.failure_reason}" if step.failure_reason else ""),
                 exception=raised, reason="StepNotCompleted") from raised
-        prefix = layout.results_prefix(execution_id, step_name)
+        prefix = layout.results_prefix(step.reused_from or execution_id, step_name)
         return deserialize(pstore.get_bytes(layout.payload_key(prefix)),
                            pstore.get_bytes(layout.metadata_key(prefix)), key=key)
 
