@@ -425,3 +425,54 @@ def test_execution_retry_goes_on_in_place(deploy, tmp_path):
     assert execution.result("train") == 21
     listed = {s["StepName"]: s["AttemptCount"] for s in execution.list_steps()}
     assert listed == {"prepare": 1, "train": 2}
+
+
+# -- bug 5: runtime properties of classic steps fail at compile, not at start --------------
+
+
+PROCESSING = """
+from stepflow.workflow.processing import ProcessingOutput, ScriptProcessor
+from stepflow.workflow.steps import ProcessingStep
+from stepflow.workflow.conditions import ConditionEquals
+
+processor = ScriptProcessor(image_uri="python:3.11-slim", command=["python3"],
+                            role="arn:aws:iam::1:role/R", instance_type="ml.m5.large", instance_count=1)
+prep = ProcessingStep(name="prep", step_args=processor.run(
+    outputs=[ProcessingOutput(output_name="train", source="/opt/ml/processing/train")], code="prep.py"))
+"""
+
+
+@pytest.mark.parametrize("use, line_marker", [
+    ("""
+@step
+def train(status):
+    return status
+
+result = train(prep.properties.ProcessingJobStatus)  # reads a job property
+pipeline = Pipeline(name="job-props", steps=[result])
+""", "result = train("),
+    ("""
+check = ConditionStep(name="check", conditions=[ConditionEquals(left=prep.properties.ProcessingJobArn,
+                                                                right="x")], if_steps=[], else_steps=[])
+pipeline = Pipeline(name="job-props", steps=[check])
+""", "check = ConditionStep("),
+])
+def test_a_job_property_no_backend_reports_is_refused_at_compile_naming_what_is_supported(
+        tmp_path, monkeypatch, use, line_marker):
+    from stepflow.errors import ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prep.py").write_text("print('prep')\n")
+    source = HEADER + PROCESSING + use
+    path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
+    path.write_text(source)
+    pipeline = load_pipeline(str(path))
+    pipeline._session = Session(f"file://{tmp_path / 'store'}")
+    with pytest.raises(ValidationError) as info:
+        pipeline.definition()
+    message = info.value.message
+    assert "Steps.prep.ProcessingJob" in message and "no stepflow backend reports job properties" in message
+    assert "can be read start with:" in message and "ProcessingOutputConfig" in message
+    assert info.value.reason == "PropertyNotAvailable"
+    expected = next(n for n, line in enumerate(source.splitlines(), 1) if line.startswith(line_marker))
+    assert info.value.location.line == expected

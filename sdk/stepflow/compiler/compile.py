@@ -20,7 +20,7 @@ from stepflow.compiler.bundle import Bundle, scratch_dir
 from stepflow.compiler.definition import Renderer, encode, resolve_settings
 from stepflow.compiler.graph import PipelineGraph, build_graph
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
-from stepflow.compiler.validate import validate
+from stepflow.compiler.validate import check_runnable, validate
 from stepflow.compiler.workspace import workspace_zip
 from stepflow.workflow.callsite import project_root
 from stepflow.workflow.defaults import default_region
@@ -125,7 +125,9 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
 
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
                         region, stepflow_version())
-    definition_bytes = encode(renderer.definition())
+    definition = renderer.definition()
+    check_runnable(definition, graph)
+    definition_bytes = encode(definition)
     return Bundle.write(out_dir or scratch_dir(),
                         pipeline_name=name, definition_bytes=definition_bytes, files=files,
                         step_count=len(graph.steps))
