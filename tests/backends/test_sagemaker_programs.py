@@ -319,11 +319,19 @@ def test_parallelism_config_caps_the_steps_running_at_once(deploy):
 
         pipeline = Pipeline(name="capped", steps=[a(), b(), c()])
     """)
-    execution = pipeline.start(parallelism_config=ParallelismConfiguration(max_parallel_execution_steps=1))
-    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
-    windows = sorted(execution.result(name) for name in ("a", "b", "c"))
-    for (_, end), (start, _) in itertools.pairwise(windows):
-        assert end <= start, f"steps overlapped under a parallelism of 1: {windows}"
+
+    def assert_one_at_a_time(execution) -> None:
+        assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+        windows = sorted(execution.result(name) for name in ("a", "b", "c"))
+        for (_, end), (start, _) in itertools.pairwise(windows):
+            assert end <= start, f"steps overlapped under a parallelism of 1: {windows}"
+
+    assert_one_at_a_time(pipeline.start(
+        parallelism_config=ParallelismConfiguration(max_parallel_execution_steps=1)))
+    # the pipeline's own configuration, for executions started without one
+    pipeline.upsert(parallelism_config={"MaxParallelExecutionSteps": 1})
+    assert pipeline.describe()["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 1}
+    assert_one_at_a_time(pipeline.start())
 
 
 def test_selective_execution_runs_the_selected_step_on_the_source_executions_results(deploy, tmp_path):

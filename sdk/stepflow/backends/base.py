@@ -36,8 +36,12 @@ class Backend(ABC):
 
     @abstractmethod
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
-               description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
+               description: str | None, tags: Sequence[Mapping[str, str]] | None,
+               parallelism: int | None = None) -> dict:
         """Record the published bundle's definition as the pipeline's current one.
+
+        ``parallelism``: the pipeline's ParallelismConfiguration (kept when None), the
+        step limit of executions started without their own.
 
         Returns ``{"PipelineArn": ...}`` as CreatePipeline/UpdatePipeline do.
         """
@@ -139,7 +143,8 @@ class NoBackend(Backend):
             reason="NoBackend")
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
-               description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
+               description: str | None, tags: Sequence[Mapping[str, str]] | None,
+               parallelism: int | None = None) -> dict:
         raise self._fail(f"create or update pipeline '{bundle.pipeline_name}'")
 
     def describe(self, pipeline_name: str) -> dict:

@@ -96,7 +96,7 @@ class Pipeline:
             raise BackendError(
                 f"Pipeline '{self.name}' already exists on the {backend.name} backend: use "
                 "update() or upsert().", reason="PipelineExists")
-        return self._upsert(role_arn, description, tags)
+        return self._upsert(role_arn, description, tags, parallelism_config)
 
     def update(self, role_arn: str | None = None, description: str | None = None,
                parallelism_config: Any = None) -> dict[str, Any]:
@@ -104,19 +104,25 @@ class Pipeline:
             raise BackendError(
                 f"Pipeline '{self.name}' does not exist on the {self.session.backend.name} "
                 "backend: use create() or upsert().", reason="PipelineNotFound")
-        return self._upsert(role_arn, description, None)
+        return self._upsert(role_arn, description, None, parallelism_config)
 
     def upsert(self, role_arn: str | None = None, description: str | None = None,
                tags: Sequence[Mapping[str, str]] | None = None,
                parallelism_config: Any = None) -> dict[str, Any]:
-        """Create or update: one compile, one publish, one backend call."""
-        return self._upsert(role_arn, description, tags)
+        """Create or update: one compile, one publish, one backend call.
+
+        ``parallelism_config`` becomes the pipeline's: every execution runs at most that
+        many steps at once unless ``start(parallelism_config=...)`` says otherwise."""
+        return self._upsert(role_arn, description, tags, parallelism_config)
 
     def _upsert(self, role_arn: str | None, description: str | None,
-                tags: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
+                tags: Sequence[Mapping[str, str]] | None, parallelism_config: Any) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if parallelism_config is not None:  # only then: a backend need not know the option
+            options["parallelism"] = max_parallel_steps(parallelism_config)
         with self.session.published(self) as bundle:
             return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
-                                               description=description, tags=tags)
+                                               description=description, tags=tags, **options)
 
     def _exists(self) -> bool:
         try:

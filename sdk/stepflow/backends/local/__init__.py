@@ -53,6 +53,10 @@ def new_execution_id(now: datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def _pipeline_parallelism(record: Mapping[str, Any]) -> int | None:
+    return (record.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps")
+
+
 class LocalBackend(Backend):
     """``store`` is the store root (``s3_root_uri``), or a callable returning it."""
 
@@ -77,7 +81,8 @@ class LocalBackend(Backend):
     # -- pipelines -----------------------------------------------------------------------
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
-               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
+               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None,
+               parallelism: int | None = None) -> dict:
         name = bundle.pipeline_name
         now = millis()
         try:
@@ -88,6 +93,8 @@ class LocalBackend(Backend):
         record.update({"DefinitionDigest": bundle.digest, "LastModifiedTime": now,
                        "PipelineDescription": description, "RoleArn": role_arn,
                        "Tags": list(tags or record.get("Tags") or [])})
+        if parallelism is not None:
+            record["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": parallelism}
         self.store.put_bytes(layout.in_pipeline(name, layout.pipeline_record_key()),
                              json.dumps(record, indent=1).encode())
         return {"PipelineArn": record["PipelineArn"]}
@@ -128,7 +135,7 @@ class LocalBackend(Backend):
             return self.execution_state(pipeline_name, execution_id)
         state = new_execution(plan, execution_id=execution_id, pipeline_name=pipeline_name,
                               parameters=parameters, now=utcnow(),
-                              parallelism=parallelism or self.parallelism,
+                              parallelism=parallelism or _pipeline_parallelism(record) or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
         if selection is not None:
