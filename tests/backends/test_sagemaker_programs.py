@@ -125,16 +125,20 @@ def test_pipeline_variables_in_step_keywords_compile_to_gets_and_resolve_at_run_
         count = ParameterInteger("InstanceCount", default_value=1)
         runtime = ParameterInteger("MaxRuntime", default_value=3600)
         mode = ParameterString("Mode", default_value="fast")
+        retries = ParameterInteger("Retries", default_value=1)
+        from stepflow.workflow.parameters import ParameterBoolean
+        spot = ParameterBoolean("Spot", default_value=False)
 
         @step(instance_type=instance_type, image_uri=image, instance_count=count,
               max_runtime_in_seconds=runtime, volume_size=ParameterInteger("Volume", default_value=30),
+              max_retry_attempts=retries, use_spot_instances=spot,
               environment_variables={"MODE": mode, "RUN": ExecutionVariables.PIPELINE_EXECUTION_ID,
                                      "FIXED": "yes"})
         def train():
             import os
             return [os.environ["MODE"], os.environ["RUN"], os.environ["FIXED"]]
 
-        pipeline = Pipeline(name="keywords", parameters=[instance_type, image, count, runtime, mode,
+        pipeline = Pipeline(name="keywords", parameters=[instance_type, image, count, runtime, mode, retries, spot,
                                                           ParameterInteger("Volume", default_value=30)],
                             steps=[train()])
     """)
@@ -147,6 +151,8 @@ def test_pipeline_variables_in_step_keywords_compile_to_gets_and_resolve_at_run_
     assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == {"Get": "Parameters.MaxRuntime"}
     assert arguments["Environment"]["MODE"] == {"Get": "Parameters.Mode"}
     assert arguments["Environment"]["RUN"] == {"Get": "Execution.PipelineExecutionId"}
+    assert arguments["RetryStrategy"]["MaximumRetryAttempts"] == {"Get": "Parameters.Retries"}
+    assert arguments["EnableManagedSpotTraining"] == {"Get": "Parameters.Spot"}
 
     execution = pipeline.start(parameters={"Mode": "thorough", "TrainInstanceType": "ml.c5.2xlarge"})
     described = execution.wait(timeout=120)

@@ -115,6 +115,14 @@ class Plan:
                 parse_retry_settings(item.raw, f"{item.where} ({item.name})"), item.where)
         for reader, refs in references.items():
             _check_properties(reader, refs, steps)
+        kinds = {p.name: p.type for p in parameters}
+        for step in steps.values():
+            name = step.retry.max_retry_parameter
+            if name is not None and kinds.get(name) != "Integer":
+                raise ValidationError(
+                    f"{step.where} ({step.name}): RetryStrategy.MaximumRetryAttempts reads parameter "
+                    f"{name!r}, which is {'not declared' if name not in kinds else 'a ' + kinds[name]}; "
+                    "it must be an Integer parameter")
         order = _topological_order(names, steps)
         return cls(definition, parameters,
                    MappingProxyType({name: steps[name] for name in order}), tuple(order))

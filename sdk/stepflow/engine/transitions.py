@@ -160,7 +160,8 @@ def _attempt_failed(plan: Plan, state: ExecutionState, event: ev.AttemptFailed, 
         return
     attempt.status, attempt.ended_at = FAILED, now
     attempt.failure_reason, attempt.failure_kind, attempt.exit_code = event.reason, event.kind, event.exit_code
-    retry = next_retry(plan.step(event.step).retry, [a.retried_by for a in step.attempts[:-1]],
+    settings = plan.step(event.step).retry.for_parameters(state.parameters)
+    retry = next_retry(settings, [a.retried_by for a in step.attempts[:-1]],
                        step.attempts[0].started_at, event.kind, state.stop_requested, now)
     if retry is not None:
         attempt.retried_by, step.next_attempt_at = retry
