@@ -22,6 +22,7 @@ from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow import placeholders
 from stepflow.workflow.callsite import caller_location
 from stepflow.workflow.capture import CapturedCall, capture
+from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.functions import Join, JsonGet
 from stepflow.workflow.retry import RetryPolicy
 from stepflow.workflow.step_outputs import StepOutput
@@ -164,8 +165,6 @@ _VARIABLE_ITEMS = ("environment_variables", "security_group_ids", "subnets", "ta
 
 def _check_compile_time_keywords(location: SourceLocation | None, **keywords: Any) -> None:
     """Refuse a pipeline variable where the compiler needs the value itself."""
-    from stepflow.workflow.entities import PipelineVariable
-
     for keyword, value in keywords.items():
         if not isinstance(value, PipelineVariable):
             continue
