@@ -490,3 +490,27 @@ def test_a_job_property_no_backend_reports_is_refused_at_compile_naming_what_is_
     assert info.value.reason == "PropertyNotAvailable"
     expected = next(n for n, line in enumerate(source.splitlines(), 1) if line.startswith(line_marker))
     assert info.value.location.line == expected
+
+
+def test_an_undeclared_parameter_in_a_keyword_is_reported_at_the_calls_line(tmp_path, monkeypatch):
+    from stepflow.errors import ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    source = HEADER + textwrap.dedent("""
+        instance_type = ParameterString("TrainInstanceType", default_value="ml.m5.xlarge")
+
+        @step(instance_type=instance_type)
+        def train():
+            return 1
+
+        result = train()
+        pipeline = Pipeline(name="undeclared", steps=[result])
+    """)
+    path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
+    path.write_text(source)
+    pipeline = load_pipeline(str(path))
+    pipeline._session = Session(f"file://{tmp_path / 'store'}")
+    with pytest.raises(ValidationError, match="uses parameter 'TrainInstanceType', which is not in") as info:
+        pipeline.definition()
+    assert info.value.location.file == path.name
+    assert info.value.location.line == source.splitlines().index("result = train()") + 1
