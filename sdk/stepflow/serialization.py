@@ -47,6 +47,8 @@ __all__ = [
     "SerializedArtifact",
     "RemoteException",
     "serialize",
+    "dumps",
+    "seal",
     "deserialize",
     "serialize_exception",
     "failure_reason",
@@ -125,8 +127,17 @@ def serialize(obj: Any, *, key: bytes | None = None) -> SerializedArtifact:
     becomes a :class:`SerializationError` naming the type that could not be pickled.
     """
     _check_key(key)
+    return seal(dumps(obj), key=key)
+
+
+def dumps(obj: Any) -> bytes:
+    """The cloudpickle bytes of ``obj`` (errors as for :func:`serialize`).
+
+    Separate from :func:`seal` because an @step call is pickled when the function is
+    called, and signed later, when the pipeline is compiled and the key is known.
+    """
     try:
-        payload = cloudpickle.dumps(obj, protocol=_PROTOCOL)
+        return cloudpickle.dumps(obj, protocol=_PROTOCOL)
     except StepflowError:
         raise
     except Exception as exc:  # pickling can fail with almost any exception type
@@ -135,6 +146,11 @@ def serialize(obj: Any, *, key: bytes | None = None) -> SerializedArtifact:
             "Only picklable values can be passed to or returned from a step: create open files, "
             "locks, sockets, clients and generators inside the step function instead of passing them."
         ) from exc
+
+
+def seal(payload: bytes, *, key: bytes | None = None) -> SerializedArtifact:
+    """``payload`` (bytes from :func:`dumps`) with its ``metadata.json``."""
+    _check_key(key)
     field = _UNKEYED_FIELD if key is None else _KEYED_FIELD
     metadata = {
         field: _digest(payload, key),

@@ -63,7 +63,8 @@ def test_retry_asks_sagemaker_to_retry_the_execution(tmp_path, sagemaker_front, 
     sagemaker_front.answer("RetryPipelineExecution", {"PipelineExecutionArn": arn})
     env = {**os.environ, **sagemaker_front.env(), "STEPFLOW_S3_ROOT_URI": (tmp_path / "store").as_uri(),
            "STEPFLOW_ADMIN_CONFIG": "", "STEPFLOW_USER_CONFIG": ""}
-    done = subprocess.run([STEPFLOW, "retry", "cli-retry", arn.rsplit("/", 1)[-1], "--parallelism", "4"],
+    done = subprocess.run([STEPFLOW, "retry", "--backend", "sagemaker", f"cli-retry/{arn.rsplit('/', 1)[-1]}",
+                           "--parallelism", "4"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == arn

@@ -26,6 +26,7 @@ from stepflow.engine import (
     decide,
     new_execution,
 )
+from stepflow.errors import ValidationError
 
 from .helpers import (
     T0,
@@ -281,6 +282,27 @@ def test_user_failures_are_never_retried():
     driver.fail("a", kind="User")
     assert driver.status("a") == "Failed"
     assert driver.tick().status == "Failed"
+
+
+@pytest.mark.parametrize("given, expected_attempts", [(None, 3), ({"Retries": 0}, 1)])
+def test_retry_strategy_read_from_an_integer_parameter(given, expected_attempts):
+    step = training("a")
+    step["Arguments"]["RetryStrategy"] = {"MaximumRetryAttempts": {"Get": "Parameters.Retries"}}
+    spec = definition(step, parameters=[{"Name": "Retries", "Type": "Integer", "DefaultValue": 2}])
+    driver = Driver(spec, parameters=given)
+    driver.tick()
+    while driver.status("a") != "Failed":
+        driver.fail("a", kind="Infrastructure", reason="killed")
+        driver.tick()
+    assert len(driver.state.steps["a"].attempts) == expected_attempts
+
+
+def test_retry_strategy_parameter_must_be_an_integer_parameter():
+    step = training("a")
+    step["Arguments"]["RetryStrategy"] = {"MaximumRetryAttempts": {"Get": "Parameters.Retries"}}
+    with pytest.raises(ValidationError, match="reads parameter 'Retries', which is a String; it must be an "
+                                              "Integer parameter"):
+        Plan.from_definition(definition(step, parameters=[{"Name": "Retries", "Type": "String"}]))
 
 
 def test_retry_strategy_retries_infrastructure_failures_immediately():

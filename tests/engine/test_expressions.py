@@ -123,10 +123,16 @@ def test_json_get_errors_name_the_missing_part(path, fragment):
     assert results_uri("e") in str(info.value)
 
 
-def test_json_get_on_a_result_that_was_not_serializable_says_so():
+@pytest.mark.parametrize("path", ["Result", "Result['rmse']", "Result[0]"])
+def test_json_get_on_a_result_that_was_not_serializable_says_so(path):
     doc = {"Result": None, "Exception": "The function return (<object>) is not JSON serializable."}
-    with pytest.raises(ExpressionError, match=r"null, so it has no key 'rmse' \(The function return .* not JSON"):
-        evaluate(json_get("e", "Result['rmse']"), context({results_uri("e"): doc}))
+    with pytest.raises(ExpressionError, match=r"return value is not available as JSON: The function "
+                                              r"return \(<object>\) is not JSON serializable"):
+        evaluate(json_get("e", path), context({results_uri("e"): doc}))
+
+
+def test_json_get_of_a_null_result_is_null():
+    assert evaluate(json_get("e", "Result"), context({results_uri("e"): {"Result": None, "Exception": None}})) is None
 
 
 def test_resolve_walks_structures():

@@ -39,7 +39,7 @@ def test_key_order_is_fixed_and_camel_case():
                           "parameters", "steps"]
     assert [s["name"] for s in data["steps"]] == ["a", "b", "c"]
     assert list(data["steps"][0]) == ["name", "type", "status", "startedAt", "endedAt", "conditionOutcome",
-                                      "failureReason", "skipReason", "nextAttemptAt", "attempts"]
+                                      "failureReason", "skipReason", "nextAttemptAt", "reusedFrom", "attempts"]
     assert data["steps"][0]["attempts"][0]["failureKind"] == "Infrastructure"
     assert data["startedAt"] == "2024-05-01T12:00:00.000000Z"
 

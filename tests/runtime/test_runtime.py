@@ -138,12 +138,21 @@ def test_tampered_artifact_is_refused_before_unpickling(store_env, tmp_path):
     assert not marker.exists()
 
 
-def test_result_not_json_serializable_fails_when_json_is_needed(store_env):
+def test_result_not_json_serializable_succeeds_and_records_why_in_results_json(store_env):
+    # SageMaker's behaviour: a downstream @step gets the pickled value; only JSON readers
+    # (conditions, JsonGet) need JSON, and they read the recorded reason.
     base, env = store_env
     store = put(base, "obj", lambda: {"when": object()})
     proc = run(base, env, "obj", json_out=True)
-    assert proc.returncode == 1
-    assert "not JSON serializable" in record(store, "obj")["failureReason"]
+    assert proc.returncode == 0, proc.stderr
+    assert record(store, "obj")["status"] == "Succeeded"
+    out = layout.results_prefix(EXEC, "obj")
+    doc = json.loads(store.get_bytes(f"{out}/results.json"))
+    assert doc["Result"] is None
+    assert doc["Exception"].startswith("The function return ({'when': <object object")
+    assert "is not JSON serializable" in doc["Exception"]
+    value = deserialize(store.get_bytes(f"{out}/payload.pkl"), store.get_bytes(f"{out}/metadata.json"))
+    assert type(value["when"]) is object
 
 
 def test_unpicklable_result_fails_clearly(store_env):

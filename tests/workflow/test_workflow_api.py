@@ -319,7 +319,7 @@ def test_string_dependency_must_name_a_step_of_the_pipeline(compile_):
         compile_(Pipeline(name="p", steps=[r]))
 
 
-def test_nested_pipeline_variable_names_step_argument_and_line(compile_):
+def test_nested_pipeline_variable_is_refused_at_the_call_naming_argument_and_line():
     @step
     def a():
         return 1
@@ -328,33 +328,32 @@ def test_nested_pipeline_variable_names_step_argument_and_line(compile_):
     def b(values):
         return values
 
-    result = b([a(), 2])  # marker: nested
     with pytest.raises(SerializationError, match=r"top-level argument") as info:
-        compile_(Pipeline(name="p", steps=[result]))
-    assert "Step 'b': argument 'values' (type list)" in info.value.message
+        b([a(), 2])  # marker: nested
+    assert "b(): argument 'values' (type list)" in info.value.message
     assert info.value.location.line == _line_of("marker: nested")
     assert info.value.reason == "NestedPipelineVariable"
 
 
-def test_pipeline_variable_from_a_global_or_closure_is_rejected(compile_):
+def test_pipeline_variable_from_a_global_or_closure_is_refused_at_the_call():
     threshold = ParameterInteger(name="T", default_value=1)
 
     @step
     def uses_closure():
         return threshold
 
-    with pytest.raises(SerializationError, match="pass it as an argument instead"):
-        compile_(Pipeline(name="p", parameters=[threshold], steps=[uses_closure()]))
+    with pytest.raises(SerializationError, match="pass it as an argument instead") as info:
+        uses_closure()  # marker: closure
+    assert info.value.location.line == _line_of("marker: closure")
 
 
-def test_unpicklable_argument_names_argument_and_type(compile_):
+def test_unpicklable_argument_is_refused_at_the_call_naming_argument_and_type():
     @step
     def locked(guard):
         return guard
 
-    result = locked(guard=threading.Lock())  # marker: lock
     with pytest.raises(SerializationError) as info:
-        compile_(Pipeline(name="p", steps=[result]))
+        locked(guard=threading.Lock())  # marker: lock
     assert "argument 'guard' (type lock)" in info.value.message
     assert info.value.location.line == _line_of("marker: lock")
 

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError
 
 if TYPE_CHECKING:
@@ -35,8 +36,12 @@ class Backend(ABC):
 
     @abstractmethod
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
-               description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
+               description: str | None, tags: Sequence[Mapping[str, str]] | None,
+               parallelism: int | None = None) -> dict:
         """Record the published bundle's definition as the pipeline's current one.
+
+        ``parallelism``: the pipeline's ParallelismConfiguration (kept when None), the
+        step limit of executions started without their own.
 
         Returns ``{"PipelineArn": ...}`` as CreatePipeline/UpdatePipeline do.
         """
@@ -58,13 +63,24 @@ class Backend(ABC):
 
     @abstractmethod
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None,
-              execution_id: str | None = None, display_name: str | None = None) -> str:
-        """Start an execution and return its id."""
+              execution_id: str | None = None, display_name: str | None = None,
+              parallelism: int | None = None, selection: Selection | None = None) -> str:
+        """Start an execution and return its id.
+
+        ``parallelism``: at most this many steps at once (``ParallelismConfiguration``).
+        ``selection``: run only these steps, reusing an ended execution's results for the
+        steps they read (``SelectiveExecutionConfig``; :mod:`stepflow.engine.rerun`).
+        """
+
+    def retry(self, pipeline_name: str, execution_id: str) -> None:
+        """Go on with a Failed or Stopped execution in place: the steps that did not succeed
+        run again, the others keep their results (RetryPipelineExecution, ``argo retry``)."""
+        raise BackendError(f"The {self.name} backend cannot retry executions.", reason="NotSupported")
 
     @abstractmethod
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
-                         parallelism: int | None = None) -> ExecutionState:
+                         parallelism: int | None = None, selection: Selection | None = None) -> ExecutionState:
         """Record a new execution of the current definition without running it.
 
         Parameters are checked against the definition. Idempotent by ``execution_id``: a
@@ -127,7 +143,8 @@ class NoBackend(Backend):
             reason="NoBackend")
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,
-               description: str | None, tags: Sequence[Mapping[str, str]] | None) -> dict:
+               description: str | None, tags: Sequence[Mapping[str, str]] | None,
+               parallelism: int | None = None) -> dict:
         raise self._fail(f"create or update pipeline '{bundle.pipeline_name}'")
 
     def describe(self, pipeline_name: str) -> dict:
@@ -140,12 +157,13 @@ class NoBackend(Backend):
         raise self._fail(f"read the definition of pipeline '{pipeline_name}'")
 
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None,
-              execution_id: str | None = None, display_name: str | None = None) -> str:
+              execution_id: str | None = None, display_name: str | None = None,
+              parallelism: int | None = None, selection: Selection | None = None) -> str:
         raise self._fail(f"start pipeline '{pipeline_name}'")
 
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
-                         parallelism: int | None = None) -> ExecutionState:
+                         parallelism: int | None = None, selection: Selection | None = None) -> ExecutionState:
         raise self._fail(f"create an execution of pipeline '{pipeline_name}'")
 
     def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,

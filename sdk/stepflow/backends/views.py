@@ -34,9 +34,14 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     return str(value)
 
-def step_view(step: StepState, step_type: str) -> dict[str, Any]:
+def step_view(step: StepState, step_type: str, execution_arn: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"StepName": step.name, "StepType": step_type, "StepStatus": step.status,
                            "AttemptCount": len(step.attempts)}
+    if step.reused_from is not None:  # selective execution: the source's outcome, not run here
+        source = step.reused_from
+        if execution_arn is not None:
+            source = f"{execution_arn.rsplit('/', 1)[0]}/{step.reused_from}"
+        out["SelectiveExecutionResult"] = {"SourcePipelineExecutionArn": source}
     if step.started_at is not None:
         out["StartTime"] = step.started_at
     if step.ended_at is not None:
@@ -56,5 +61,19 @@ def step_view(step: StepState, step_type: str) -> dict[str, Any]:
     return out
 
 def list_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
-    """Every step, in plan order (SageMaker lists only started ones; Pending/Skipped help people)."""
-    return [step_view(state.steps[name], plan.step(name).type) for name in plan.order]
+    """ListPipelineExecutionSteps: the steps that started, newest first, as SageMaker lists
+    them (a Pending step, or one Skipped because its branch was not taken, is absent).
+
+    Steps started at the same instant (a condition and the fail step it reached) are
+    listed later-in-the-plan first, the order in which the engine started them.
+    """
+    position = {name: i for i, name in enumerate(plan.order)}
+    started = [s for s in state.steps.values() if s.started_at is not None]
+    started.sort(key=lambda s: (s.started_at, position[s.name]), reverse=True)
+    return [step_view(s, plan.step(s.name).type, state.execution_arn) for s in started]
+
+
+def all_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
+    """Every step in plan order, Pending and Skipped included (with ``SkipReason``): the
+    CLI's view, which shows what has yet to run and why a step will not."""
+    return [step_view(state.steps[name], plan.step(name).type, state.execution_arn) for name in plan.order]

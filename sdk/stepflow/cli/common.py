@@ -165,7 +165,7 @@ def summary(backend: LocalBackend, pipeline: str, execution_id: str) -> dict[str
     """The machine-readable account of an execution (``--output json``)."""
     described = backend.describe_execution(pipeline, execution_id)
     steps = []
-    for step in backend.list_steps(pipeline, execution_id):
+    for step in backend.all_steps(pipeline, execution_id):
         steps.append({
             "name": step["StepName"], "type": step["StepType"], "status": step["StepStatus"],
             "attempts": step.get("AttemptCount", 0),

@@ -131,7 +131,7 @@ def status_command(execution: str, output: str) -> None:
     ref = find_execution(backend, execution)
     data = summary(backend, ref.pipeline, ref.execution_id)
     if output == "text":
-        console().print(steps_table(backend.list_steps(ref.pipeline, ref.execution_id)))
+        console().print(steps_table(backend.all_steps(ref.pipeline, ref.execution_id)))
     emit(data, output)
     raise SystemExit(EXIT_CODES.get(data["status"], 1))
 
@@ -176,7 +176,7 @@ def _read_log(backend: LocalBackend, ref: ExecutionRef, step: str, attempt: int)
 
 
 def _step(backend: LocalBackend, ref: ExecutionRef, name: str) -> dict[str, Any]:
-    steps = backend.list_steps(ref.pipeline, ref.execution_id)
+    steps = backend.all_steps(ref.pipeline, ref.execution_id)
     for step in steps:
         if step["StepName"] == name:
             return step

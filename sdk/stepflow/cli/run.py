@@ -61,9 +61,9 @@ class StepView:
         self.state = state
 
     def steps(self) -> list[dict[str, Any]]:
-        from stepflow.backends.views import list_steps
+        from stepflow.backends.views import all_steps
 
-        return list_steps(self.plan, self.state)
+        return all_steps(self.plan, self.state)
 
     def __rich__(self) -> Any:
         return steps_table(self.steps())
@@ -190,7 +190,7 @@ def _run_locally(backend: LocalBackend, plan: Plan, name: str, given: dict[str, 
             click.echo(json.dumps(data, indent=2))
         raise SystemExit(EXIT_DETACHED)
     if output == "text" and not err.is_terminal:
-        console().print(steps_table(backend.list_steps(name, execution_id)))
+        console().print(steps_table(backend.all_steps(name, execution_id)))
     emit(data, output)
     raise SystemExit(EXIT_CODES.get(data["status"], 1))
 

@@ -90,25 +90,3 @@ def _summary(backend: SageMakerBackend, state: ExecutionState, plan: Plan | None
     return {"pipeline": name, "executionId": execution_id, "executionArn": state.execution_arn,
             "status": state.status, "failureReason": state.failure_reason, "startTime": None, "endTime": None,
             "parameters": dict(state.parameters), "store": backend.store.root_uri, "steps": steps}
-
-
-@click.command("retry")
-@click.argument("pipeline_name", metavar="PIPELINE")
-@click.argument("execution", metavar="EXECUTION")
-@click.option("--parallelism", type=click.IntRange(min=1), help="Run at most N steps at the same time.")
-def retry_command(pipeline_name: str, execution: str, parallelism: int | None) -> None:
-    """Retry a failed SageMaker execution: SageMaker runs its failed steps again (same execution).
-
-    EXECUTION is SageMaker's execution id (the end of its ARN) or the name of the
-    PipelineExecution that started it. AWS region, endpoint and credentials come from
-    boto3's configuration (docs/SAGEMAKER.md).
-    """
-    from stepflow.backends.sagemaker import SageMakerBackend
-    from stepflow.session import Session
-
-    backend = SageMakerBackend(Session().store)
-    backend.retry(pipeline_name, execution, parallelism=parallelism)
-    click.echo(backend.execution_arn(pipeline_name, execution))
-
-
-COMMANDS = [retry_command]

@@ -1,13 +1,13 @@
 """The files each step ships: pickled function and arguments, dependencies, scripts.
 
-Pickling happens here, at compile time, inside the pipeline's ``names.active()`` scope:
-argument placeholders name upstream steps. Any failure names the step, the argument and
-the user's line that created the step.
+The function and arguments were pickled when the @step function was called
+(:mod:`stepflow.workflow.capture`); here, inside the pipeline's ``names.active()`` scope,
+their pipeline variables become placeholders naming the upstream steps, and everything is
+signed. Any failure names the step, the setting and the user's line that created the step.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,11 @@ from typing import Any
 from stepflow import layout
 from stepflow.compiler.sourcedir import sourcedir_archive
 from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
-from stepflow.serialization import serialize
+from stepflow.serialization import SerializedArtifact, seal, serialize
 from stepflow.workflow.callsite import display_path
 from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import FunctionStep
+from stepflow.workflow.placeholders import CapturedArguments
 from stepflow.workflow.steps import ProcessingStep, Step, TrainingStep
 from stepflow.workflow.training import SOURCEDIR_ARCHIVE
 
@@ -30,10 +31,6 @@ class StepArtifacts:
     files: dict[str, bytes] = field(default_factory=dict)
     property_references: list[tuple[str, Any]] = field(default_factory=list)
     dependency_file: str | None = None
-
-
-def _placeholder(value: Any) -> Any:
-    return value.placeholder() if isinstance(value, PipelineVariable) else value
 
 
 def _reference(value: Any) -> tuple[str, Any] | None:
@@ -51,8 +48,8 @@ def _reference(value: Any) -> tuple[str, Any] | None:
 def function_step_artifacts(step: FunctionStep, settings: dict[str, Any], project_root: Path,
                             key: bytes | None) -> StepArtifacts:
     out = StepArtifacts()
-    out.files.update(_serialized(layout.FUNCTION_FOLDER, _pickle_function(step, key)))
-    out.files.update(_serialized(layout.ARGUMENTS_FOLDER, _pickle_arguments(step, key)))
+    out.files.update(_serialized(layout.FUNCTION_FOLDER, _function_artifact(step, key)))
+    out.files.update(_serialized(layout.ARGUMENTS_FOLDER, _arguments_artifact(step, key)))
     for _, value in step.arguments_by_name():
         reference = _reference(value)
         if reference is not None:
@@ -138,7 +135,7 @@ def step_artifacts(step: Step, settings: dict[str, Any], project_root: Path,
     return StepArtifacts()
 
 
-def _serialized(folder: str, artifact: Any) -> dict[str, bytes]:
+def _serialized(folder: str, artifact: SerializedArtifact) -> dict[str, bytes]:
     return {layout.payload_key(folder): artifact.payload,
             layout.metadata_key(folder): artifact.metadata}
 
@@ -155,41 +152,10 @@ def _project_file(name: str, project_root: Path, setting: str, step: Step) -> Pa
     return path
 
 
-def _function_location(step: FunctionStep) -> SourceLocation | None:
-    try:
-        return SourceLocation(display_path(inspect.getsourcefile(step.func) or ""),
-                              step.func.__code__.co_firstlineno)
-    except (TypeError, AttributeError):
-        return step.location
+def _function_artifact(step: FunctionStep, key: bytes | None) -> SerializedArtifact:
+    return seal(step.captured.function, key=key)
 
 
-def _pickle_function(step: FunctionStep, key: bytes | None) -> Any:
-    try:
-        return serialize(step.func, key=key)
-    except StepflowError as exc:
-        raise SerializationError(
-            f"Step '{step.name}': its function {step.func.__qualname__}() cannot be pickled: "
-            f"{exc.message} If it uses a pipeline variable from a global or closure, pass it "
-            "as an argument instead; otherwise make what it references importable or "
-            "picklable.", location=_function_location(step), reason=exc.reason) from exc
-
-
-def _pickle_arguments(step: FunctionStep, key: bytes | None) -> Any:
-    args = tuple(_placeholder(v) for v in step.args)
-    kwargs = {k: _placeholder(v) for k, v in step.kwargs.items()}
-    try:
-        return serialize((args, kwargs), key=key)
-    except StepflowError as exc:
-        label, value = _offending_argument(step, key)
-        raise SerializationError(
-            f"Step '{step.name}': argument {label} (type {type(value).__name__}) cannot be "
-            f"pickled: {exc.message}", location=step.location, reason=exc.reason) from exc
-
-
-def _offending_argument(step: FunctionStep, key: bytes | None) -> tuple[str, Any]:
-    for label, value in step.arguments_by_name():
-        try:
-            serialize(_placeholder(value), key=key)
-        except StepflowError:
-            return label, value
-    return "(unknown)", None
+def _arguments_artifact(step: FunctionStep, key: bytes | None) -> SerializedArtifact:
+    slots = tuple(variable.placeholder() for variable in step.captured.variables)
+    return serialize(CapturedArguments(step.captured.arguments, slots), key=key)

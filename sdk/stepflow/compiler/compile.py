@@ -15,14 +15,13 @@ from importlib.resources import files as package_files
 from typing import TYPE_CHECKING, Any
 
 from stepflow import layout
-from stepflow.compiler import pickling
 from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
 from stepflow.compiler.bundle import Bundle, scratch_dir
 from stepflow.compiler.definition import Renderer, encode, resolve_settings
 from stepflow.compiler.graph import PipelineGraph, build_graph
 from stepflow.compiler.runtime_wheel import runtime_wheel_artifact
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
-from stepflow.compiler.validate import validate
+from stepflow.compiler.validate import check_runnable, validate
 from stepflow.compiler.workspace import workspace_zip
 from stepflow.serialization import sign
 from stepflow.workflow.callsite import project_root
@@ -111,19 +110,18 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
     # records the zip's digest, so a new workspace means a new <ts>: a published folder is
     # never rewritten.
     workspace = workspace_zip(root, workspace_filter) if wants_workspace else None
-    with pickling.prepared(root):
-        for step in graph.steps:
-            artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
-                                                 integrity_key)
-            content = dict(artifacts[id(step)].files)
-            step_workspace = workspace if settings.get(id(step), {}).get(
-                "include_local_workdir", False) else None
-            if step_workspace is not None:
-                content[WORKSPACE_DIGEST] = hashlib.sha256(step_workspace).hexdigest().encode()
-            if content:
-                step_ts[id(step)] = place(graph.name_of(step), content)
-            if step_workspace is not None:
-                files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = step_workspace
+    for step in graph.steps:
+        artifacts[id(step)] = step_artifacts(step, settings.get(id(step), {}), root,
+                                             integrity_key)
+        content = dict(artifacts[id(step)].files)
+        step_workspace = workspace if settings.get(id(step), {}).get(
+            "include_local_workdir", False) else None
+        if step_workspace is not None:
+            content[WORKSPACE_DIGEST] = hashlib.sha256(step_workspace).hexdigest().encode()
+        if content:
+            step_ts[id(step)] = place(graph.name_of(step), content)
+        if step_workspace is not None:
+            files[layout.in_pipeline(name, layout.workspace_key(step_ts[id(step)]))] = step_workspace
     if settings:
         files[layout.in_pipeline(name, layout.job_driver_key())] = job_driver()
         wheel, wheel_metadata = runtime_wheel_artifact()
@@ -134,7 +132,9 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
 
     renderer = Renderer(pipeline, graph, s3_base, step_ts, artifacts, settings,
                         region, stepflow_version())
-    definition_bytes = encode(renderer.definition())
+    definition = renderer.definition()
+    check_runnable(definition, graph)
+    definition_bytes = encode(definition)
     return Bundle.write(out_dir or scratch_dir(),
                         pipeline_name=name, definition_bytes=definition_bytes, files=files,
                         step_count=len(graph.steps))

@@ -68,12 +68,14 @@ def resolve_settings(step: FunctionStep, config: dict[str, Any]) -> dict[str, An
     tags += [t for t in config.get("Tags") or [] if t.get("Key") not in keys]
     resolved["tags"] = tags
     resolved["s3_kms_key"] = config.get("S3KmsKeyId")
-    resolved["image_uri"] = resolved["image_uri"] or default_image_uri()
-    resolved["instance_type"] = resolved["instance_type"] or DEFAULT_INSTANCE_TYPE
-    resolved["role"] = resolved["role"] or DEFAULT_ROLE_ARN
-    resolved["encrypt_inter_container_traffic"] = bool(
-        resolved["encrypt_inter_container_traffic"] or False)
-    resolved["include_local_workdir"] = bool(resolved["include_local_workdir"] or False)
+    # Many keywords may be pipeline variables, which have no truth value: test for None.
+    for keyword, default in (("image_uri", default_image_uri()),
+                             ("instance_type", DEFAULT_INSTANCE_TYPE), ("role", DEFAULT_ROLE_ARN),
+                             ("encrypt_inter_container_traffic", False),
+                             ("include_local_workdir", False)):
+        if resolved[keyword] is None:
+            resolved[keyword] = default
+    resolved["include_local_workdir"] = bool(resolved["include_local_workdir"])
     return resolved
 
 
@@ -189,7 +191,7 @@ class Renderer:
         ]
         if s["s3_kms_key"]:
             args += ["--s3_kms_key", s["s3_kms_key"]]
-        if s["job_conda_env"]:
+        if s["job_conda_env"] is not None:
             args += ["--job_conda_env", render(s["job_conda_env"])]
         args += ["--pipeline_step_name", self.graph.name_of(step),
                  "--pipeline_execution_id", {"Get": "Execution.PipelineExecutionId"},

@@ -7,8 +7,9 @@ names through to the service or to run time; each of these is an error here.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from stepflow.engine.plan import Plan, PropertyUnavailable
 from stepflow.errors import ValidationError
 from stepflow.workflow.entities import walk_variables
 from stepflow.workflow.parameters import Parameter
@@ -106,3 +107,15 @@ def check_parameters(pipeline: Pipeline, graph: PipelineGraph) -> None:
                     f"Step '{graph.name_of(step)}' uses parameter '{variable.name}', which is not "
                     "in Pipeline(parameters=[...]); add it there so executions can set it.",
                     location=step.location, reason="UndeclaredParameter")
+
+
+def check_runnable(definition: dict[str, Any], graph: PipelineGraph) -> None:
+    """What ``start()`` checks (the engine's plan of the compiled definition), at compile
+    time, pointing at the user's line: a definition is never accepted here and refused
+    later. A step property no backend can provide is the common case."""
+    try:
+        Plan.from_definition(definition)
+    except PropertyUnavailable as exc:
+        reader = graph.by_name().get(exc.reader)
+        raise ValidationError(exc.message, location=reader.location if reader is not None else None,
+                              reason=exc.reason) from None

@@ -13,7 +13,7 @@ operator; each persists the :class:`ExecutionState` and resumes from it.
 """
 
 from .conditions import evaluate_conditions
-from .context import execution_context, resolve_container_arguments
+from .context import execution_context, resolve_container_arguments, resolve_environment
 from .decide import Decision, Launch, Stop, decide
 from .events import (
                      AttemptFailed,
@@ -36,6 +36,7 @@ from .events import (
 from .expressions import Context, DocumentsNeeded, ExpressionError, UnreadableDocument, evaluate, resolve, to_text
 from .parameters import ParameterError, ParameterSpec, resolve_parameters
 from .plan import Branch, Plan, StepPlan
+from .rerun import RETRYABLE, Selection, retry, select
 from .retry import RetryPolicy, RetrySettings
 from .state import (
                      EXECUTING,
@@ -52,7 +53,8 @@ from .state import (
 from .transitions import TransitionError, apply, apply_all, new_execution
 
 __all__ = [
-    "EXECUTING", "FAILED", "SKIPPED", "STOPPED", "STOPPING", "SUCCEEDED", "TERMINAL_EXECUTION_STATUSES",
+    "EXECUTING", "FAILED", "RETRYABLE", "SKIPPED", "STOPPED", "STOPPING", "SUCCEEDED", "TERMINAL_EXECUTION_STATUSES",
+    "Selection",
     "Attempt", "AttemptFailed", "AttemptRunning", "AttemptStarted", "AttemptStopped", "AttemptStopping",
     "AttemptSucceeded", "Branch", "ConditionEvaluated", "Context", "Decision", "DocumentsNeeded",
     "EngineEvent", "Event", "ExecutionCompleted", "ExecutionState", "ExpressionError", "FailStepReached",
@@ -60,5 +62,5 @@ __all__ = [
     "RetrySettings", "StepEvaluationFailed", "StepPlan", "StepSkipped", "StepState", "StepStopped", "Stop",
     "StopRequested", "TransitionError", "UnreadableDocument", "apply", "apply_all", "decide", "evaluate",
     "evaluate_conditions", "execution_context", "new_execution", "resolve", "resolve_container_arguments",
-    "resolve_parameters", "to_text",
+    "resolve_environment", "resolve_parameters", "retry", "select", "to_text",
 ]

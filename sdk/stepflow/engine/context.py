@@ -37,6 +37,7 @@ def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str,
         documents=documents or {},
         condition_outcomes={name: s.condition_outcome for name, s in state.steps.items()
                             if s.condition_outcome is not None},
+        sources={name: s.reused_from for name, s in state.steps.items() if s.reused_from is not None},
     )
 
 
@@ -52,3 +53,11 @@ def resolve_container_arguments(plan: Plan, step_name: str, context: Context) ->
     section = step.arguments.get(location[0]) or {}
     raw = section.get(location[1]) or []
     return [to_text(value) for value in resolve(raw, context)]
+
+
+def resolve_environment(plan: Plan, step_name: str, context: Context) -> dict[str, str]:
+    """The step's ``Environment`` (Training and Processing jobs both name it so) with every
+    expression evaluated to a string: pipeline variables in ``@step(environment_variables=...)``
+    take the execution's values, as SageMaker's service sets them on the job."""
+    raw = plan.step(step_name).arguments.get("Environment") or {}
+    return {str(key): to_text(value) for key, value in resolve(raw, context).items()}

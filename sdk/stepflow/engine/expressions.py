@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stepflow.errors import StepflowError, ValidationError
@@ -76,6 +76,9 @@ class Context:
     steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     documents: Mapping[str, Any] = field(default_factory=dict)
     condition_outcomes: Mapping[str, bool] = field(default_factory=dict)
+    #: step → the execution it was reused from (selective execution): its properties
+    #: evaluate with that execution's id, so they name the source's results.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_expression(value: Any) -> bool:
@@ -197,9 +200,14 @@ class Evaluator:
         except (LookupError, PathSyntaxError) as exc:
             raise ExpressionError(f"{{'Get': {reference!r}}}: {exc}") from None
         self._resolving.append(reference)
+        context = self.context
+        source = context.sources.get(step)
+        if source is not None:
+            self.context = replace(context, execution=_as_execution(context.execution, source))
         try:
             return self.resolve(raw)
         finally:
+            self.context = context
             self._resolving.pop()
 
     def _join(self, body: Mapping[str, Any]) -> Any:
@@ -221,7 +229,36 @@ class Evaluator:
         if isinstance(document, UnreadableDocument):
             raise ExpressionError(f"JsonGet: cannot read {uri}: {document.reason}")
         path = parse_path(body["Path"])
+        unavailable = result_unavailable(document, path)
+        if unavailable is not None:
+            raise ExpressionError(
+                f"JsonGet {format_path(path)} in {uri}: the step's return value is not available "
+                f"as JSON: {unavailable} Conditions and JsonGet read JSON only: return dicts, "
+                "lists, strings, finite numbers, booleans and None from a step they read (another "
+                "@step receives the pickled value and is not limited to JSON).")
         return json_get(document, path, uri)
+
+
+def result_unavailable(document: Any, path: tuple[PathSegment, ...]) -> str | None:
+    """Why a step's ``results.json`` holds no ``Result`` for ``path``, if it says so.
+
+    The step runtime writes ``{"Result": null, "Exception": "<why>"}`` when the return
+    value is not JSON-serializable; the step succeeded, but no path into ``Result`` can be
+    read (SageMaker's service records the same failure for these readers).
+    """
+    if isinstance(document, Mapping) and set(document) == {"Result", "Exception"} \
+            and isinstance(document["Exception"], str) and path and path[0] == "Result":
+        return document["Exception"]
+    return None
+
+
+def _as_execution(execution: Mapping[str, str], execution_id: str) -> dict[str, str]:
+    """Execution variables as another execution of the same pipeline has them."""
+    out = {**execution, "PipelineExecutionId": execution_id}
+    arn = execution.get("PipelineExecutionArn")
+    if arn is not None:
+        out["PipelineExecutionArn"] = f"{arn.rsplit('/', 1)[0]}/{execution_id}"
+    return out
 
 
 def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
@@ -234,8 +271,7 @@ def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
             if not isinstance(current, Mapping):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: {format_path(path[:depth]) or 'the document'} "
-                    f"is {_describe(current)}, so it has no key {segment!r}"
-                    + _not_serializable_hint(document, depth))
+                    f"is {_describe(current)}, so it has no key {segment!r}")
             if segment not in current:
                 keys = ", ".join(repr(k) for k in current) or "none"
                 raise ExpressionError(
@@ -246,8 +282,7 @@ def json_get(document: Any, path: tuple[PathSegment, ...], uri: str) -> Any:
             if not isinstance(current, list):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: {format_path(path[:depth])} is "
-                    f"{_describe(current)}, not a list, so it has no index [{segment}]"
-                    + _not_serializable_hint(document, depth))
+                    f"{_describe(current)}, not a list, so it has no index [{segment}]")
             if not -len(current) <= segment < len(current):
                 raise ExpressionError(
                     f"JsonGet {format_path(path)} in {uri}: index [{segment}] is out of range "
@@ -310,15 +345,6 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)} items"
     return "an object"
-
-
-def _not_serializable_hint(document: Any, depth: int) -> str:
-    """The runtime writes ``{"Result": null, "Exception": "..."}`` when a return value is not
-    JSON-serializable; say so instead of only 'null has no key'."""
-    if depth == 1 and isinstance(document, Mapping) and document.get("Result") is None \
-            and isinstance(document.get("Exception"), str):
-        return f" ({document['Exception']})"
-    return ""
 
 
 # ---------------------------------------------------------------------------------------

@@ -113,8 +113,16 @@ class Plan:
             steps[item.name] = StepPlan(
                 item.name, item.type, item.raw, tuple(dependencies), item.branch,
                 parse_retry_settings(item.raw, f"{item.where} ({item.name})"), item.where)
-        for refs in references.values():
-            _check_properties(refs, steps)
+        for reader, refs in references.items():
+            _check_properties(reader, refs, steps)
+        kinds = {p.name: p.type for p in parameters}
+        for step in steps.values():
+            name = step.retry.max_retry_parameter
+            if name is not None and kinds.get(name) != "Integer":
+                raise ValidationError(
+                    f"{step.where} ({step.name}): RetryStrategy.MaximumRetryAttempts reads parameter "
+                    f"{name!r}, which is {'not declared' if name not in kinds else 'a ' + kinds[name]}; "
+                    "it must be an Integer parameter")
         order = _topological_order(names, steps)
         return cls(definition, parameters,
                    MappingProxyType({name: steps[name] for name in order}), tuple(order))
@@ -181,7 +189,7 @@ def _references(item: _Flat) -> References:
     return scan(arguments, where, refs)
 
 
-def _check_properties(refs: References, steps: Mapping[str, StepPlan]) -> None:
+def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPlan]) -> None:
     """Refuse ``Steps.X.<path>`` when X's definition cannot provide that property, so a
     typo fails at upsert instead of in the middle of a run."""
     for step, path, where in refs.properties:
@@ -196,7 +204,25 @@ def _check_properties(refs: References, steps: Mapping[str, StepPlan]) -> None:
         except OpaquePropertyError:
             continue
         except LookupError as exc:
-            raise ValidationError(f"{where} reads Steps.{step}.{path}: {exc}") from None
+            if parse_path(path)[0] not in target.arguments:
+                raise PropertyUnavailable(
+                    f"{where} reads Steps.{step}.{path}, which {step!r}'s definition does not set: "
+                    "a property its job reports while it runs (such as ProcessingJobStatus, "
+                    "ProcessingJobArn or TrainingJobName) cannot be read, since no stepflow backend "
+                    f"reports job properties yet. Properties of a {target.type} step that can be read "
+                    f"start with: {', '.join(sorted(target.arguments))}.", reader=reader) from None
+            raise PropertyUnavailable(f"{where} reads Steps.{step}.{path}: {exc}", reader=reader) from None
+
+
+class PropertyUnavailable(ValidationError):
+    """A ``Get`` of a step property the step's definition does not provide."""
+
+    reason = "PropertyNotAvailable"
+
+    def __init__(self, message: str, *, reader: str) -> None:
+        super().__init__(message)
+        self.reader = reader
+        """The step that reads the property."""
 
 
 def _topological_order(names: list[str], steps: Mapping[str, StepPlan]) -> list[str]:

@@ -69,23 +69,38 @@ class RetrySettings:
 
     max_retry_attempts: int = 0
     policies: tuple[RetryPolicy, ...] = ()
+    max_retry_parameter: str | None = None
+    """Set when ``MaximumRetryAttempts`` is ``{"Get": "Parameters.<name>"}`` (an @step's
+    ``max_retry_attempts=ParameterInteger(...)``): the execution's value decides."""
+
+    def for_parameters(self, parameters: Mapping[str, Any]) -> RetrySettings:
+        """These settings with a parameter-valued ``MaximumRetryAttempts`` resolved."""
+        if self.max_retry_parameter is None:
+            return self
+        value = parameters.get(self.max_retry_parameter)
+        return RetrySettings(max(0, value) if _is_int(value) else 0, self.policies)
 
 
 def parse_retry_settings(step: Mapping[str, Any], where: str) -> RetrySettings:
     """Read ``Arguments.RetryStrategy`` and ``RetryPolicies``; reject what we cannot honour."""
     strategy = (step.get("Arguments") or {}).get("RetryStrategy") if step.get("Type") == "Training" else None
-    max_retry = 0
+    max_retry, parameter = 0, None
     if strategy is not None:
         value = strategy.get("MaximumRetryAttempts") if isinstance(strategy, Mapping) else None
-        if not _is_int(value) or value < 0:
+        reference = value.get("Get") if isinstance(value, Mapping) and len(value) == 1 else None
+        if isinstance(reference, str) and reference.startswith("Parameters."):
+            parameter = reference.removeprefix("Parameters.")
+        elif not _is_int(value) or value < 0:
             raise ValidationError(
-                f"{where}: RetryStrategy.MaximumRetryAttempts must be a whole number >= 0, got {value!r}")
-        max_retry = value
+                f"{where}: RetryStrategy.MaximumRetryAttempts must be a whole number >= 0 or an "
+                f"Integer parameter ({{'Get': 'Parameters.<name>'}}), got {value!r}")
+        else:
+            max_retry = value
     raw = step.get("RetryPolicies") or []
     if not isinstance(raw, list):
         raise ValidationError(f"{where}: RetryPolicies must be a list")
     return RetrySettings(max_retry, tuple(_parse_policy(p, f"{where}: RetryPolicies[{i}]")
-                                          for i, p in enumerate(raw)))
+                                          for i, p in enumerate(raw)), parameter)
 
 
 def _parse_policy(raw: Any, where: str) -> RetryPolicy:

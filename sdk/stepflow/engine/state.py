@@ -61,6 +61,8 @@ class StepState:
     failure_reason: str | None = None
     skip_reason: str | None = None
     next_attempt_at: datetime | None = None
+    reused_from: str | None = None
+    """A selective execution's step not run but taken from this source execution (its id)."""
 
     @property
     def open_attempt(self) -> Attempt | None:
@@ -167,6 +169,7 @@ def _step_to_dict(step: StepState) -> dict[str, Any]:
         "failureReason": step.failure_reason,
         "skipReason": step.skip_reason,
         "nextAttemptAt": _time(step.next_attempt_at),
+        "reusedFrom": step.reused_from,
         "attempts": [
             {
                 "number": a.number,
@@ -234,6 +237,7 @@ def _step_from_dict(raw: Any) -> StepState:
         failure_reason=_optional_str(raw["failureReason"], "failureReason"),
         skip_reason=_optional_str(raw["skipReason"], "skipReason"),
         next_attempt_at=_optional(raw["nextAttemptAt"], parse_time),
+        reused_from=_optional_str(raw.get("reusedFrom"), "reusedFrom"),  # absent before selective runs
     )
 
 

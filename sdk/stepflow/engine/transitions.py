@@ -120,7 +120,7 @@ def _attempt_started(plan: Plan, state: ExecutionState, event: ev.AttemptStarted
     if event.attempt != len(step.attempts) + 1:
         raise TransitionError(f"step {event.step!r}: attempt {event.attempt} is out of sequence; "
                               f"{len(step.attempts)} attempt(s) are recorded")
-    first = step.status == PENDING and not step.attempts
+    first = step.status == PENDING  # attempts may exist: a retried execution keeps them
     retry = step.status == STARTING and step.next_attempt_at is not None
     if not (first or retry):
         raise TransitionError(f"step {event.step!r} is {step.status}; it cannot start attempt {event.attempt}")
@@ -160,7 +160,8 @@ def _attempt_failed(plan: Plan, state: ExecutionState, event: ev.AttemptFailed, 
         return
     attempt.status, attempt.ended_at = FAILED, now
     attempt.failure_reason, attempt.failure_kind, attempt.exit_code = event.reason, event.kind, event.exit_code
-    retry = next_retry(plan.step(event.step).retry, [a.retried_by for a in step.attempts[:-1]],
+    settings = plan.step(event.step).retry.for_parameters(state.parameters)
+    retry = next_retry(settings, [a.retried_by for a in step.attempts[:-1]],
                        step.attempts[0].started_at, event.kind, state.stop_requested, now)
     if retry is not None:
         attempt.retried_by, step.next_attempt_at = retry

@@ -118,15 +118,7 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
         raise _Outcome(EXIT_USER_ERROR, _cut(
             f"SerializationError: the return value of step {inv.step_name!r} cannot be "
             f"pickled: {exc}. Return plain data (dicts, lists, numbers, arrays) instead."), exc) from exc
-    document = None
-    if inv.serialize_output_to_json:
-        try:
-            document = json.dumps({"Result": result, "Exception": None}, allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise _Outcome(EXIT_USER_ERROR, _cut(
-                f"TypeError: the return value of step {inv.step_name!r} ({_short_repr(result)}) "
-                f"is not JSON serializable ({exc}), but a condition, JsonGet or another step reads "
-                "it: return only dicts, lists, strings, finite numbers, booleans and None."), exc) from exc
+    document = results_document(result) if inv.serialize_output_to_json else None
     try:
         store.put_bytes(layout.payload_key(out), artifact.payload)
         store.put_bytes(layout.metadata_key(out), artifact.metadata)
@@ -134,6 +126,20 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
             store.put_bytes(f"{out}/{layout.RESULTS_DOCUMENT}", document)
     except StorageError as exc:
         raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
+
+
+def results_document(result: Any) -> bytes:
+    """``results.json`` for conditions and ``JsonGet``: ``{"Result": ..., "Exception": null}``.
+
+    A value JSON cannot hold (a DataFrame, a model, NaN) does not fail the step, as in
+    SageMaker: downstream @steps read the pickled value, and the document records why
+    there is no JSON, so a condition or JsonGet reading it fails with that reason.
+    """
+    try:
+        return json.dumps({"Result": result, "Exception": None}, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        reason = f"The function return ({_short_repr(result)}) is not JSON serializable ({exc})."
+        return json.dumps({"Result": None, "Exception": reason}).encode()
 
 
 def _short_repr(value: Any) -> str:

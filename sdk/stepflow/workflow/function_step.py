@@ -1,10 +1,10 @@
 """The ``@step`` decorator and ``DelayedReturn`` (docs/SAGEMAKER-COMPATIBILITY.md, "The
 @step decorator" and "Step outputs and arguments").
 
-Calling a decorated function runs nothing: it records the function, the arguments and
-the call site in a step and returns a ``DelayedReturn``, a proxy for the result. The
-function and arguments are pickled when the pipeline is compiled, once every step has
-its final name (argument placeholders name the upstream steps).
+Calling a decorated function runs nothing: it pickles the function and the arguments
+(as SageMaker's SDK does, so later changes to globals or arguments do not change what
+ships; :mod:`stepflow.workflow.capture`), records them with the call site in a step and
+returns a ``DelayedReturn``, a proxy for the result.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from stepflow import layout
 from stepflow.errors import SourceLocation, ValidationError
 from stepflow.workflow import placeholders
 from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.capture import CapturedCall, capture
+from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.functions import Join, JsonGet
 from stepflow.workflow.retry import RetryPolicy
 from stepflow.workflow.step_outputs import StepOutput
@@ -92,6 +94,16 @@ def step(_func: Callable[..., Any] | None = None, *, name: str | None = None,
         raise ValidationError(
             "dependencies='auto_capture' is not supported for pipeline steps: give the path "
             "of a requirements.txt or environment.yml file.", location=location)
+    _check_compile_time_keywords(location, name=name, display_name=display_name,
+                                 description=description, retry_policies=retry_policies,
+                                 dependencies=dependencies,
+                                 pre_execution_commands=pre_execution_commands,
+                                 pre_execution_script=pre_execution_script,
+                                 job_name_prefix=job_name_prefix, role=role,
+                                 environment_variables=environment_variables,
+                                 security_group_ids=security_group_ids, subnets=subnets,
+                                 tags=tags, include_local_workdir=include_local_workdir,
+                                 custom_file_filter=custom_file_filter)
     if pre_execution_commands is not None and pre_execution_script is not None:
         raise ValidationError(
             "Only one of pre_execution_commands or pre_execution_script can be specified: "
@@ -140,6 +152,42 @@ def step(_func: Callable[..., Any] | None = None, *, name: str | None = None,
     return decorate(_func) if _func is not None else decorate
 
 
+#: Keywords that may be pipeline variables (the SDK's decorator types): rendered as
+#: ``{"Get": ...}`` and resolved when the execution runs.
+VARIABLE_KEYWORDS = ("image_uri", "instance_count", "instance_type", "job_conda_env",
+                     "keep_alive_period_in_seconds", "max_retry_attempts",
+                     "max_runtime_in_seconds", "volume_kms_key", "volume_size",
+                     "encrypt_inter_container_traffic", "use_spot_instances",
+                     "max_wait_time_in_seconds")
+#: Keywords whose items or values (not the whole) may be pipeline variables.
+_VARIABLE_ITEMS = ("environment_variables", "security_group_ids", "subnets", "tags")
+
+
+def _check_compile_time_keywords(location: SourceLocation | None, **keywords: Any) -> None:
+    """Refuse a pipeline variable where the compiler needs the value itself."""
+    for keyword, value in keywords.items():
+        if not isinstance(value, PipelineVariable):
+            continue
+        if keyword in _VARIABLE_ITEMS:
+            raise ValidationError(
+                f"@step({keyword}=...) got a pipeline variable ({value!r}); give a "
+                f"{'dict' if keyword == 'environment_variables' else 'list'} whose "
+                f"{'values' if keyword == 'environment_variables' else 'items'} may be "
+                "pipeline variables.", location=location, reason="PipelineVariableMisused")
+        raise ValidationError(
+            f"@step({keyword}=...) cannot be a pipeline variable ({value!r}): the compiler "
+            "needs its value. Pipeline variables are accepted by "
+            f"{', '.join(VARIABLE_KEYWORDS)}, the values of environment_variables and the "
+            "items of subnets and security_group_ids.",
+            location=location, reason="PipelineVariableMisused")
+    environment = keywords.get("environment_variables")
+    if environment is not None and (not isinstance(environment, dict)
+                                    or not all(isinstance(k, str) for k in environment)):
+        raise ValidationError(
+            "@step(environment_variables=...) must be a dict of variable names (str) to values "
+            f"(str or pipeline variables), got {environment!r}.", location=location)
+
+
 def _returns_sequence(func: Callable[..., Any]) -> bool:
     """True when the return annotation is a tuple or list: then only int indexes make sense."""
     try:
@@ -173,8 +221,12 @@ class _FunctionStep(Step):
                     "which is not supported for function arguments: pass the underlying "
                     "step output or parameter and combine the values inside the function.",
                     location=self._location)
+        labelled = self.arguments_by_name()
+        self.captured: CapturedCall = capture(func, args, kwargs, labels=[l for l, _ in labelled],
+                                              location=self._location)
+        """The pickled function and arguments, as they were at the call."""
         seen: set[int] = set()
-        for _, value in self.arguments_by_name():
+        for _, value in labelled:
             if isinstance(value, StepOutput) and id(value._step) not in seen:
                 seen.add(id(value._step))
                 self._depends_on.append(value._step)

@@ -15,15 +15,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stepflow import arns
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError, SourceLocation, ValidationError
 from stepflow.workflow import schedules
 from stepflow.workflow.callsite import caller_location
+from stepflow.workflow.parallelism_config import max_parallel_steps
 from stepflow.workflow.parameters import Parameter
 from stepflow.workflow.pipeline_execution import _PipelineExecution
 from stepflow.workflow.pipeline_experiment_config import (
     DEFAULT_EXPERIMENT_CONFIG,
     PipelineExperimentConfig,
 )
+from stepflow.workflow.selective_execution_config import SelectiveExecutionConfig
 
 if TYPE_CHECKING:
     from stepflow.compiler.bundle import Bundle
@@ -94,7 +98,7 @@ class Pipeline:
             raise BackendError(
                 f"Pipeline '{self.name}' already exists on the {backend.name} backend: use "
                 "update() or upsert().", reason="PipelineExists")
-        return self._upsert(role_arn, description, tags)
+        return self._upsert(role_arn, description, tags, parallelism_config)
 
     def update(self, role_arn: str | None = None, description: str | None = None,
                parallelism_config: Any = None) -> dict[str, Any]:
@@ -102,19 +106,25 @@ class Pipeline:
             raise BackendError(
                 f"Pipeline '{self.name}' does not exist on the {self.session.backend.name} "
                 "backend: use create() or upsert().", reason="PipelineNotFound")
-        return self._upsert(role_arn, description, None)
+        return self._upsert(role_arn, description, None, parallelism_config)
 
     def upsert(self, role_arn: str | None = None, description: str | None = None,
                tags: Sequence[Mapping[str, str]] | None = None,
                parallelism_config: Any = None) -> dict[str, Any]:
-        """Create or update: one compile, one publish, one backend call."""
-        return self._upsert(role_arn, description, tags)
+        """Create or update: one compile, one publish, one backend call.
+
+        ``parallelism_config`` becomes the pipeline's: every execution runs at most that
+        many steps at once unless ``start(parallelism_config=...)`` says otherwise."""
+        return self._upsert(role_arn, description, tags, parallelism_config)
 
     def _upsert(self, role_arn: str | None, description: str | None,
-                tags: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
+                tags: Sequence[Mapping[str, str]] | None, parallelism_config: Any) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if parallelism_config is not None:  # only then: a backend need not know the option
+            options["parallelism"] = max_parallel_steps(parallelism_config)
         with self.session.published(self) as bundle:
             return self.session.backend.upsert(bundle, self.session.store, role_arn=role_arn,
-                                               description=description, tags=tags)
+                                               description=description, tags=tags, **options)
 
     def _exists(self) -> bool:
         try:
@@ -135,10 +145,18 @@ class Pipeline:
               execution_display_name: str | None = None,
               execution_description: str | None = None,
               parallelism_config: Any = None,
-              selective_execution_config: Any = None) -> _PipelineExecution:
+              selective_execution_config: SelectiveExecutionConfig | None = None) -> _PipelineExecution:
+        """Start an execution; ``parallelism_config`` caps the steps running at once,
+        ``selective_execution_config`` runs only some steps, reusing an earlier execution's
+        results for the steps they read."""
         backend = self.session.backend
+        options: dict[str, Any] = {}
+        if parallelism_config is not None:
+            options["parallelism"] = max_parallel_steps(parallelism_config)
+        if selective_execution_config is not None:
+            options["selection"] = self._selection(selective_execution_config)
         execution_id = backend.start(self.name, parameters=dict(parameters or {}),
-                                     display_name=execution_display_name)
+                                     display_name=execution_display_name, **options)
         return _PipelineExecution._started(self.name, execution_id, self.session)
 
     def put_triggers(self, triggers: Sequence[Any], role_arn: str | None = None) -> list[str]:
@@ -153,6 +171,19 @@ class Pipeline:
 
     def delete_triggers(self, trigger_names: Sequence[str]) -> None:
         schedules.delete_triggers(self, trigger_names)
+
+    def _selection(self, config: SelectiveExecutionConfig) -> Selection:
+        arn = config.source_pipeline_execution_arn
+        if arn is None and config.reference_latest_execution:
+            latest = self.list_executions()["PipelineExecutionSummaries"]
+            arn = latest[0]["PipelineExecutionArn"] if latest else None
+        if arn is None:
+            raise ValidationError(
+                f"SelectiveExecutionConfig needs a source execution: pipeline '{self.name}' has "
+                "none yet; give source_pipeline_execution_arn=... or start a full execution first.",
+                location=caller_location(), reason="InvalidSelection")
+        return Selection(source_execution_id=arns.parse_execution(arn).execution_id or "",
+                         steps=tuple(config.selected_steps))
 
     def list_executions(self, sort_by: str | None = None, sort_order: str | None = None,
                         max_results: int | None = None,

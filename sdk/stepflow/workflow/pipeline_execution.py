@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import WaiterError
+
 from stepflow import arns
+from stepflow.errors import BackendError
 
 if TYPE_CHECKING:
     from stepflow.backends import Backend
     from stepflow.session import Session
+
+
+_WAITER = "PipelineExecutionComplete"
+_DEFAULT_DELAY, _DEFAULT_MAX_ATTEMPTS = 30, 60
 
 
 class _PipelineExecution:
@@ -66,14 +73,51 @@ class _PipelineExecution:
 
     def wait(self, delay: float | None = None, max_attempts: int | None = None,
              timeout: float | None = None) -> dict[str, Any]:
-        """Block until the execution is over; ``delay * max_attempts`` is the SDK's timeout."""
-        if timeout is None and delay is not None and max_attempts is not None:
-            timeout = delay * max_attempts
-        return self.backend.wait(self.pipeline_name, self.execution_id, timeout)
+        """Block until the execution is over and return its description.
+
+        As the SDK's waiter: a Failed execution raises botocore's ``WaiterError``
+        ("Waiter encountered a terminal failure state", here with the failure reason), and
+        so does running out of time (``delay * max_attempts`` seconds, the SDK's 30 x 60 by
+        default; ``timeout`` overrides it). A Stopped execution also raises: the SDK's
+        waiter would poll it until its attempts run out.
+        """
+        if timeout is None:
+            timeout = (_DEFAULT_DELAY if delay is None else delay) * (
+                _DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts)
+        try:
+            described = self.backend.wait(self.pipeline_name, self.execution_id, timeout)
+        except BackendError as exc:
+            if exc.reason != "WaitTimeout":
+                raise
+            raise WaiterError(name=_WAITER, reason=f"Max attempts exceeded ({exc.message})",
+                              last_response=self.describe()) from exc
+        status = described["PipelineExecutionStatus"]
+        if status in ("Failed", "Stopped"):
+            reason = (f'Waiter encountered a terminal failure state: For expression '
+                      f'"PipelineExecutionStatus" we matched expected path: "{status}"')
+            if described.get("FailureReason"):
+                reason += f" (FailureReason: {described['FailureReason']})"
+            raise WaiterError(name=_WAITER, reason=reason, last_response=described)
+        return described
+
+    def retry(self) -> None:
+        """Go on with this Failed or Stopped execution: the steps that did not succeed run
+        again, the others keep their results (SageMaker's RetryPipelineExecution)."""
+        self.backend.retry(self.pipeline_name, self.execution_id)
 
     def stop(self) -> None:
         self.backend.stop(self.pipeline_name, self.execution_id)
 
     def result(self, step_name: str) -> Any:
-        """The return value of a succeeded @step function step."""
+        """The return value of a succeeded @step function step, once the execution is over.
+
+        Raises ``RemoteFunctionError`` (``stepflow.remote_function.errors``) when the step
+        did not complete; what the step raised is its ``exception`` and ``__cause__``.
+        ``ValueError`` for a step that is not an @step function.
+        """
+        try:
+            self.wait()
+        except WaiterError as exc:
+            if "terminal failure state" not in str(exc):
+                raise
         return self.backend.result(self.pipeline_name, self.execution_id, step_name)

@@ -26,11 +26,13 @@ from stepflow.backends.base import Backend, OnChange, ShouldStop
 from stepflow.backends.capabilities import check_runnable
 from stepflow.backends.local.launcher import ProcessLauncher
 from stepflow.backends.orchestrator import Orchestrator
-from stepflow.backends.views import describe_execution, list_steps
+from stepflow.backends.views import all_steps, describe_execution, list_steps
 from stepflow.cache import cache_dir
-from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution
+from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, new_execution, retry, select
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError
 from stepflow.locks import flock, is_locked
+from stepflow.remote_function.errors import RemoteFunctionError
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore, open_store
 from stepflow.timefmt import millis, utcnow
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 
 #: How long ``run`` waits for a lock another process holds only briefly (a liveness probe).
 _PROBE_GRACE = 2.0
+#: How long ``retry`` waits for the orchestrator of an ended execution to let go of it.
+_RELEASE_GRACE = 10.0
 #: How often ``run`` looks at an execution another live process orchestrates.
 _FOLLOW_MAX_DELAY = 1.0
 
@@ -48,6 +52,10 @@ def new_execution_id(now: datetime | None = None) -> str:
     """Sortable by start time, unique without coordination: ``20261125t013000-3fa2c1``."""
     now = now or utcnow()
     return f"{now.strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _pipeline_parallelism(record: Mapping[str, Any]) -> int | None:
+    return (record.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps")
 
 
 class LocalBackend(Backend):
@@ -86,7 +94,8 @@ class LocalBackend(Backend):
     # -- pipelines -----------------------------------------------------------------------
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
-               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
+               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None,
+               parallelism: int | None = None) -> dict:
         name = bundle.pipeline_name
         check_runnable(name, bundle.definition, self.name)
         now = millis()
@@ -100,6 +109,8 @@ class LocalBackend(Backend):
         record.update({"DefinitionDigest": bundle.digest, "LastModifiedTime": now,
                        "PipelineDescription": description, "RoleArn": role_arn,
                        "Tags": list(tags or record.get("Tags") or [])})
+        if parallelism is not None:
+            record["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": parallelism}
         self.store.put_bytes(layout.in_pipeline(name, layout.pipeline_record_key()),
                              json.dumps(record, indent=1).encode())
         return {"PipelineArn": record["PipelineArn"]}
@@ -130,7 +141,7 @@ class LocalBackend(Backend):
 
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
-                         parallelism: int | None = None) -> ExecutionState:
+                         parallelism: int | None = None, selection: Selection | None = None) -> ExecutionState:
         record = self._pipeline_record(pipeline_name)
         definition = self.definition(pipeline_name, record["DefinitionDigest"])
         plan = Plan.from_definition(definition)
@@ -140,23 +151,55 @@ class LocalBackend(Backend):
             return self.execution_state(pipeline_name, execution_id)
         state = new_execution(plan, execution_id=execution_id, pipeline_name=pipeline_name,
                               parameters=parameters, now=utcnow(),
-                              parallelism=parallelism or self.parallelism,
+                              parallelism=parallelism or _pipeline_parallelism(record) or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=arns.execution_arn_of(record["PipelineArn"], execution_id,
                                                                   region=self.region))
+        if selection is not None:
+            state = select(plan, state, self._ended_source(pipeline_name, selection.source_execution_id),
+                           selection.steps)
         meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
         pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
         self._write_summary(pstore, state, meta["displayName"])
         return state
 
+    def _ended_source(self, pipeline_name: str, execution_id: str) -> ExecutionState:
+        source = self.execution_state(pipeline_name, execution_id)
+        if not source.terminal:
+            raise BackendError(
+                f"Selective execution: source execution {execution_id} is still {source.status}; wait "
+                "for it to end (Succeeded, Failed or Stopped) first.", reason="SourceExecutionRunning")
+        return source
+
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
-              execution_id: str | None = None, display_name: str | None = None) -> str:
+              execution_id: str | None = None, display_name: str | None = None,
+              parallelism: int | None = None, selection: Selection | None = None) -> str:
         self.resume_unfinished(pipeline_name)
         state = self.create_execution(pipeline_name, parameters=parameters, execution_id=execution_id,
-                                      display_name=display_name)
+                                      display_name=display_name, parallelism=parallelism,
+                                      selection=selection)
         self._spawn(pipeline_name, state.execution_id)
         return state.execution_id
+
+    def retry(self, pipeline_name: str, execution_id: str) -> None:
+        """Reset the steps that did not succeed and orchestrate the execution again.
+
+        The orchestrator lock is held while the state is reset, so the process that ran
+        the execution (which may still be exiting after writing its end) is never raced."""
+        plan = self._plan(pipeline_name, execution_id)
+        retry(plan, self.execution_state(pipeline_name, execution_id), utcnow())  # refuses a live one at once
+        with flock(self._lock_path(pipeline_name, execution_id), wait=_RELEASE_GRACE) as held:
+            state = self.execution_state(pipeline_name, execution_id)
+            if not held:
+                raise BackendError(f"Execution {execution_id} is still being orchestrated ({state.status}); "
+                                   "retry it once it has ended.", reason="ExecutionRunning")
+            retried = retry(plan, state, utcnow())
+            pstore = self.pipeline_store(pipeline_name)
+            pstore.delete(layout.stop_request_key(execution_id))  # a stop was for the run that ended
+            pstore.put_bytes(layout.execution_state_key(execution_id), retried.to_json().encode())
+            self._write_summary(pstore, retried, self._meta(pipeline_name, execution_id).get("displayName"))
+        self._spawn(pipeline_name, execution_id)
 
     def run(self, pipeline_name: str, execution_id: str, *, on_change: OnChange | None = None,
             should_stop: ShouldStop = lambda: False) -> ExecutionState:
@@ -273,6 +316,10 @@ class LocalBackend(Backend):
     def list_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
         return list_steps(self._plan(pipeline_name, execution_id), self.execution_state(pipeline_name, execution_id))
 
+    def all_steps(self, pipeline_name: str, execution_id: str) -> list[dict]:
+        """Every step in plan order, Pending and Skipped included (``views.all_steps``)."""
+        return all_steps(self._plan(pipeline_name, execution_id), self.execution_state(pipeline_name, execution_id))
+
     def stop(self, pipeline_name: str, execution_id: str) -> None:
         state = self.execution_state(pipeline_name, execution_id)
         if state.terminal:
@@ -316,12 +363,29 @@ class LocalBackend(Backend):
         if plan.step(step_name).type != "Training":
             raise ValueError("This method can only be used on pipeline steps created using @step decorator.")
         step = self.execution_state(pipeline_name, execution_id).steps[step_name]
-        if step.status != "Succeeded":
-            raise BackendError(f"Unable to retrieve step output as the step {step_name} is not in "
-                               f"Completed status (it is {step.status}).", reason="StepNotCompleted")
         from stepflow.config import load_config
 
+        key = load_config().integrity_key
         pstore = self.pipeline_store(pipeline_name)
-        prefix = layout.results_prefix(execution_id, step_name)
-        return deserialize(pstore.get_bytes(f"{prefix}/payload.pkl"), pstore.get_bytes(f"{prefix}/metadata.json"),
-                           key=load_config().integrity_key)
+        if step.status != "Succeeded":
+            raised = self._step_exception(pstore, execution_id, step_name, key)
+            raise RemoteFunctionError(
+                f"Unable to retrieve step output as the step {step_name} is not in Completed status "
+                f"(it is {step.status})."
+                + (f" It failed with: {step.failure_reason}" if step.failure_reason else ""),
+                exception=raised, reason="StepNotCompleted") from raised
+        prefix = layout.results_prefix(step.reused_from or execution_id, step_name)
+        return deserialize(pstore.get_bytes(layout.payload_key(prefix)),
+                           pstore.get_bytes(layout.metadata_key(prefix)), key=key)
+
+    @staticmethod
+    def _step_exception(pstore: ObjectStore, execution_id: str, step_name: str,
+                        key: bytes | None) -> BaseException | None:
+        """What a failed step raised (its pickled exception), None when it left none."""
+        prefix = layout.exception_prefix(execution_id, step_name)
+        try:
+            exc = deserialize(pstore.get_bytes(layout.payload_key(prefix)),
+                              pstore.get_bytes(layout.metadata_key(prefix)), key=key)
+        except NotFound:
+            return None
+        return exc if isinstance(exc, BaseException) else None

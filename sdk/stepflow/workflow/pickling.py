@@ -1,7 +1,8 @@
 """Make cloudpickle output self-contained and byte-stable across processes.
 
-Two things, both needed for a step to run without the user's workspace and for the same
-commit to produce the same bytes in a new process:
+Used when an @step function is called (:mod:`stepflow.workflow.capture`). Two things,
+both needed for a step to run without the user's workspace and for the same commit to
+produce the same bytes in a new process:
 
 * modules of the user's project are pickled by value (``register_pickle_by_value``),
   everything installed (site-packages, the standard library, stepflow) by reference;

@@ -1,0 +1,1 @@
+"""SageMaker's ``sagemaker.remote_function`` names that @step programs import."""
