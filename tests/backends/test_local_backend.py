@@ -22,6 +22,7 @@ from tests.testenv import wait_for
 from stepflow.backends.local import LocalBackend
 from stepflow.compiler.loader import load_pipeline
 from stepflow.engine import ParameterError
+from stepflow.errors import BackendError
 from stepflow.remote_function.errors import RemoteFunctionError
 from stepflow.session import Session
 from stepflow.storage import open_store

@@ -14,9 +14,8 @@ from typing import Any
 
 from stepflow import layout
 from stepflow.compiler.sourcedir import sourcedir_archive
-from stepflow.errors import SerializationError, SourceLocation, StepflowError, ValidationError
+from stepflow.errors import ValidationError
 from stepflow.serialization import SerializedArtifact, seal, serialize
-from stepflow.workflow.callsite import display_path
 from stepflow.workflow.entities import PipelineVariable
 from stepflow.workflow.function_step import FunctionStep
 from stepflow.workflow.placeholders import CapturedArguments
