@@ -33,6 +33,7 @@ from stepflow.backends.sagemaker.mapping import execution_id_of, execution_state
 from stepflow.backends.sagemaker.poller import Backoff, Pollers
 from stepflow.backends.views import describe_execution, list_steps
 from stepflow.engine import ExecutionState, Plan, resolve_parameters
+from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError, ConfigurationError
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore
@@ -176,7 +177,8 @@ class SageMakerBackend(Backend):
         return {"PipelineDefinitionS3Location": {"Bucket": bucket, "ObjectKey": key}}
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
-               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
+               description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None,
+               parallelism: int | None = None) -> dict:
         name = bundle.pipeline_name
         role = role_arn or self.role_arn
         unset = [step.name for step in Plan.from_definition(json.loads(bundle.definition_bytes)).steps.values()
@@ -191,6 +193,8 @@ class SageMakerBackend(Backend):
             extra: dict[str, Any] = {"Tags": [dict(t) for t in tags]} if tags else {}
             if description:
                 extra["PipelineDescription"] = description
+            if parallelism:
+                extra["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": int(parallelism)}
             try:
                 created = self._call(f"create pipeline '{name}'", "create_pipeline", PipelineName=name,
                                      PipelineDisplayName=display_name(name), RoleArn=role,
@@ -201,8 +205,10 @@ class SageMakerBackend(Backend):
                 if errors.error_code(exc) != errors.IN_USE:
                     raise errors.translate(exc, f"create pipeline '{name}'") from None
             current = self.describe(name)  # created meanwhile by someone else: update it
-        if not self._unchanged(current, bundle, role, description):
+        if not self._unchanged(current, bundle, role, description, parallelism):
             extra = {"PipelineDescription": description} if description else {}
+            if parallelism:
+                extra["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": int(parallelism)}
             self._call(f"update pipeline '{name}'", "update_pipeline", PipelineName=name,
                        PipelineDisplayName=display_name(name), RoleArn=role or current["RoleArn"],
                        **definition, **extra)
@@ -212,13 +218,16 @@ class SageMakerBackend(Backend):
         return {"PipelineArn": current["PipelineArn"]}
 
     @staticmethod
-    def _unchanged(current: Mapping[str, Any], bundle: Bundle, role: str | None, description: str | None) -> bool:
+    def _unchanged(current: Mapping[str, Any], bundle: Bundle, role: str | None, description: str | None,
+                   parallelism: int | None) -> bool:
         try:
             same = json.loads(current.get("PipelineDefinition") or "null") == json.loads(bundle.definition_bytes)
         except ValueError:
             same = False
         return (same and (role is None or role == current.get("RoleArn"))
-                and (description is None or description == current.get("PipelineDescription")))
+                and (description is None or description == current.get("PipelineDescription"))
+                and (parallelism is None or parallelism == (current.get("ParallelismConfiguration") or {})
+                     .get("MaxParallelExecutionSteps")))
 
     def delete(self, pipeline_name: str) -> dict:
         try:
@@ -265,28 +274,29 @@ class SageMakerBackend(Backend):
 
     def create_execution(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
                          execution_id: str | None = None, display_name: str | None = None,
-                         parallelism: int | None = None) -> ExecutionState:
+                         parallelism: int | None = None, selection: Selection | None = None) -> ExecutionState:
         if execution_id is not None:
             record = self._record(pipeline_name, execution_id)
             if record and record.get("executionArn"):
                 return self.execution_state(pipeline_name, execution_id)
-        arn = self._start(pipeline_name, parameters, execution_id, display_name, parallelism)
+        arn = self._start(pipeline_name, parameters, execution_id, display_name, parallelism, selection)
         # Just started: no step has run yet, so DescribePipelineExecution says all there is.
         return execution_state(self._plan(arn), self._describe_execution(arn), [],
                                execution_id=execution_id or execution_id_of(arn), pipeline_name=pipeline_name,
                                parameters=self._execution_parameters(arn))
 
     def start(self, pipeline_name: str, *, parameters: Mapping[str, Any] | None = None,
-              execution_id: str | None = None, display_name: str | None = None) -> str:
+              execution_id: str | None = None, display_name: str | None = None,
+              parallelism: int | None = None, selection: Selection | None = None) -> str:
         """Start an execution; its id is SageMaker's unless ``execution_id`` names one of ours."""
         if execution_id is not None:
             self.create_execution(pipeline_name, parameters=parameters, execution_id=execution_id,
-                                  display_name=display_name)
+                                  display_name=display_name, parallelism=parallelism, selection=selection)
             return execution_id
-        return execution_id_of(self._start(pipeline_name, parameters, None, display_name, None))
+        return execution_id_of(self._start(pipeline_name, parameters, None, display_name, parallelism, selection))
 
     def _start(self, pipeline_name: str, parameters: Mapping[str, Any] | None, execution_id: str | None,
-               display: str | None, parallelism: int | None) -> str:
+               display: str | None, parallelism: int | None, selection: Selection | None = None) -> str:
         described = self.describe(pipeline_name)
         plan = Plan.from_definition(json.loads(described["PipelineDefinition"]))
         typed = resolve_parameters(plan, parameters)  # refused here, with the user's names, not by SageMaker
@@ -300,6 +310,10 @@ class SageMakerBackend(Backend):
         limit = parallelism or self.parallelism
         if limit:
             extra["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": int(limit)}
+        if selection is not None:  # SageMaker's selective execution: it reuses the source's results
+            extra["SelectiveExecutionConfig"] = {
+                "SourcePipelineExecutionArn": self.execution_arn(pipeline_name, selection.source_execution_id),
+                "SelectedSteps": [{"StepName": step} for step in selection.steps]}
         try:
             started = self._call(f"start pipeline '{pipeline_name}'", "start_pipeline_execution",
                                  PipelineName=pipeline_name, PipelineExecutionDisplayName=shown,
