@@ -58,6 +58,13 @@ def _use_store(value: str | None) -> None:
     # every step process this command starts all agree on the store.
     global _given_store
     if value:
+        from stepflow.errors import ConfigurationError
+        from stepflow.storage import open_store
+
+        try:
+            open_store(value)
+        except ConfigurationError as exc:  # said of --store, not of the variable it sets
+            raise click.BadParameter(exc.message, param_hint="--store") from None
         os.environ[ROOT_ENV] = value
         _given_store = value
 
@@ -178,6 +185,7 @@ def step_reason(step: dict[str, Any]) -> str:
 
 def steps_table(steps: list[dict[str, Any]]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("STEP", "TYPE", "STATUS", "ATTEMPT", "ELAPSED"):
@@ -188,7 +196,7 @@ def steps_table(steps: list[dict[str, Any]]) -> Table:
         table.add_row(step["StepName"], step["StepType"], f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
                       str(step.get("AttemptCount") or "-"),
                       format_seconds(elapsed(step.get("StartTime"), step.get("EndTime"))),
-                      step_reason(step))
+                      Text(step_reason(step)))
     return table
 
 

@@ -69,18 +69,35 @@ def validate_command(target: str) -> None:
         click.echo(f"ok: pipeline '{bundle.pipeline_name}', {bundle.step_count} steps")
 
 
+_GRAPH_FORMATS = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot", ".svg": "svg",
+                  ".png": "png"}
+
+
 @click.command("graph")
 @click.argument("target", metavar="PATH[:ATTR]")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg", "png"]),
-              default="mermaid", show_default=True)
+              help="Default: from the -o file's extension (.mmd .dot .gv .svg .png), else mermaid.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write here instead of standard output (required for png).")
-def graph_command(target: str, fmt: str, output: str | None) -> None:
-    """Draw the pipeline's steps and dependencies."""
+def graph_command(target: str, fmt: str | None, output: str | None) -> None:
+    """Draw the pipeline's steps, dependencies, conditions and parameters.
+
+    \b
+    Examples:
+      stepflow graph pipelines/churn.py                 # Mermaid text
+      stepflow graph pipelines/churn.py -o churn.png    # format from the extension
+      stepflow graph pipelines/churn.py --format svg > churn.svg
+    """
     from stepflow.cli.render_graph import to_dot, to_mermaid
     from stepflow.compiler.graph import build_graph
     from stepflow.compiler.validate import validate
 
+    if fmt is None:
+        suffix = Path(output).suffix.lower() if output else ""
+        if output and suffix not in _GRAPH_FORMATS:
+            raise click.BadParameter(f"cannot tell the format of {output!r} from its extension; name it "
+                                     f"{'/'.join(sorted(_GRAPH_FORMATS))} or pass --format.", param_hint="-o")
+        fmt = _GRAPH_FORMATS.get(suffix, "mermaid")
     pipeline = load_target(target)
     graph = build_graph(pipeline)
     validate(pipeline, graph)

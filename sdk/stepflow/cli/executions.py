@@ -229,6 +229,7 @@ def executions_command(pipeline: str | None, limit: int, output: str) -> None:
         click.echo(f"no executions in {backend.store.root_uri}", err=True)
         return
     from rich.table import Table
+    from rich.text import Text
 
     wide = output == "wide"
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -244,7 +245,7 @@ def executions_command(pipeline: str | None, limit: int, output: str) -> None:
                  row["startTime"].replace("T", " ")[:19], format_seconds(row["elapsedSeconds"])]
         if wide:
             cells.append((row["endTime"] or "").replace("T", " ")[:19])
-        table.add_row(*cells, reason)
+        table.add_row(*cells, Text(reason))
     print_table(console(), table)
 
 
