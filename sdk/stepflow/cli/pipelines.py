@@ -58,7 +58,7 @@ def pipeline_rows(backend: LocalBackend) -> list[dict[str, Any]]:
             record = backend.describe(name)
         except BackendError:
             continue  # deleted while we listed
-        steps = len(json.loads(record["PipelineDefinition"]).get("Steps", []))
+        steps = _count_steps(json.loads(record["PipelineDefinition"]).get("Steps", []))
         summaries = backend.list_executions(name)["PipelineExecutionSummaries"]
         last = summaries[0] if summaries else None
         status = last["PipelineExecutionStatus"] if last else None
@@ -73,6 +73,15 @@ def pipeline_rows(backend: LocalBackend) -> list[dict[str, Any]]:
             "manifests": manifests.get(name, []),
         })
     return rows
+
+
+def _count_steps(steps: list[dict[str, Any]]) -> int:
+    """Every step of a definition, those inside condition branches too."""
+    total = 0
+    for step in steps:
+        arguments = step.get("Arguments") or {}
+        total += 1 + _count_steps(arguments.get("IfSteps", [])) + _count_steps(arguments.get("ElseSteps", []))
+    return total
 
 
 @click.command("pipelines")

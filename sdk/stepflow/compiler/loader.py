@@ -89,8 +89,7 @@ def import_target(target: str, *, workdir: str | os.PathLike[str] | None = None)
         raise
     except SyntaxError as exc:
         raise LoadError(
-            f"Syntax error in {display_path(exc.filename or target)}: {exc.msg}. Fix the "
-            "code and commit again.",
+            f"Syntax error in {display_path(exc.filename or target)}: {exc.msg}. Fix the code.",
             location=SourceLocation(display_path(exc.filename or target), exc.lineno),
             reason="SyntaxError") from exc
     except ModuleNotFoundError as exc:
