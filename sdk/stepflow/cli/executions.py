@@ -441,7 +441,13 @@ def resume_command(execution: str | None, detach: bool, timeout: float | None) -
 
     Steps that finished or are still running are not run again. Waits for the resumed
     executions to end unless --detach; the exit code is then the worst of theirs
-    (0 Succeeded, 1 Failed, 3 Stopped)."""
+    (0 Succeeded, 1 Failed, 3 Stopped).
+
+    \b
+    Examples:
+      stepflow resume
+      stepflow resume 20261125t013000-3fa2c1 --detach
+    """
     backend = local_backend()
     if execution:
         refs = [find_execution(backend, execution)]
@@ -484,7 +490,13 @@ def resume_command(execution: str | None, detach: bool, timeout: float | None) -
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it has stopped.")
 @store_option
 def stop_command(execution: str, wait: bool) -> None:
-    """Stop an execution: running steps are terminated, pending ones never start."""
+    """Stop an execution: running steps are terminated, pending ones never start.
+
+    \b
+    Examples:
+      stepflow stop 20261125t013000-3fa2c1
+      stepflow stop 2026112 --no-wait
+    """
     backend = local_backend()
     ref = find_execution(backend, execution)
     backend.stop(ref.pipeline, ref.execution_id)
