@@ -8,8 +8,10 @@ are never deleted from under their orchestrator: stop them first.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -32,8 +34,26 @@ def delete_execution(backend: LocalBackend, pipeline: str, execution_id: str) ->
     # can be run again.
     for key in [*keys, layout.execution_summary_key(execution_id)]:
         pstore.delete(key)
+    _prune_empty_folders(pstore.uri(execution_id))
     shutil.rmtree(backend.run_dir / execution_id, ignore_errors=True)
     return len(keys) + 1
+
+
+def _prune_empty_folders(uri: str) -> None:
+    """A file:// store keeps the folders its deleted objects were in; S3 has none. Remove
+    the empty ones under ``uri`` so a deleted execution leaves nothing behind either way."""
+    if not uri.startswith("file://"):
+        return
+    from urllib.parse import unquote, urlparse
+
+    top = Path(unquote(urlparse(uri).path))
+    if not top.is_dir():
+        return
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
 
 
 def _refuse_unfinished(backend: LocalBackend, pipeline: str, execution_id: str) -> None:
@@ -100,8 +120,9 @@ def delete_pipeline_command(name: str, yes: bool) -> None:
     executions = [s["PipelineExecutionId"] for s in backend.list_executions(pipeline)["PipelineExecutionSummaries"]]
     for execution_id in executions:
         _refuse_unfinished(backend, pipeline, execution_id)
-    keys = [info.key for info in backend.store.list(layout.in_pipeline(pipeline))]
-    where = backend.store.uri(layout.in_pipeline(pipeline))
+    folder = layout.in_pipeline(pipeline)
+    keys = [info.key for info in backend.store.list(pipeline) if info.key.startswith(folder)]
+    where = backend.store.uri(pipeline) + "/"
     if not yes:
         if not sys.stdin.isatty():
             raise BackendError(f"Deleting pipeline '{pipeline}' removes {len(keys)} objects under {where}; "
@@ -111,6 +132,7 @@ def delete_pipeline_command(name: str, yes: bool) -> None:
     # The record last: while it exists the pipeline is listed, so a delete can be re-run.
     for key in sorted(keys, key=lambda k: k == record):
         backend.store.delete(key)
+    _prune_empty_folders(backend.store.uri(pipeline))
     for execution_id in executions:
         shutil.rmtree(backend.run_dir / execution_id, ignore_errors=True)
     console().print(f"deleted pipeline {pipeline} ({len(keys)} objects)", markup=False)
