@@ -293,7 +293,7 @@ def test_discover_reads_multi_document_files_and_reports_each_problem(tmp_path):
     (tmp_path / "notes.txt").write_text("not a manifest")
     # Not ours, so not problems: a Helm template, a list, another tool's Pipeline.
     (tmp_path / "chart").mkdir()
-    (tmp_path / "chart" / "deployment.yaml").write_text("metadata:\n  labels:\n    {{- include \"x\" . | nindent 4 }}\n")
+    (tmp_path / "chart" / "deployment.yaml").write_text('metadata:\n  labels:\n    {{- include "x" . | nindent 4 }}\n')
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "tekton.yaml").write_text("apiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata: {name: t}\n")
     manifests, problems = discover(tmp_path)
