@@ -102,7 +102,11 @@ def test_once_reports_a_failing_step_with_its_reason_and_log(up, git_remote):
     (up.manifests / "churn.yaml").write_text(manifest("churn", git_remote.file_url))
     result = up("--once")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "step train failed: ValueError: no convergence today" in result.stderr, result.stderr
+    # The location is relative to the repository's root, as the build's checkout sees it.
+    line = next(i for i, text in enumerate(failing.splitlines(), 1) if "no convergence today" in text)
+    assert f"step train failed: ValueError: no convergence today (at {CHURN}:{line} in train)" in result.stderr, \
+        result.stderr
+    assert "<dynamic-code>" not in result.stderr
     log_line = next(line for line in result.stderr.splitlines() if line.strip().startswith("log:"))
     log = Path(log_line.split("log:", 1)[1].strip().removeprefix("file://"))
     assert "no convergence today" in log.read_text()
