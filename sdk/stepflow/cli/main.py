@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +47,8 @@ class StepflowGroup(click.Group):
         end = words.index("--") if "--" in words else len(words)
         if "--debug" in words[:end]:
             words = ["--debug", *(w for i, w in enumerate(words) if w != "--debug" or i >= end)]
-        signal.signal(signal.SIGTERM, _terminate)
+        if threading.current_thread() is threading.main_thread():  # signals are the main thread's
+            signal.signal(signal.SIGTERM, _terminate)
         return super().main(words, *posargs, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
