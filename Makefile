@@ -6,7 +6,8 @@ PYTEST_ARGS ?=
 .PHONY: help test testenv venv demo lint testenv-cluster e2e-cluster demo-cluster demo-cluster-down
 
 help:
-	@echo "make demo      run the main job on the embedded default (stepflow up --once examples/manifests)"
+	@echo "make demo      install stepflow (runtime dependencies only) and run the example with the embedded"
+	@echo "               GitOps loop (stepflow up --once examples/manifests); ends with how to look further"
 	@echo "make test      install the test environment and the venv, lint, then run the whole suite (cluster suite too)"
 	@echo "make testenv   build/install kube-apiserver, kubectl, etcd, versitygw, helm (cached)"
 	@echo "make venv      create/refresh .venv (pip install -e '.[dev,lint]')"
@@ -39,7 +40,8 @@ test: testenv testenv-cluster venv lint
 	if [ $$rc -eq 5 ]; then echo "make test: the cluster suite collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
 
-# The main job on the embedded default: `stepflow up --once` on the example (no cluster, no cloud).
+# The main job on the embedded default: `stepflow up --once` on the example (no cluster, no
+# cloud); the venv gets stepflow's runtime dependencies only (scripts/bootstrap --demo).
 demo:
 	scripts/demo
 

@@ -50,7 +50,7 @@ PYTHON_TAG = {"python_version": "3.11", "abi": "cp311",
               "platforms": ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64",
                             "linux_x86_64"]}
 #: What goes into the project's wheel (operator/.dockerignore's allow-list).
-SOURCE_PATHS = ["pyproject.toml", "README.md", "sdk", "operator"]
+SOURCE_PATHS = ["pyproject.toml", "README.md", "LICENSE", "sdk", "operator"]
 SOURCE_EXCLUDE = re.compile(r"(__pycache__|\.py[cod]$|\.egg-info|\.pytest_cache|\.hypothesis|"
                             r"\.stepflow|\.cache|\.venv|(^|/)Dockerfile$|(^|/)\.dockerignore$)")
 
@@ -230,6 +230,7 @@ def dependency_wheels(repo: Path, cache: Path) -> Path:
     meta.mkdir()
     (meta / "pyproject.toml").write_bytes(pyproject)
     (meta / "README.md").write_text("")
+    (meta / "LICENSE").write_text("")  # pyproject.toml names it in license-files
     for pkg in ("sdk", "operator"):
         (meta / pkg).mkdir()
     run(*pip, "wheel", "--quiet", "--no-deps", "--no-index", "--find-links", tmp / "build",

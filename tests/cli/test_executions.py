@@ -97,7 +97,8 @@ def test_executions_of_an_unknown_pipeline_is_an_error(populated):
     project, _ = populated
     proc = project.run("executions", "nope")
     assert proc.returncode == 1
-    assert "Pipeline 'nope' does not exist" in proc.stderr
+    assert "No pipeline 'nope' in file://" in proc.stderr
+    assert "the pipelines there are: bad, ok" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_status_exit_code_and_json(populated):

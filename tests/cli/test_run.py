@@ -103,7 +103,7 @@ def test_success_with_typed_params_and_json_summary(project: Project):
     assert set(data) == {"pipeline", "executionId", "status", "failureReason", "startTime", "endTime",
                          "parameters", "store", "steps"}
     assert data["pipeline"] == "typed" and data["status"] == "Succeeded" and data["failureReason"] is None
-    assert data["parameters"] == {"Epochs": "3", "Rate": "0.5", "Fast": "true", "Label": "a=b"}
+    assert data["parameters"] == {"Epochs": 3, "Rate": 0.5, "Fast": True, "Label": "a=b"}  # typed
     assert [s["name"] for s in data["steps"]] == ["prepare", "train"]
     for step in data["steps"]:
         assert set(step) == {"name", "type", "status", "attempts", "startTime", "endTime", "elapsedSeconds",
@@ -142,7 +142,7 @@ def test_json_summary_of_a_failure(project: Project):
     load, broken = data["steps"]
     assert load["status"] == "Succeeded" and load["resultUri"]
     assert broken["status"] == "Failed" and broken["resultUri"] is None
-    assert broken["failureReason"] == "ValueError: boom: the input has 3 rows"
+    assert broken["failureReason"] == "ValueError: boom: the input has 3 rows (at flow.py:13 in broken)"
     assert b"about to fail" in read_uri(broken["logUri"])
     assert read_uri(broken["exceptionUri"] + "/metadata.json")
 

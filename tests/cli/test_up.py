@@ -76,7 +76,7 @@ def test_once_runs_the_example_then_a_second_pass_does_nothing(up, git_remote):
 
 
 def test_once_fails_with_the_build_error_and_keeps_the_last_good_definition(up, git_remote):
-    git_remote.commit(example_files(), "churn example")
+    good = git_remote.commit(example_files(), "churn example")
     (up.manifests / "churn.yaml").write_text(manifest("churn", git_remote.file_url))
     assert up("--once").returncode == 0
 
@@ -89,6 +89,8 @@ def test_once_fails_with_the_build_error_and_keeps_the_last_good_definition(up, 
     assert "last good definition" in result.stderr
     row = result.stdout.splitlines()[1].split()
     assert row[:4] == ["churn", git_remote.head()[:7], "False", "Succeeded"], result.stdout
+    # ... and the row says whose phase that is: the last execution's, of the good revision.
+    assert f"(PHASE is the last execution's of main@sha1:{good[:7]})" in result.stdout, result.stdout
 
 
 def test_once_reports_a_failing_step_with_its_reason_and_log(up, git_remote):
@@ -100,7 +102,11 @@ def test_once_reports_a_failing_step_with_its_reason_and_log(up, git_remote):
     (up.manifests / "churn.yaml").write_text(manifest("churn", git_remote.file_url))
     result = up("--once")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "step train failed: ValueError: no convergence today" in result.stderr, result.stderr
+    # The location is relative to the repository's root, as the build's checkout sees it.
+    line = next(i for i, text in enumerate(failing.splitlines(), 1) if "no convergence today" in text)
+    assert f"step train failed: ValueError: no convergence today (at {CHURN}:{line} in train)" in result.stderr, \
+        result.stderr
+    assert "<dynamic-code>" not in result.stderr
     log_line = next(line for line in result.stderr.splitlines() if line.strip().startswith("log:"))
     log = Path(log_line.split("log:", 1)[1].strip().removeprefix("file://"))
     assert "no convergence today" in log.read_text()
@@ -149,7 +155,8 @@ def test_interrupt_stops_cleanly_and_the_next_run_resumes(up, git_remote, tmp_pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "resume on the next `stepflow up`" in err
+    # The hint is the command that was interrupted, store included: it works when pasted.
+    assert f"resume on the next `stepflow up {up.manifests} --store {up.store}`" in err, err
 
     result = up("--once")
     assert result.returncode == 0, result.stderr
@@ -180,3 +187,50 @@ def test_scripts_demo_runs_green_on_a_copy_of_the_repository(tmp_path):
     third = subprocess.run([str(copy / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert "committed examples/churn/" in third.stderr and "ExecutionStarted" in third.stderr
+
+
+def test_the_manifests_name_works_where_the_pipelines_does(up, git_remote):
+    """A manifest `sales-eu` builds the pipeline `churn`: both names reach its executions."""
+    git_remote.commit(example_files(), "churn example")
+    (up.manifests / "sales-eu.yaml").write_text(manifest("sales-eu", git_remote.file_url))
+    assert up("--once").returncode == 0
+
+    def stepflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([STEPFLOW, *args, "--store", up.store], env=up.env, capture_output=True, text=True,
+                              timeout=60)
+
+    by_manifest, by_pipeline = stepflow("executions", "sales-eu", "-o", "json"), stepflow("executions", "churn",
+                                                                                           "-o", "json")
+    assert by_manifest.returncode == 0, by_manifest.stderr
+    assert by_manifest.stdout == by_pipeline.stdout and '"pipeline": "churn"' in by_manifest.stdout
+    listed = stepflow("pipelines").stdout.splitlines()
+    assert listed[1].split()[:3] == ["churn", "sales-eu", "6"], listed
+    assert stepflow("gc", "sales-eu", "--dry-run").returncode == 0
+
+
+def test_no_manifest_is_said_and_other_yaml_is_ignored(up):
+    chart = up.manifests / "charts" / "templates"
+    chart.mkdir(parents=True)
+    (chart / "deployment.yaml").write_text("metadata:\n  labels:\n    {{- include \"x\" . | nindent 4 }}\n")
+    (up.manifests / "values.yaml").write_text("replicas: 2\n")
+    result = up("--once")
+    assert result.returncode == 1
+    assert "no stepflow Pipeline manifest (apiVersion: stepflow.dev/v1alpha1, kind: Pipeline)" in result.stderr
+    assert "InvalidManifest" not in result.stderr and "not valid YAML" not in result.stderr
+
+
+def test_once_fails_while_the_latest_execution_is_failed(up, git_remote):
+    """--once's help promises 0 only when the latest execution Succeeded, even if an earlier
+    pass ran it and this one had nothing to do."""
+    failing = example_files()[CHURN].replace(
+        '    """Fit a logistic regression by full-batch gradient descent."""\n',
+        '    """Fit a logistic regression by full-batch gradient descent."""\n'
+        '    raise ValueError("no convergence today")\n')
+    git_remote.commit({**example_files(), CHURN: failing}, "failing train")
+    (up.manifests / "churn.yaml").write_text(manifest("churn", git_remote.file_url))
+    assert up("--once").returncode == 1
+    again = up("--once")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "ExecutionStarted" not in again.stderr
+    assert "latest execution churn-" in again.stderr and "is Failed (from an earlier pass)" in again.stderr
+    assert "see: stepflow status churn-" in again.stderr and f"--store {up.store}" in again.stderr

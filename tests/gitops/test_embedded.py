@@ -289,8 +289,13 @@ def test_discover_reads_multi_document_files_and_reports_each_problem(tmp_path):
         metadata: {name: b}
         spec: {}
         """))
-    (tmp_path / "broken.yaml").write_text("apiVersion: x\nkind: [unclosed\n")
+    (tmp_path / "broken.yaml").write_text("apiVersion: stepflow.dev/v1alpha1\nkind: [unclosed\n")
     (tmp_path / "notes.txt").write_text("not a manifest")
+    # Not ours, so not problems: a Helm template, a list, another tool's Pipeline.
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "chart" / "deployment.yaml").write_text('metadata:\n  labels:\n    {{- include "x" . | nindent 4 }}\n')
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "tekton.yaml").write_text("apiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata: {name: t}\n")
     manifests, problems = discover(tmp_path)
     assert [(m.name, m.document) for m in manifests] == [("a", 2)]
     assert manifests[0].parsed.url == (tmp_path / "repo").resolve().as_uri()  # relative to the file

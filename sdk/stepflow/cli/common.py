@@ -1,10 +1,12 @@
 """What several commands share: the store option, the local backend, the console, loading
-a pipeline, and how an execution is shown (step tables, the summary, exit codes)."""
+a pipeline, output formats, hints that work when pasted, and how an execution is shown
+(step tables, the summary, exit codes)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from stepflow import layout, timefmt
+from stepflow.cli.sourcelines import failure_location, source_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,15 +49,67 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+#: The --store this command was given, so the commands it suggests carry it too.
+_given_store: str | None = None
+
+
 def _use_store(value: str | None) -> None:
     # Through the environment, so the pipeline's default Session, the configuration and
     # every step process this command starts all agree on the store.
+    global _given_store
     if value:
+        from stepflow.errors import ConfigurationError
+        from stepflow.storage import open_store
+
+        try:
+            open_store(value)
+        except ConfigurationError as exc:  # said of --store, not of the variable it sets
+            raise click.BadParameter(exc.message, param_hint="--store") from None
         os.environ[ROOT_ENV] = value
+        _given_store = value
 
 
-output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="json: a machine-readable summary on standard output.")
+def command_hint(*args: str) -> str:
+    """A ``stepflow ...`` command line to print as advice, carrying the ``--store`` this
+    command was given: pasted into the same shell, it looks where this command looked."""
+    words = ["stepflow", *args]
+    if _given_store:
+        words += ["--store", _given_store]
+    return shlex.join(words)
+
+
+#: Formats of -o: text (a table or lines), wide (the table with more columns), json, yaml.
+DATA_FORMATS = ("json", "yaml")
+
+
+def output_option(*, wide: bool = False, default: str = "text") -> Callable[[Callable[..., Any]], Any]:
+    """``-o/--output``: text, json, yaml (and wide where a table has more columns), as kubectl."""
+    choices = ["text", *(["wide"] if wide else []), *DATA_FORMATS]
+    return click.option("--output", "-o", type=click.Choice(choices), default=default, show_default=True,
+                        help="json or yaml: the data, typed, on standard output"
+                             + ("; wide: the table with more columns." if wide else "."))
+
+
+def dump(data: Any, fmt: str) -> str:
+    """``data`` as JSON or YAML text (keys in the order given)."""
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def print_table(out: Console, table: Table) -> None:
+    """A table on a terminal as rich draws it; into a pipe or file without the spaces rich
+    pads the last column with, so ``grep``, ``awk`` and diffs see clean lines."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:
+        out.print(table)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    out.file.write(text + "\n")
+    out.file.flush()
 
 
 def local_backend() -> LocalBackend:
@@ -66,10 +121,12 @@ def local_backend() -> LocalBackend:
 
 def load_target(target: str) -> Pipeline:
     """The Pipeline named by ``PATH[:ATTR]``, imported with a fixed hash seed."""
-    if Path(sys.argv[0]).name == "stepflow":  # the installed command, not an in-process call
+    entry = Path(sys.argv[0])
+    if entry.name == "stepflow" or entry.parts[-2:] == ("stepflow", "__main__.py"):
+        # The installed command or `python -m stepflow`, not an in-process call.
         from stepflow.compiler.hashseed import ensure_fixed_hash_seed
 
-        ensure_fixed_hash_seed(sys.argv)
+        ensure_fixed_hash_seed(sys.argv if entry.name == "stepflow" else ["-m", "stepflow", *sys.argv[1:]])
     from stepflow.compiler.loader import load_pipeline
 
     return load_pipeline(target)
@@ -128,6 +185,7 @@ def step_reason(step: dict[str, Any]) -> str:
 
 def steps_table(steps: list[dict[str, Any]]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("STEP", "TYPE", "STATUS", "ATTEMPT", "ELAPSED"):
@@ -138,7 +196,7 @@ def steps_table(steps: list[dict[str, Any]]) -> Table:
         table.add_row(step["StepName"], step["StepType"], f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
                       str(step.get("AttemptCount") or "-"),
                       format_seconds(elapsed(step.get("StartTime"), step.get("EndTime"))),
-                      step_reason(step))
+                      Text(step_reason(step)))
     return table
 
 
@@ -162,8 +220,10 @@ def step_locations(backend: LocalBackend, pipeline: str, execution_id: str,
 
 
 def summary(backend: LocalBackend, pipeline: str, execution_id: str) -> dict[str, Any]:
-    """The machine-readable account of an execution (``--output json``)."""
+    """The machine-readable account of an execution (``--output json``). Parameters keep
+    their declared types (the SageMaker API shapes carry them as strings)."""
     described = backend.describe_execution(pipeline, execution_id)
+    parameters = backend.execution_state(pipeline, execution_id).parameters
     steps = []
     for step in backend.all_steps(pipeline, execution_id):
         steps.append({
@@ -179,7 +239,7 @@ def summary(backend: LocalBackend, pipeline: str, execution_id: str) -> dict[str
         "status": described["PipelineExecutionStatus"],
         "failureReason": described.get("FailureReason"),
         "startTime": _millis(described.get("StartTime")), "endTime": _millis(described.get("EndTime")),
-        "parameters": {p["Name"]: p["Value"] for p in described.get("Parameters", [])},
+        "parameters": dict(parameters),
         "store": backend.pipeline_store(pipeline).root_uri,
         "steps": steps,
     }
@@ -196,15 +256,44 @@ def print_outcome(out: Console, data: dict[str, Any]) -> None:
         if step["status"] != "Failed" or step["type"] != "Training":
             continue
         out.print(f"  step {step['name']} failed: {step['failureReason'] or 'no reason recorded'}", markup=False)
+        where = failure_location(step["failureReason"])
+        source = where and source_line(*where)
+        if where and source:
+            out.print(f"    at {where[0]}:{where[1]}:  {source}", markup=False)
         if step["logUri"]:
             out.print(f"    log:       {step['logUri']}", markup=False)
         if step["exceptionUri"]:
             out.print(f"    traceback: {step['exceptionUri']}", markup=False)
-        out.print(f"    see: stepflow logs {data['executionId']} {step['name']}", markup=False)
+        out.print(f"    see: {command_hint('logs', data['executionId'], step['name'])}", markup=False)
 
 
 def emit(data: dict[str, Any], output: str) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
+    if output in DATA_FORMATS:
+        click.echo(dump(data, output), nl=False)
     else:
         print_outcome(console(), data)
+
+
+class PlainProgress:
+    """One line per step status change, for logs and pipes where a redrawn table is noise.
+    ``steps`` gives the steps in the SageMaker API's shape (``list_steps``)."""
+
+    def __init__(self, out: Console, steps: Callable[[], list[dict[str, Any]]]) -> None:
+        self.out = out
+        self.steps = steps
+        self.seen: dict[str, tuple[str, int]] = {}
+
+    def update(self) -> None:
+        now = datetime.now().strftime("%H:%M:%S")
+        for step in self.steps():
+            key = (step["StepStatus"], step.get("AttemptCount") or 0)
+            if self.seen.get(step["StepName"], ("Pending", 0)) == key:
+                continue
+            self.seen[step["StepName"]] = key
+            detail = f" attempt {key[1]}" if key[1] else ""
+            spent = elapsed(step.get("StartTime"), step.get("EndTime")) if step.get("EndTime") else None
+            if spent is not None:
+                detail += f" after {format_seconds(spent)}"
+            reason = step_reason(step)
+            self.out.print(f"{now} {step['StepName']}: {key[0]}{detail}" + (f" — {reason}" if reason else ""),
+                           markup=False)

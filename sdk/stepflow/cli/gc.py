@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stepflow.cli.common import console, store_option
+from stepflow.cli.common import console, local_backend, store_option
 
 
 def _size(n: int) -> str:
@@ -26,11 +26,20 @@ def _size(n: int) -> str:
 def gc_command(pipeline: str, keep: int, dry_run: bool) -> None:
     """Delete PIPELINE's artifact folders and definitions that no kept definition uses.
 
-    Execution folders (results, logs, records) are never touched."""
+    Execution folders (results, logs, records) are never touched (`stepflow delete
+    execution` removes those). PIPELINE may also be the `stepflow up` manifest's name.
+
+    \b
+    Examples:
+      stepflow gc churn --dry-run
+      stepflow gc churn --keep 2
+    """
+    from stepflow.cli.executions import resolve_pipeline
     from stepflow.compiler.gc import collect_garbage
     from stepflow.session import Session
 
     store = Session().store
+    pipeline = resolve_pipeline(local_backend(), pipeline)
     report = collect_garbage(store, pipeline, keep=keep, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     out = console()

@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stepflow.cli.common import STATUS_STYLES, console, print_outcome, store_option, summary
+from stepflow.cli.common import (
+    DATA_FORMATS,
+    STATUS_STYLES,
+    command_hint,
+    console,
+    dump,
+    output_option,
+    print_outcome,
+    print_table,
+    store_option,
+    summary,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -163,6 +174,12 @@ def _report_failures(loop: EmbeddedLoop, out: Console) -> None:
         if build.get("reason") and build.get("file"):
             where = f"{build['file']}:{build['line']}" if build.get("line") else build["file"]
             out.print(f"  at {where} in {build.get('revision')}", markup=False)
+    reported = {report.name for report in loop.reports}
+    for name, status in statuses.items():
+        last = status.get("lastExecution") or {}
+        if last.get("phase") and last["phase"] != "Succeeded" and last.get("name") not in reported:
+            out.print(f"{name}: latest execution {last['name']} is {last['phase']} (from an earlier pass); "
+                      f"see: {command_hint('status', last['name'])}", style="bold red", markup=False)
     for report in loop.reports:
         if report.phase == "Succeeded":
             continue
@@ -179,33 +196,64 @@ def _report_failures(loop: EmbeddedLoop, out: Console) -> None:
                   style="bold red", markup=False)
 
 
+def row_data(row: Row) -> dict[str, Any]:
+    """A table row as ``-o json|yaml`` shows it."""
+    from stepflow import timefmt
+
+    return {"name": row.name, "revision": row.revision or None, "ready": row.ready or None,
+            "phase": row.phase or None, "steps": row.steps or None,
+            "lastRun": timefmt.seconds(row.last_run) if row.last_run else None,
+            "created": timefmt.seconds(row.created) if row.created else None, "message": row.message or None}
+
+
 @click.command("up")
 @click.argument("directory", metavar="[DIR]", default=".", type=click.Path(path_type=Path))
 @click.option("--once", is_flag=True,
               help="One reconcile per pipeline, wait for the executions it started, print the table and "
-                   "exit: 0 when every pipeline is Ready and every execution Succeeded, else 1.")
+                   "exit: 0 when every pipeline is Ready and its latest execution Succeeded, else 1.")
 @click.option("--interval", metavar="DURATION",
               help="Check every source this often (30s, 1m, ...), instead of each spec.source.interval.")
 @click.option("--no-live", is_flag=True, help="Print one line per change instead of a live table.")
+@output_option()
 @store_option
-def up_command(directory: Path, once: bool, interval: str | None, no_live: bool) -> None:
+def up_command(directory: Path, once: bool, interval: str | None, no_live: bool, output: str) -> None:
     """Run the GitOps loop on this machine for every Pipeline manifest under DIR.
 
     Each manifest (the same YAML as the Kubernetes resource; spec.source.url may be a local
     path, relative to the manifest) is reconciled on its interval: a new commit is built in
     a separate process, published to the store, and run on this machine when its trigger
     says so. State lives in the store (<store>/.stepflow-up/), so a restart rebuilds and
-    re-runs nothing that is current.
+    re-runs nothing that is current. YAML that is not a stepflow Pipeline (Helm templates,
+    other resources) is ignored.
 
     \b
     Ctrl-C stops the loop; running steps keep going and their executions resume on the
     next `stepflow up` (or `stepflow resume`).
+
+    \b
+    Exit code with --once: 0 when every pipeline is Ready and its latest execution
+    Succeeded; 1 otherwise (the reasons are printed); 130 interrupted.
+
+    \b
+    Examples:
+      stepflow up examples/manifests
+      stepflow up --once examples/manifests -o json
+      stepflow up deploy/ --interval 30s --no-live
     """
+    from stepflow.gitops.manifests import API_VERSION, KIND, discover
     from stepflow.gitops.spec import parse_duration
 
     every = parse_duration(interval, "--interval", 60.0) if interval else None
     err = console(stderr=True)
-    live = err.is_terminal and not no_live
+    manifests, problems = discover(directory)
+    if not manifests and not problems:
+        where = f"no stepflow Pipeline manifest (apiVersion: {API_VERSION}, kind: {KIND}) under {directory}"
+        if once:
+            err.print(f"error (NoManifests): {where}; pass the folder holding them "
+                      "(e.g. `stepflow up examples/manifests`)", style="bold red", markup=False)
+            raise SystemExit(1)
+        err.print(f"{where} yet: watching for them (Ctrl-C to stop)", markup=False)
+    live = err.is_terminal and not no_live and output not in DATA_FORMATS
     plain = None if live else PlainView(err)
     loop = _build_loop(directory, every, plain, on_event=None)
     if plain is not None:
@@ -216,12 +264,15 @@ def up_command(directory: Path, once: bool, interval: str | None, no_live: bool)
     else:
         interrupted = asyncio.run(_main(loop, once))
     if interrupted:
-        err.print("stopped: running steps keep going; their executions resume on the next `stepflow up`",
-                  markup=False)
+        err.print(f"stopped: running steps keep going; their executions resume on the next "
+                  f"`{command_hint('up', str(directory))}`", markup=False)
         raise SystemExit(EXIT_INTERRUPTED)
     if once:
-        out = console()
-        out.print(rows_table(loop.rows()))
+        rows = loop.rows()
+        if output in DATA_FORMATS:
+            click.echo(dump([row_data(r) for r in rows], output), nl=False)
+        else:
+            print_table(console(), rows_table(rows))
         healthy = loop.healthy()
         if not healthy:
             _report_failures(loop, err)

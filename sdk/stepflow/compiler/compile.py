@@ -19,6 +19,7 @@ from stepflow.compiler.artifacts import StepArtifacts, step_artifacts
 from stepflow.compiler.bundle import Bundle, scratch_dir
 from stepflow.compiler.definition import Renderer, encode, resolve_settings
 from stepflow.compiler.graph import PipelineGraph, build_graph
+from stepflow.compiler.local_imports import check_local_imports
 from stepflow.compiler.runtime_wheel import runtime_wheel_artifact
 from stepflow.compiler.timestamps import PreviousFolders, build_timestamp, content_digest
 from stepflow.compiler.validate import check_runnable, validate
@@ -103,6 +104,7 @@ def _compile(pipeline: Pipeline, graph: PipelineGraph, *, s3_root_uri: str,
     for step in graph.steps:
         if isinstance(step, FunctionStep):
             settings[id(step)] = resolve_settings(step, config)
+            check_local_imports(step, graph.name_of(step), settings[id(step)]["include_local_workdir"], root)
             wants_workspace |= settings[id(step)]["include_local_workdir"]
             workspace_filter = workspace_filter or settings[id(step)]["custom_file_filter"]
     # SageMaker's bootstrap unpacks the workspace from the channel named after the step's

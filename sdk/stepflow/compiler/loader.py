@@ -78,19 +78,21 @@ def find_pipelines(module: ModuleType) -> dict[str, Pipeline]:
 def import_target(target: str, *, workdir: str | os.PathLike[str] | None = None) -> ModuleType:
     root = Path(workdir).resolve() if workdir is not None else _default_root(target)
     set_project_root(root)
+    # A build's root is a checkout whose path means nothing to the person reading the
+    # message; on a laptop it is the folder they ran the command from.
+    in_root = "the repository" if workdir is not None else str(root)
     sys.dont_write_bytecode = True
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
         if target.endswith(".py") or os.sep in target or "/" in target:
-            return _import_file(Path(target) if Path(target).is_absolute() else root / target)
+            return _import_file(Path(target) if Path(target).is_absolute() else root / target, in_root)
         return importlib.import_module(target)
     except StepflowError:
         raise
     except SyntaxError as exc:
         raise LoadError(
-            f"Syntax error in {display_path(exc.filename or target)}: {exc.msg}. Fix the "
-            "code and commit again.",
+            f"Syntax error in {display_path(exc.filename or target)}: {exc.msg}. Fix the code.",
             location=SourceLocation(display_path(exc.filename or target), exc.lineno),
             reason="SyntaxError") from exc
     except ModuleNotFoundError as exc:
@@ -98,7 +100,7 @@ def import_target(target: str, *, workdir: str | os.PathLike[str] | None = None)
                                                     or target.startswith(exc.name + "."))
         if missing_target:
             raise LoadError(
-                f"No module named '{target}' under {root}: give a file path (relative to the "
+                f"No module named '{target}' in {in_root}: give a file path (relative to the "
                 "project root) or a dotted module importable from it.",
                 reason="ModuleNotFound") from exc
         raise LoadError(
@@ -127,10 +129,9 @@ def _default_root(target: str) -> Path:
     return cwd
 
 
-def _import_file(path: Path) -> ModuleType:
+def _import_file(path: Path, in_root: str) -> ModuleType:
     if not path.is_file():
-        raise LoadError(f"No such file: {display_path(str(path))} (project root {project_root()}).",
-                        reason="ModuleNotFound")
+        raise LoadError(f"No such file: {display_path(str(path))} in {in_root}.", reason="ModuleNotFound")
     name = _module_name(path)
     if name is not None:
         return importlib.import_module(name)

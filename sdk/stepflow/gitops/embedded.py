@@ -358,12 +358,17 @@ class EmbeddedLoop:
         return rows
 
     def healthy(self) -> bool:
-        """``--once``'s verdict: no bad manifest, every pipeline Ready, every execution run Succeeded."""
+        """``--once``'s verdict: no bad manifest, every pipeline Ready, every execution run
+        Succeeded, and every pipeline's latest execution Succeeded (one that failed in an
+        earlier pass still fails the verdict, as the table shows it)."""
         if self.problems:
             return False
         for status in self.statuses().values():
             ready = get_condition(status.get("conditions"), READY) or {}
             if ready.get("status") != "True":
+                return False
+            last = status.get("lastExecution") or {}
+            if last.get("phase") and last["phase"] != SUCCEEDED:
                 return False
         if any(t.problem for t in self._tracked.values()):
             return False

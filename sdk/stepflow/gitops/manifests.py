@@ -25,6 +25,7 @@ from stepflow.gitops.spec import PipelineSpec
 
 API_VERSION = "stepflow.dev/v1alpha1"
 KIND = "Pipeline"
+_GROUP = API_VERSION.partition("/")[0]
 
 #: The CRD's spec fields (crds/pipelines.stepflow.dev.yaml); the API server would prune
 #: anything else silently, so a typo here would quietly mean "use the default".
@@ -120,19 +121,20 @@ def _load_file(path: Path) -> list[Manifest | ManifestProblem]:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
+        if _GROUP not in text:
+            return []  # a Helm template or any other YAML of the repository: not ours to judge
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return [ManifestProblem(path, 1, f"is not valid YAML{line}: {problem}")]
     out: list[Manifest | ManifestProblem] = []
     for number, document in enumerate(documents, start=1):
-        if document is None:
+        # Other resources live next to pipelines, as in any GitOps folder, and other tools
+        # have a kind Pipeline too (Tekton, Azure): only our API group is ours to judge.
+        if not isinstance(document, dict) or document.get("kind") != KIND:
             continue
-        if not isinstance(document, dict):
-            out.append(ManifestProblem(path, number, "is not a mapping with apiVersion, kind, metadata and spec"))
+        if str(document.get("apiVersion", "")).partition("/")[0] != _GROUP:
             continue
-        if document.get("kind") != KIND:
-            continue  # other resources may live next to pipelines, as in any GitOps folder
         out.append(_check_document(path, number, document))
     return out
 

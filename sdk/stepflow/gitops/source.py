@@ -486,7 +486,8 @@ def _run(cmd: git.Git, command: str, *args: str, deadline: float, url: str, what
     try:
         result = getattr(cmd, command)(*args, **kwargs)
     except git.GitCommandNotFound as exc:
-        raise SourceError("the git executable was not found; install git in the operator image",
+        raise SourceError("the git executable was not found; install git where stepflow runs (the operator's image, "
+                          "or this machine for `stepflow up`)",
                           reason=GIT_OPERATION_FAILED) from exc
     except git.GitCommandError as exc:
         raise _classify(_stderr_of(exc), url=url, what=what, credentials=credentials,
@@ -537,7 +538,8 @@ def _classify(stderr: str, *, url: str, what: str, credentials: GitCredentials |
     detail = _last_line(text)
     return SourceError(
         f"could not {what} at {where}: {detail}; check spec.source.url and that the "
-        f"repository is reachable from the operator", reason=GIT_OPERATION_FAILED)
+        f"repository is reachable from where stepflow runs (the operator's pod, or this machine for "
+        f"`stepflow up`)", reason=GIT_OPERATION_FAILED)
 
 
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")

@@ -39,6 +39,11 @@ def row(name: str, status: Mapping[str, Any], *, created_at: str | None, problem
         failed = [s for s in status.get("steps") or [] if s.get("phase") == FAILED]
         if failed:
             message = f"step {failed[0]['name']}: {failed[0].get('failureReason', 'failed')}"
+    if ready.get("status") == "False" and last.get("phase"):
+        # The phase is the latest execution's, of an older revision than the one that failed
+        # to build: say so, or "READY False, PHASE Succeeded" reads as a contradiction.
+        of = f" of {_short(last.get('revision'))}" if last.get("revision") else ""
+        message += f" (PHASE is the last execution's{of})"
     if suspended:
         message = message or "suspended"
     return Row(name=name, revision=summary.get("revision") or "",
@@ -52,3 +57,10 @@ def problem_row(name: str, message: str) -> Row:
     """A manifest that could not be read."""
     return Row(name=name, revision="", ready="False", phase="", steps="", last_run=None, created=None,
                message=message)
+
+
+def _short(revision: str | None) -> str:
+    """``main@sha1:4f1c2ab...`` or a bare sha, cut to what a person compares by eye."""
+    text = revision or ""
+    head, sep, sha = text.rpartition(":")
+    return f"{head}{sep}{sha[:7]}" if sep else text[:12]

@@ -120,16 +120,23 @@ def dependency_python(workspace: Path, dependency_file: str | None) -> str | Non
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     with flock(env_dir.parent / f"{digest}.lock"):
         if (env_dir / ".ready").exists():
+            _say(f"dependencies from {dependency_file}: reusing {env_dir}")
             return str(python)
         shutil.rmtree(env_dir, ignore_errors=True)
+        _say(f"dependencies from {dependency_file}: installing into {env_dir} (kept for later runs)")
         _run([sys.executable, "-m", "venv", str(env_dir)], "create a virtual environment")
         site = Path(sysconfig.get_path("purelib", vars={"base": str(env_dir), "platbase": str(env_dir)}))
         site.mkdir(parents=True, exist_ok=True)
         (site / "zz_stepflow_runtime.pth").write_text(_inherit_paths())
-        _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(path)],
-             f"install the step's dependencies from {dependency_file}")
+        _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
+              "-r", str(path)], f"install the step's dependencies from {dependency_file}")
         (env_dir / ".ready").write_text(digest)
+        _say(f"dependencies from {dependency_file}: installed")
     return str(python)
+
+
+def _say(message: str) -> None:
+    print(f"stepflow: {message}", file=sys.stderr, flush=True)
 
 
 def _inherit_paths() -> str:
@@ -150,11 +157,18 @@ def _inherit_paths() -> str:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EnvironmentError_(
-            f"Could not {what} (exit code {proc.returncode}): {_tail(proc.stderr or proc.stdout)}"
-        )
+    """Run ``cmd`` with its output going on into the step's log as it comes (a long pip
+    install is visible while it runs), keeping the end of it for the failure reason."""
+    sys.stderr.flush()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        tail = [*tail[-20:], line]
+    if proc.wait() != 0:
+        raise EnvironmentError_(f"Could not {what} (exit code {proc.returncode}): {_tail(''.join(tail))}")
 
 
 def _tail(text: str) -> str:

@@ -15,7 +15,6 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from stepflow.runtime import (
     EXIT_INFRASTRUCTURE_ERROR,
     EXIT_OK,
     EXIT_USER_ERROR,
+    userframes,
 )
 from stepflow.runtime.arguments import StepInvocation, parse
 from stepflow.runtime.environment import (
@@ -102,14 +102,19 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
     except StorageError as exc:
         raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
     except (EnvironmentError_, DeserializationError, ArgumentError) as exc:
-        reason = f"{exc.reason}: {exc}"
+        hint = userframes.missing_module_hint(exc)
+        reason = f"{exc.reason}: {exc}" + (f"; {hint}" if hint else "")
         raise _Outcome(EXIT_ENVIRONMENT_ERROR, _cut(reason), exc) from exc
 
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:  # the user's code: whatever it raised is the step's failure
-        traceback.print_exc()
-        raise _Outcome(EXIT_USER_ERROR, failure_reason(exc), exc) from exc
+        userframes.print_traceback(exc)
+        where, hint = userframes.location(exc), userframes.missing_module_hint(exc)
+        if hint:
+            print(f"stepflow: {hint}", file=sys.stderr)
+        reason = failure_reason(exc) + (f" (at {where})" if where else "") + (f": {hint}" if hint else "")
+        raise _Outcome(EXIT_USER_ERROR, _cut(reason), exc) from exc
 
     out = layout.results_prefix(inv.execution_id, inv.step_name)
     try:

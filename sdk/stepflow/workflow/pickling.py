@@ -7,6 +7,10 @@ produce the same bytes in a new process:
 * modules of the user's project are pickled by value (``register_pickle_by_value``),
   everything installed (site-packages, the standard library, stepflow) by reference;
 * a by-value function carries its module's ``__file__``; we make it project-relative;
+* cloudpickle names every by-value code object's file ``<dynamic-code>``, so a failing
+  step's traceback could not say where; we keep the project-relative path instead
+  (``pipelines/churn.py``: the same bytes on every machine, and the runtime finds the
+  source line when the step ships the workspace);
 * classes pickled by value carry a "class tracker id" that cloudpickle draws from
   ``uuid4``; we assign one derived from the class's module and qualified name instead.
 
@@ -20,6 +24,7 @@ import hashlib
 import site
 import sys
 import sysconfig
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, lru_cache
@@ -87,11 +92,24 @@ def prepared(project_root: Path) -> Iterator[None]:
         if filename:
             saved_files[module] = filename
             module.__file__ = display_path(filename)
+    table = _cp.Pickler._dispatch_table
+    table[types.CodeType] = _code_reduce_with_path
     try:
         yield
     finally:
+        table[types.CodeType] = _cp._code_reduce
         for module, filename in saved_files.items():
             module.__file__ = filename
+
+
+def _code_reduce_with_path(code: types.CodeType) -> tuple[object, tuple[object, ...]]:
+    """cloudpickle's code reduction, with the project-relative file name kept for project
+    code (anything else keeps ``<dynamic-code>``: an absolute path would leak the machine)."""
+    constructor, args = _cp._code_reduce(code)
+    path = display_path(code.co_filename)
+    if path.startswith(("/", "<")) or Path(path).is_absolute():
+        return constructor, args
+    return constructor, tuple(path if isinstance(a, str) and a == "<dynamic-code>" else a for a in args)
 
 
 def _stable_tracker_id(cls: type) -> None:

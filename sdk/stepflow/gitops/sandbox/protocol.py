@@ -91,8 +91,8 @@ def entrypoint_argv(python: str, request: BuildRequest, *, checkout: Path, out: 
 def not_started(request: BuildRequest, error: OSError) -> BuildResult:
     """The build process could not be started (out of processes or memory, say)."""
     return BuildResult(False, None, BUILD_CRASHED, (
-        f"the build of {request.module!r} could not be started: {error}; check the "
-        "operator's limits on processes and memory"), user_error=False)
+        f"the build of {request.module!r} could not be started: {error}; check the limits on "
+        "processes and memory of where stepflow runs (the operator's pod, or this machine)"), user_error=False)
 
 
 def interpret(proc: ProcessResult, out: Path, request: BuildRequest) -> BuildResult:
