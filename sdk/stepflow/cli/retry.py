@@ -23,7 +23,7 @@ from stepflow.cli.executions import execution_argument, find_execution
               help="sagemaker: run at most N steps at the same time while retrying.")
 @click.option("--detach", is_flag=True, help="Return once the execution is running again.")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
-@output_option
+@output_option()
 @store_option
 def retry_command(execution: str, backend_name: str, parallelism: int | None, detach: bool,
                   timeout: float | None, output: str) -> None:

@@ -61,7 +61,7 @@ def run_on_sagemaker(pipeline: Any, given: dict[str, str], *, parallelism: int |
         return
     err.print(f"execution {state.execution_arn}", markup=False)
     view = StepView(plan, state)
-    progress = PlainProgress(err, view)
+    progress = PlainProgress(err, view.steps)
 
     def changed(new: ExecutionState) -> None:
         view.state = new
