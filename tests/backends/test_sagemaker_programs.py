@@ -471,9 +471,10 @@ check = ConditionStep(name="check", conditions=[ConditionEquals(left=prep.proper
 pipeline = Pipeline(name="job-props", steps=[check])
 """, "check = ConditionStep("),
 ])
-def test_a_job_property_no_backend_reports_is_refused_at_compile_naming_what_is_supported(
+def test_a_job_property_compiles_as_in_sagemaker_and_a_backend_that_cannot_report_it_refuses_it_at_publish(
         tmp_path, monkeypatch, use, line_marker):
-    from stepflow.errors import ValidationError
+    from stepflow.backends.capabilities import check_runnable
+    from stepflow.errors import BackendError
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prep.py").write_text("print('prep')\n")
@@ -482,13 +483,42 @@ def test_a_job_property_no_backend_reports_is_refused_at_compile_naming_what_is_
     path.write_text(source)
     pipeline = load_pipeline(str(path))
     pipeline._session = Session(f"file://{tmp_path / 'store'}")
+    definition = json.loads(pipeline.definition())  # legal SageMaker: compiles
+    check_runnable("job-props", definition, "sagemaker")  # SageMaker reports job properties
+    with pytest.raises(BackendError) as info:
+        check_runnable("job-props", definition, "kubernetes")
+    message = info.value.message
+    assert "reads Steps.prep.ProcessingJob" in message and "the kubernetes backend does not report" in message
+    assert "backends that do: sagemaker" in message
+    assert info.value.reason == "PropertyNotAvailable" and info.value.kind == "User"
+
+
+def test_a_property_neither_the_definition_nor_the_job_has_is_refused_at_compile_at_the_readers_line(
+        tmp_path, monkeypatch):
+    from stepflow.errors import ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prep.py").write_text("print('prep')\n")
+    source = HEADER + PROCESSING + """
+@step
+def train(status):
+    return status
+
+result = train(prep.properties.ProcessingJobStatuz)  # a typo
+pipeline = Pipeline(name="job-props", steps=[result])
+"""
+    path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
+    path.write_text(source)
+    pipeline = load_pipeline(str(path))
+    pipeline._session = Session(f"file://{tmp_path / 'store'}")
     with pytest.raises(ValidationError) as info:
         pipeline.definition()
     message = info.value.message
-    assert "Steps.prep.ProcessingJob" in message and "no stepflow backend reports job properties" in message
-    assert "can be read start with:" in message and "ProcessingOutputConfig" in message
+    assert "Steps.prep.ProcessingJobStatuz" in message
+    assert "neither 'prep''s definition sets nor its job reports" in message
+    assert "ProcessingJobStatus" in message and "ProcessingOutputConfig" in message
     assert info.value.reason == "PropertyNotAvailable"
-    expected = next(n for n, line in enumerate(source.splitlines(), 1) if line.startswith(line_marker))
+    expected = next(n for n, line in enumerate(source.splitlines(), 1) if line.startswith("result = train("))
     assert info.value.location.line == expected
 
 

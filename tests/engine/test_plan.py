@@ -71,7 +71,7 @@ def test_branch_steps_wait_for_their_condition_even_nested():
      "depends on step 'trian', which is not in the pipeline (did you mean 'train'?)"),
     ((training("a", extra_args=(output_path("ghost"),)),), "depends on step 'ghost'"),
     ((training("a", depends_on=("a",)),), "step 'a' depends on itself"),
-    (({"Name": "m", "Type": "Model", "Arguments": {}},), "step type 'Model' is not supported"),
+    (({"Name": "m", "Type": "Lambda", "Arguments": {}},), "step type 'Lambda' is not supported"),
     (({"Type": "Training"},), "Steps[0]: every step needs a non-empty string Name"),
 ])
 def test_invalid_definitions_are_refused_with_the_location(steps, expected):

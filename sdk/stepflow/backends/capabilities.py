@@ -29,6 +29,10 @@ BACKEND_KINDS: dict[str, frozenset[str]] = {
     "sagemaker": frozenset({FUNCTION, CONTAINER, SERVICE, ENGINE}),
 }
 
+#: The backends whose steps' jobs report their properties (``ProcessingJobStatus``,
+#: ``ModelArtifacts.S3ModelArtifacts``, ...) to the expressions that read them.
+REPORTS_JOB_PROPERTIES = frozenset({"sagemaker"})
+
 _DESCRIPTIONS = {CONTAINER: "runs its own container image", FUNCTION: "is a @step function",
                  SERVICE: "creates a SageMaker resource (a model or a transform job)"}
 
@@ -65,6 +69,24 @@ def check_runnable(pipeline_name: str, definition: Mapping[str, Any], backend: s
             f"Pipeline '{pipeline_name}': {'; '.join(refused)}. Choose one of those backends "
             "(spec.backend, or Session(backend=...)), or turn the step into a @step function.",
             reason="UnsupportedStepType", kind=USER)
+    if backend not in REPORTS_JOB_PROPERTIES:
+        _check_job_properties(pipeline_name, definition, backend)
+
+
+def _check_job_properties(pipeline_name: str, definition: Mapping[str, Any], backend: str) -> None:
+    """A read of a property a job reports while it runs is legal SageMaker, but only a
+    backend that reports them can resolve it: refuse it here, not in the middle of a run."""
+    from stepflow.engine import Plan
+
+    reads = Plan.from_definition(definition).job_property_reads
+    if reads:
+        listed = "; ".join(f"step '{reader}' reads Steps.{step}.{path}" for reader, step, path in reads)
+        raise BackendError(
+            f"Pipeline '{pipeline_name}': {listed}: a property the job reports while it runs, which "
+            f"the {backend} backend does not report; backends that do: "
+            f"{', '.join(sorted(REPORTS_JOB_PROPERTIES))}. Read a property the step's definition "
+            "sets (e.g. an output's S3Uri), or choose one of those backends.",
+            reason="PropertyNotAvailable", kind=USER)
 
 
 def _steps(steps: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:

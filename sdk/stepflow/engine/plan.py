@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ from .parameters import ParameterSpec, parse_parameter_specs
 from .paths import parse_path
 from .retry import RetrySettings, parse_retry_settings
 
-#: Step types the engine runs: Training and Processing in a container, Condition and
-#: Fail evaluated by the engine itself.
-STEP_TYPES = ("Training", "Processing", "Condition", "Fail")
+#: The step types a definition may hold; which backend runs which is
+#: ``stepflow.backends.capabilities``' business (Model and Transform: SageMaker only).
+STEP_TYPES = ("Training", "Processing", "Model", "Transform", "Condition", "Fail")
 #: Where each container step type keeps the arguments a launcher passes to its process.
 CONTAINER_ARGUMENTS = {
     "Training": ("AlgorithmSpecification", "ContainerArguments"),
@@ -77,6 +78,10 @@ class Plan:
     parameters: tuple[ParameterSpec, ...]
     steps: Mapping[str, StepPlan]
     order: tuple[str, ...]
+    #: (reader, step, path) of every read of a property the step's *job* reports while it
+    #: runs (``ProcessingJobStatus``, ``ModelArtifacts.S3ModelArtifacts``): legal SageMaker,
+    #: available only on backends that report job properties (backends.capabilities).
+    job_property_reads: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def from_definition(cls, definition: Mapping[str, Any]) -> Plan:
@@ -113,8 +118,9 @@ class Plan:
             steps[item.name] = StepPlan(
                 item.name, item.type, item.raw, tuple(dependencies), item.branch,
                 parse_retry_settings(item.raw, f"{item.where} ({item.name})"), item.where)
+        job_reads: list[tuple[str, str, str]] = []
         for reader, refs in references.items():
-            _check_properties(reader, refs, steps)
+            job_reads += _check_properties(reader, refs, steps)
         kinds = {p.name: p.type for p in parameters}
         for step in steps.values():
             name = step.retry.max_retry_parameter
@@ -125,7 +131,7 @@ class Plan:
                     "it must be an Integer parameter")
         order = _topological_order(names, steps)
         return cls(definition, parameters,
-                   MappingProxyType({name: steps[name] for name in order}), tuple(order))
+                   MappingProxyType({name: steps[name] for name in order}), tuple(order), tuple(job_reads))
 
     def step(self, name: str) -> StepPlan:
         try:
@@ -189,9 +195,31 @@ def _references(item: _Flat) -> References:
     return scan(arguments, where, refs)
 
 
-def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPlan]) -> None:
+#: The SageMaker call whose answer holds a step type's job properties (the SDK's
+#: ``step.properties`` are that answer's shape).
+_JOB_DESCRIPTIONS = {"Processing": "DescribeProcessingJob", "Training": "DescribeTrainingJob",
+                     "Transform": "DescribeTransformJob", "Model": "DescribeModel",
+                     "Tuning": "DescribeHyperParameterTuningJob"}
+
+
+@functools.cache
+def job_property_names(step_type: str) -> frozenset[str]:
+    """The top-level properties a step type's job reports, from botocore's SageMaker model
+    (loaded only when a definition reads one)."""
+    operation = _JOB_DESCRIPTIONS.get(step_type)
+    if operation is None:
+        return frozenset()
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.operation_model(operation).output_shape.members)
+
+
+def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPlan]) -> list[tuple[str, str, str]]:
     """Refuse ``Steps.X.<path>`` when X's definition cannot provide that property, so a
-    typo fails at upsert instead of in the middle of a run."""
+    typo fails at upsert instead of in the middle of a run; return the reads of job
+    properties, which only some backends provide."""
+    job_reads: list[tuple[str, str, str]] = []
     for step, path, where in refs.properties:
         target = steps[step]
         if target.type == "Condition":
@@ -204,14 +232,18 @@ def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPla
         except OpaquePropertyError:
             continue
         except LookupError as exc:
-            if parse_path(path)[0] not in target.arguments:
+            top = parse_path(path)[0]
+            if top not in target.arguments:
+                if top in job_property_names(target.type):
+                    job_reads.append((reader, step, path))
+                    continue
                 raise PropertyUnavailable(
-                    f"{where} reads Steps.{step}.{path}, which {step!r}'s definition does not set: "
-                    "a property its job reports while it runs (such as ProcessingJobStatus, "
-                    "ProcessingJobArn or TrainingJobName) cannot be read, since no stepflow backend "
-                    f"reports job properties yet. Properties of a {target.type} step that can be read "
-                    f"start with: {', '.join(sorted(target.arguments))}.", reader=reader) from None
+                    f"{where} reads Steps.{step}.{path}, which neither {step!r}'s definition sets nor "
+                    f"its job reports. Properties of a {target.type} step start with: "
+                    f"{', '.join(sorted(set(target.arguments) | job_property_names(target.type)))}.",
+                    reader=reader) from None
             raise PropertyUnavailable(f"{where} reads Steps.{step}.{path}: {exc}", reader=reader) from None
+    return job_reads
 
 
 class PropertyUnavailable(ValidationError):
