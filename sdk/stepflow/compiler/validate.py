@@ -6,9 +6,11 @@ names through to the service or to run time; each of these is an error here.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
+from stepflow.engine.paths import parse_path
 from stepflow.engine.plan import Plan, PropertyUnavailable
 from stepflow.errors import ValidationError
 from stepflow.workflow.entities import walk_variables
@@ -112,10 +114,41 @@ def check_parameters(pipeline: Pipeline, graph: PipelineGraph) -> None:
 def check_runnable(definition: dict[str, Any], graph: PipelineGraph) -> None:
     """What ``start()`` checks (the engine's plan of the compiled definition), at compile
     time, pointing at the user's line: a definition is never accepted here and refused
-    later. A step property no backend can provide is the common case."""
+    later. A step property neither the definition nor the step's job provides is the
+    common case; whether the chosen backend reports job properties is checked at publish
+    (``stepflow.backends.capabilities``)."""
     try:
-        Plan.from_definition(definition)
+        plan = Plan.from_definition(definition)
     except PropertyUnavailable as exc:
         reader = graph.by_name().get(exc.reader)
         raise ValidationError(exc.message, location=reader.location if reader is not None else None,
                               reason=exc.reason) from None
+    for reader_name, step, path in plan.job_property_reads:
+        target = plan.steps[step]
+        known = job_property_names(target.type)
+        if parse_path(path)[0] not in known:
+            reader = graph.by_name().get(reader_name)
+            raise ValidationError(
+                f"Step '{reader_name}' reads Steps.{step}.{path}, which neither {step!r}'s definition "
+                f"sets nor its job reports. Properties of a {target.type} step start with: "
+                f"{', '.join(sorted(set(target.arguments) | known))}.",
+                location=reader.location if reader is not None else None, reason=PropertyUnavailable.reason)
+
+
+#: The SageMaker call whose answer holds a step type's job properties (the SDK's
+#: ``step.properties`` are that answer's shape).
+_JOB_DESCRIPTIONS = {"Processing": "DescribeProcessingJob", "Training": "DescribeTrainingJob",
+                     "Transform": "DescribeTransformJob", "Model": "DescribeModel"}
+
+
+@functools.cache
+def job_property_names(step_type: str) -> frozenset[str]:
+    """The top-level properties a step type's job reports, from botocore's SageMaker model
+    (loaded only when a definition reads one)."""
+    operation = _JOB_DESCRIPTIONS.get(step_type)
+    if operation is None:
+        return frozenset()
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.operation_model(operation).output_shape.members)

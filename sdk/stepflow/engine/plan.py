@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -195,24 +194,9 @@ def _references(item: _Flat) -> References:
     return scan(arguments, where, refs)
 
 
-#: The SageMaker call whose answer holds a step type's job properties (the SDK's
-#: ``step.properties`` are that answer's shape).
-_JOB_DESCRIPTIONS = {"Processing": "DescribeProcessingJob", "Training": "DescribeTrainingJob",
-                     "Transform": "DescribeTransformJob", "Model": "DescribeModel",
-                     "Tuning": "DescribeHyperParameterTuningJob"}
-
-
-@functools.cache
-def job_property_names(step_type: str) -> frozenset[str]:
-    """The top-level properties a step type's job reports, from botocore's SageMaker model
-    (loaded only when a definition reads one)."""
-    operation = _JOB_DESCRIPTIONS.get(step_type)
-    if operation is None:
-        return frozenset()
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return frozenset(model.operation_model(operation).output_shape.members)
+#: Step types whose jobs report properties beyond their definition (their names are
+#: checked against SageMaker's model at compile, ``stepflow.compiler.validate``).
+JOB_STEP_TYPES = ("Processing", "Training", "Model", "Transform")
 
 
 def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPlan]) -> list[tuple[str, str, str]]:
@@ -232,15 +216,13 @@ def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPla
         except OpaquePropertyError:
             continue
         except LookupError as exc:
-            top = parse_path(path)[0]
-            if top not in target.arguments:
-                if top in job_property_names(target.type):
+            if parse_path(path)[0] not in target.arguments:
+                if target.type in JOB_STEP_TYPES:
                     job_reads.append((reader, step, path))
                     continue
                 raise PropertyUnavailable(
-                    f"{where} reads Steps.{step}.{path}, which neither {step!r}'s definition sets nor "
-                    f"its job reports. Properties of a {target.type} step start with: "
-                    f"{', '.join(sorted(set(target.arguments) | job_property_names(target.type)))}.",
+                    f"{where} reads Steps.{step}.{path}, which {step!r}'s definition does not set; "
+                    f"properties of a {target.type} step start with: {', '.join(sorted(target.arguments))}.",
                     reader=reader) from None
             raise PropertyUnavailable(f"{where} reads Steps.{step}.{path}: {exc}", reader=reader) from None
     return job_reads
