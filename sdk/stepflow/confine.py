@@ -42,6 +42,10 @@ from collections.abc import Sequence
 
 NAMESPACES = "namespaces"
 REAPER = "reaper"
+#: The unprivileged user (and group) builds and steps run as when their starter is root.
+NOBODY = 65534
+#: The exit code when the command could not be executed (as a shell says it).
+CANNOT_START = 127
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -76,6 +80,17 @@ def probe(python: str) -> str | None:
     if proc.returncode == 0:
         return None
     return (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+
+
+_modes: dict[str, tuple[str, str | None]] = {}
+
+
+def best_mode(python: str) -> tuple[str, str | None]:
+    """``namespaces`` when they work here, else ``reaper`` and why; probed once per process."""
+    if python not in _modes:
+        problem = probe(python)
+        _modes[python] = (REAPER, problem) if problem else (NAMESPACES, None)
+    return _modes[python]
 
 
 # -- the supervisor (runs as a script) ----------------------------------------------------
@@ -143,7 +158,7 @@ def _exec_command(spec: dict, command: list[str]) -> None:
         os.execv(command[0], command)
     except OSError as exc:
         os.write(2, f"confine: cannot start {command[0]}: {exc}\n".encode())
-    os._exit(127)
+    os._exit(CANNOT_START)
 
 
 def _children() -> list[int]:
@@ -188,7 +203,8 @@ def _end_like(status: int) -> None:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two keep their default
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         os.kill(os.getpid(), signal.SIGKILL)  # a signal whose default is to be ignored
     os._exit(os.waitstatus_to_exitcode(status))

@@ -4,46 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from gitops_world import BUILD_PYTHON, EXAMPLE, Repo
-from tests.testenv import unavailable
 
 from stepflow.gitops.reconciler import Reconciler
-from stepflow.gitops.sandbox import NOBODY
 
 ROOT = os.geteuid() == 0
 
 
-def _runnable_by_nobody(python: str) -> bool:
-    try:
-        return subprocess.run([python, "-c", "import sys"], user=NOBODY, group=NOBODY,
-                              extra_groups=[], capture_output=True, timeout=30).returncode == 0
-    except PermissionError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def build_python() -> str:
-    """An interpreter of this Python version that the sandbox user can execute.
-
-    The project venv's Python may live under a 0700 /root (pyenv); then use the system's
-    Python of the same version, which sees our site-packages through the sandbox's .pth.
-    """
-    if not ROOT or _runnable_by_nobody(sys.executable):
-        return sys.executable
-    same = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}",
-                        path="/usr/local/bin:/usr/bin:/bin")
-    if same and _runnable_by_nobody(same):
-        return same
-    unavailable(f"no python{sys.version_info.major}.{sys.version_info.minor} that uid "
-                f"{NOBODY} can execute; install one under /usr (or make {sys.executable}'s "
-                "folders traversable)")
-    raise AssertionError("unreachable")
+def build_python(unprivileged_python: str) -> str:
+    """An interpreter of this Python version that the sandbox user can execute."""
+    return unprivileged_python
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -44,7 +44,8 @@ _SIGNALS = {9: "SIGKILL", 15: "SIGTERM", 6: "SIGABRT", 11: "SIGSEGV", 2: "SIGINT
 
 
 class Launcher(Protocol):
-    def launch(self, execution_id: str, step: str, attempt: int, arguments: Sequence[str]) -> int: ...
+    def launch(self, execution_id: str, step: str, attempt: int, arguments: Sequence[str],
+               environment: Mapping[str, str] | None = None) -> int: ...
     def status(self, execution_id: str, step: str, attempt: int) -> ProcessStatus | None: ...
     def stop(self, execution_id: str, step: str, attempt: int, grace: float = 10.0) -> None: ...
     def forget(self, execution_id: str, step: str, attempt: int) -> None: ...
@@ -90,7 +91,8 @@ class Orchestrator:
             if launch.step_type not in RUNNABLE_STEP_TYPES:
                 after.append(AttemptFailed(launch.step, launch.attempt, _unsupported(launch.step_type), "User"))
                 continue
-            self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments)
+            self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments,
+                                 launch.environment)
             after.append(AttemptRunning(launch.step, launch.attempt))
         for stop in decision.stops:
             self.launcher.stop(self.execution_id, stop.step, stop.attempt, grace=0)
@@ -144,8 +146,8 @@ class Orchestrator:
             if proc is None:
                 # Recorded as started but no process was ever seen: the previous
                 # orchestrator died between its write-ahead record and the launch.
-                arguments = self._arguments_for(step)
-                self.launcher.launch(self.execution_id, step, number, arguments)
+                arguments, environment = self._arguments_for(step)
+                self.launcher.launch(self.execution_id, step, number, arguments, environment)
                 return AttemptRunning(step, number)
             if proc.state == "running":
                 return AttemptRunning(step, number) if status == "Starting" else None
@@ -163,11 +165,12 @@ class Orchestrator:
         return AttemptFailed(step, number, record.get("failureReason") or "the step failed",
                              record.get("failureKind") or "User", record.get("exitCode"))
 
-    def _arguments_for(self, step: str) -> list[str]:
-        from stepflow.engine import execution_context, resolve_container_arguments
+    def _arguments_for(self, step: str) -> tuple[list[str], dict[str, str]]:
+        from stepflow.engine import execution_context, resolve_container_arguments, resolve_container_environment
 
         context = execution_context(self.plan, self.state, self._documents, self.clock())
-        return resolve_container_arguments(self.plan, step, context)
+        return (resolve_container_arguments(self.plan, step, context),
+                resolve_container_environment(self.plan, step, context))
 
     def _record(self, step: str, number: int) -> dict[str, Any] | None:
         try:

@@ -52,3 +52,10 @@ def resolve_container_arguments(plan: Plan, step_name: str, context: Context) ->
     section = step.arguments.get(location[0]) or {}
     raw = section.get(location[1]) or []
     return [to_text(value) for value in resolve(raw, context)]
+
+
+def resolve_container_environment(plan: Plan, step_name: str, context: Context) -> dict[str, str]:
+    """The step's declared ``Environment`` with every expression evaluated to a string: the
+    variables its container (its user code) gets. Raises like :func:`evaluate`."""
+    raw = plan.step(step_name).arguments.get("Environment") or {}
+    return {str(name): to_text(value) for name, value in resolve(dict(raw), context).items()}

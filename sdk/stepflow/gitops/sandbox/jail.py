@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 _LOG_TAIL_LINES = 40
 #: How long a confined process has to kill what it started after SIGTERM, before SIGKILL.
 _STOP_GRACE = 5.0
-#: The confinement mode per interpreter, probed once per operator process.
-_MODES: dict[str, str] = {}
+#: Interpreters whose missing namespaces were already logged.
+_LOGGED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -145,15 +145,14 @@ class Jail:
         if self.settings.confinement is not None:
             return self.settings.confinement
         python = self.settings.python
-        if python not in _MODES:
-            problem = await asyncio.to_thread(confine.probe, python)
-            _MODES[python] = confine.REAPER if problem else confine.NAMESPACES
-            if problem:
-                log.warning("builds run without pid and mount namespaces (%s): a subreaper "
-                            "still kills every process a build leaves, but /tmp, /var/tmp and "
-                            "/dev/shm are the host's; grant CAP_SYS_ADMIN for private ones",
-                            problem)
-        return _MODES[python]
+        mode, problem = await asyncio.to_thread(confine.best_mode, python)
+        if problem and python not in _LOGGED:
+            _LOGGED.add(python)
+            log.warning("builds run without pid and mount namespaces (%s): a subreaper "
+                        "still kills every process a build leaves, but /tmp, /var/tmp and "
+                        "/dev/shm are the host's; grant CAP_SYS_ADMIN for private ones",
+                        problem)
+        return mode
 
     def hand_over(self, root: Path) -> None:
         """Give a tree to the sandbox user (symlinks themselves, never what they point at)."""

@@ -8,10 +8,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepflow.confine import NOBODY
 from stepflow.errors import StepflowError
 
-#: The unprivileged user (and group) builds run as when the operator is root.
-NOBODY = 65534
+__all__ = ["NOBODY", "Limits", "SandboxError", "SandboxSettings"]
 
 
 class SandboxError(StepflowError):
