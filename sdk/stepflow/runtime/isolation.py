@@ -40,6 +40,8 @@ STEP_UID_ENV = "STEPFLOW_STEP_UID"
 #: The interpreter of the user part (default: the runtime's); the step's user must be able
 #: to execute it (a pyenv Python under a 0700 /root is not).
 STEP_PYTHON_ENV = "STEPFLOW_STEP_PYTHON"
+#: ``namespaces`` or ``reaper`` (``stepflow.confine``); by default the best that works here.
+STEP_CONFINEMENT_ENV = "STEPFLOW_STEP_CONFINEMENT"
 #: The step's declared environment variables (``Environment``), as a JSON object.
 STEP_ENVIRONMENT_ENV = "STEPFLOW_STEP_ENVIRONMENT"
 #: What the user part may see of the runtime's environment when it runs as another user.
@@ -154,7 +156,10 @@ def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
     Its output goes where the runtime's goes (the attempt's log).
     """
     python = os.environ.get(STEP_PYTHON_ENV) or sys.executable
-    mode, _ = confine.best_mode(python)
+    mode = os.environ.get(STEP_CONFINEMENT_ENV) or confine.best_mode(python)[0]
+    if mode not in (confine.NAMESPACES, confine.REAPER):
+        raise ConfigurationError(f"{STEP_CONFINEMENT_ENV}={mode!r}: use "
+                                 f"{confine.NAMESPACES!r} or {confine.REAPER!r}")
     own = [p for p in sys.path if p and os.path.isdir(p)
            and not Path(p).is_relative_to(sys.base_prefix)]  # not the runtime's stdlib
     paths = [directory, *keep, *(Path(p) for p in own)]
