@@ -30,6 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
+#: What `stepflow run` gets on a developer's machine (not root): steps run as the same user,
+#: without namespaces. The CLI's tests run as root here; they pass this to test that case
+#: (running steps as another user is tested in tests/runtime, tests/backends, tests/gitops).
+LAPTOP_STEPS = {"STEPFLOW_STEP_UID": "none", "STEPFLOW_STEP_CONFINEMENT": "reaper"}
+
+
 def _runnable_by_nobody(python: str) -> bool:
     try:
         return subprocess.run([python, "-c", "import sys"], user=NOBODY, group=NOBODY,

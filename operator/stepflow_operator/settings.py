@@ -114,7 +114,7 @@ class QuietWakeups(logging.Filter):
 #: (The step's own code sees less still: stepflow.runtime.isolation.)
 _STEP_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
                   "STEPFLOW_S3_ENDPOINT_URL", "STEPFLOW_CACHE_DIR", "STEPFLOW_STEP_UID",
-                  "STEPFLOW_STEP_PYTHON")
+                  "STEPFLOW_STEP_PYTHON", "STEPFLOW_BUILD_PYTHON")
 _STEP_ENV_PREFIXES = ("AWS_",)
 
 

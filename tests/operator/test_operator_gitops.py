@@ -524,7 +524,7 @@ pipeline = Pipeline(name="envprobe", steps=[probe()])
 '''
 
 
-def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world, git_remote, s3, monkeypatch):
+def test_steps_see_nothing_of_the_operator_not_even_the_store_credentials(world, git_remote, s3, monkeypatch):
     git_remote.commit({"pipelines/flow.py": ENV_PROBE}, "probe")
     world.apply(pipeline_manifest("envprobe", git_remote.url))
     world.operator(STEPFLOW_OPERATOR_TEST_SECRET="do-not-leak")
@@ -538,6 +538,8 @@ def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world,
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     seen = LocalBackend(open_store(s3.root_uri)).result("envprobe", name, "probe")
-    assert "AWS_ACCESS_KEY_ID" in seen and "AWS_SECRET_ACCESS_KEY" in seen  # the store's credentials
+    # The runtime's trusted part talks to the store; the step's code gets no credentials.
+    assert "AWS_ACCESS_KEY_ID" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
+    assert "AWS_DEFAULT_REGION" in seen  # declared by every @step (its Environment)
     leaked = [k for k in seen if k.startswith(("KUBE", "STEPFLOW_OPERATOR", "STEPFLOW_S3_ROOT", "STEPFLOW_INTEGRITY"))]
     assert leaked == [], f"step processes must not see the operator's settings: {leaked}"

@@ -37,9 +37,11 @@ from stepflow.runtime.key import without_key
 
 #: ``<uid>[:<gid>]`` the user part runs as, or ``none`` for the runtime's own user.
 STEP_UID_ENV = "STEPFLOW_STEP_UID"
-#: The interpreter of the user part (default: the runtime's); the step's user must be able
-#: to execute it (a pyenv Python under a 0700 /root is not).
+#: The interpreter of the user part; the step's user must be able to execute it (a pyenv
+#: Python under a 0700 /root is not). Default: the build sandbox's (the one an installation
+#: already declared every user can run), else the runtime's.
 STEP_PYTHON_ENV = "STEPFLOW_STEP_PYTHON"
+_BUILD_PYTHON_ENV = "STEPFLOW_BUILD_PYTHON"
 #: ``namespaces`` or ``reaper`` (``stepflow.confine``); by default the best that works here.
 STEP_CONFINEMENT_ENV = "STEPFLOW_STEP_CONFINEMENT"
 #: The step's declared environment variables (``Environment``), as a JSON object.
@@ -155,7 +157,7 @@ def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
 
     Its output goes where the runtime's goes (the attempt's log).
     """
-    python = os.environ.get(STEP_PYTHON_ENV) or sys.executable
+    python = os.environ.get(STEP_PYTHON_ENV) or os.environ.get(_BUILD_PYTHON_ENV) or sys.executable
     mode = os.environ.get(STEP_CONFINEMENT_ENV) or confine.best_mode(python)[0]
     if mode not in (confine.NAMESPACES, confine.REAPER):
         raise ConfigurationError(f"{STEP_CONFINEMENT_ENV}={mode!r}: use "
