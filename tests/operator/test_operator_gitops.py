@@ -293,9 +293,12 @@ pipeline = Pipeline(name="{name}", steps=[last(slow(first()))])
 '''
 
 
-def _slow_pipeline(world: World, git_remote: Any, name: str) -> tuple[Path, str]:
-    marks = world.base / f"marks-{name}"
-    marks.mkdir()
+def _slow_pipeline(world: World, git_remote: Any, name: str, shared: Path) -> tuple[Path, str]:
+    """``shared``: a folder the steps' user (uid 65534) reaches; not under /var/tmp, which a
+    confined step sees as a private tmpfs."""
+    marks = shared / f"marks-{name}"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
     git_remote.commit({"pipelines/flow.py": SLOW_MIDDLE.format(marks=str(marks), name=name)}, "slow")
     world.apply(pipeline_manifest(name, git_remote.url))
     return marks, name
@@ -307,8 +310,8 @@ def _step_phase(world: World, execution: str, step: str) -> str | None:
     return next((s.get("phase") for s in steps if s["name"] == step), None)
 
 
-def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remote):
-    marks, name = _slow_pipeline(world, git_remote, "restartable")
+def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remote, traversable_dir):
+    marks, name = _slow_pipeline(world, git_remote, "restartable", traversable_dir)
     first_operator = world.operator()
     execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
                            "the execution")[0]
@@ -329,8 +332,8 @@ def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remo
                "the Pipeline's summary")
 
 
-def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote):
-    marks, name = _slow_pipeline(world, git_remote, "doomed")
+def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote, traversable_dir):
+    marks, name = _slow_pipeline(world, git_remote, "doomed", traversable_dir)
     world.operator()
     execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
                            "the execution")[0]
