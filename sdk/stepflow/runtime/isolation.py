@@ -150,6 +150,11 @@ _BOOT = ("import runpy, site, sys; [site.addsitedir(d) for d in sys.argv[1].spli
          "runpy.run_module('stepflow.runtime.user_code', run_name='__main__', alter_sys=True)")
 
 
+def user_python(environ: Mapping[str, str] = os.environ) -> str:
+    """The interpreter the user part runs with (see ``STEP_PYTHON_ENV``)."""
+    return environ.get(STEP_PYTHON_ENV) or environ.get(_BUILD_PYTHON_ENV) or sys.executable
+
+
 def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
                   keep: tuple[Path, ...]) -> int:
     """Run the user part on ``directory``, confined; its exit status as ``subprocess``
@@ -157,7 +162,7 @@ def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
 
     Its output goes where the runtime's goes (the attempt's log).
     """
-    python = os.environ.get(STEP_PYTHON_ENV) or os.environ.get(_BUILD_PYTHON_ENV) or sys.executable
+    python = user_python()
     mode = os.environ.get(STEP_CONFINEMENT_ENV) or confine.best_mode(python)[0]
     if mode not in (confine.NAMESPACES, confine.REAPER):
         raise ConfigurationError(f"{STEP_CONFINEMENT_ENV}={mode!r}: use "

@@ -319,11 +319,12 @@ def _die_with_parent() -> None:
 def _serve() -> int:
     import stepflow.runtime.invoke  # noqa: F401 - the point: imported once, shared by every fork
     from stepflow import confine
+    from stepflow.runtime.isolation import user_python
     from stepflow.runtime.key import read_key
 
     _die_with_parent()
     read_key()  # the pipe is read and closed now; every attempt forked from here has the key
-    confine.best_mode(sys.executable)  # probed once, not per attempt
+    confine.best_mode(user_python())  # probed once, not per attempt
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     requests: IO[bytes] = sys.stdin.buffer
     exits: dict[int, str] = {}
