@@ -46,6 +46,7 @@ def world(monkeypatch):
     monkeypatch.setenv("STEPFLOW_BUILD_PYTHON", BUILD_PYTHON)
     base = Path(tempfile.mkdtemp(prefix="stepflow-rec-", dir="/var/tmp"))
     base.chmod(0o711)
+    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(base / "cache"))  # steps' venvs: reachable
     repo = Repo(base / "repo")
     repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
     reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())
