@@ -83,8 +83,9 @@ class Context:
         def local(store: ObjectStore) -> Backend:
             # One run dir for every execution, kept across restarts: the launcher finds the
             # detached step processes of a resumed execution there. Steps get the store's
-            # credentials and nothing else of the operator's environment.
-            return LocalBackend(store, run_dir=run_dir, env=step_env)
+            # credentials and nothing else of the operator's environment; the key on a pipe.
+            return LocalBackend(store, run_dir=run_dir, env=step_env,
+                                integrity_key=config.integrity_key)
 
         # Each Pipeline resource publishes and runs in its own <root>/<namespace>/<name> store.
         targets = Targets(default_s3_root_uri=config.default_s3_root_uri, s3_endpoint_url=config.s3_endpoint_url,

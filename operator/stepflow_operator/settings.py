@@ -132,10 +132,12 @@ class QuietWakeups(logging.Filter):
         return record.getMessage() not in self._lines
 
 
-#: What a step process may see of the operator's environment: enough to reach the store,
+#: What a step's runtime may see of the operator's environment: enough to reach the store,
 #: nothing that reaches the cluster (no KUBECONFIG, no KUBERNETES_*), no operator settings.
+#: (The step's own code sees less still: stepflow.runtime.isolation.)
 _STEP_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-                  "STEPFLOW_S3_ENDPOINT_URL", "STEPFLOW_CACHE_DIR")
+                  "STEPFLOW_S3_ENDPOINT_URL", "STEPFLOW_CACHE_DIR", "STEPFLOW_STEP_UID",
+                  "STEPFLOW_STEP_PYTHON", "STEPFLOW_BUILD_PYTHON")
 _STEP_ENV_PREFIXES = ("AWS_",)
 
 
@@ -145,7 +147,5 @@ def step_environment(env: Mapping[str, str], config: OperatorConfig) -> dict[str
     out["HOME"] = str(config.work_dir / "home")
     if config.s3_endpoint_url:
         out["STEPFLOW_S3_ENDPOINT_URL"] = config.s3_endpoint_url
-    if config.integrity_key is not None:
-        # The runtime takes it out of its environment before any user code runs.
-        out["STEPFLOW_INTEGRITY_KEY"] = config.integrity_key.hex()
+    # No integrity key here: the local backend passes it on a pipe (stepflow.runtime.key).
     return out

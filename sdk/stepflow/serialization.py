@@ -53,6 +53,8 @@ __all__ = [
     "serialize_exception",
     "failure_reason",
     "sign",
+    "verify",
+    "loads",
 ]
 
 FORMAT_VERSION = "2023-04-24"
@@ -238,20 +240,33 @@ def sign(payload: bytes, metadata: bytes, *, key: bytes) -> bytes:
     return json.dumps(signed).encode()
 
 
+def verify(payload: bytes, metadata: bytes, *, key: bytes | None = None) -> None:
+    """Check ``payload`` against ``metadata`` without unpickling it (the reader's key decides).
+
+    For a process that verifies what another, less trusted one will unpickle.
+    """
+    _check_key(key)
+    _verify(payload, _parse_metadata(metadata), key)
+
+
 def deserialize(payload: bytes, metadata: bytes, *, key: bytes | None = None) -> Any:
     """Check ``payload`` against ``metadata`` and only then unpickle it."""
     _check_key(key)
     parsed = _parse_metadata(metadata)
     _verify(payload, parsed, key)
+    return loads(payload, written_by=parsed.get("python_version"))
+
+
+def loads(payload: bytes, *, written_by: str | None = None) -> Any:
+    """Unpickle a payload that was verified already (by another, trusted process)."""
     try:
         return cloudpickle.loads(payload)
     except Exception as exc:
-        written_by = parsed.get("python_version", "an unknown version")
         raise DeserializationError(
             f"Could not unpickle the artifact: {type(exc).__name__}: {exc}. It was written by "
-            f"Python {written_by} and is read by Python {platform.python_version()}; install the "
-            "same Python, stepflow and library versions (and make the step's modules importable) "
-            "where it runs."
+            f"Python {written_by or 'an unknown version'} and is read by Python "
+            f"{platform.python_version()}; install the same Python, stepflow and library "
+            "versions (and make the step's modules importable) where it runs."
         ) from exc
 
 

@@ -44,8 +44,7 @@ _MODULE_NUMBERS = itertools.count()
 
 
 @pytest.fixture(params=["file", "s3"])
-def root(request, tmp_path, monkeypatch) -> str:
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+def root(request, tmp_path, monkeypatch, step_env) -> str:
     if request.param == "file":
         return f"file://{tmp_path / 'store'}"
     s3 = request.getfixturevalue("s3")
@@ -172,8 +171,9 @@ def test_condition_else_branch_reaches_the_fail_step(deploy):
     assert by["too-low"]["StepStatus"] == "Failed"
 
 
-def test_infrastructure_failure_is_retried_and_succeeds_on_the_second_attempt(deploy, tmp_path):
-    marker = tmp_path / "first-attempt-happened"
+def test_infrastructure_failure_is_retried_and_succeeds_on_the_second_attempt(deploy, traversable_dir):
+    traversable_dir.chmod(0o777)  # the step's user writes the marker
+    marker = traversable_dir / "first-attempt-happened"
     pipeline, _ = deploy(f"""
         @step(max_retry_attempts=2)
         def flaky():
@@ -218,8 +218,9 @@ def test_user_error_fails_the_execution_with_the_reason_and_is_not_retried(deplo
     assert isinstance(info.value.exception, ValueError) and info.value.__cause__ is info.value.exception
 
 
-def test_stop_during_a_run(deploy, tmp_path):
-    started = tmp_path / "started"
+def test_stop_during_a_run(deploy, traversable_dir):
+    traversable_dir.chmod(0o777)  # the step's user writes the marker
+    started = traversable_dir / "started"
     pipeline, _ = deploy(f"""
         @step
         def long():
@@ -251,9 +252,10 @@ def _orchestrator_pids(execution_id: str) -> list[int]:
     return pids
 
 
-def test_killed_orchestrator_resumes_and_every_step_runs_once(deploy, tmp_path):
-    ledger = tmp_path / "ledger"
-    ledger.mkdir()
+def test_killed_orchestrator_resumes_and_every_step_runs_once(deploy, traversable_dir):
+    ledger = traversable_dir / "ledger"
+    ledger.mkdir(mode=0o777)
+    ledger.chmod(0o777)  # the step's user writes into it
     pipeline, backend = deploy(f"""
         def _log(name):
             import os, time

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.fixtures import LAPTOP_STEPS
 from tests.testenv import wait_for
 
 STEPFLOW = str(Path(sys.executable).parent / "stepflow")
@@ -51,7 +52,7 @@ class Project:
         config.write_text("# nothing configured\n")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFLOW_")}
         self.env.update({"STEPFLOW_S3_ROOT_URI": self.store.as_uri(), "STEPFLOW_CONFIG": str(config),
-                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache")})
+                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache"), **LAPTOP_STEPS})
 
     def write(self, source: str, name: str = "flow.py") -> str:
         (self.dir / name).write_text(HEADER + textwrap.dedent(source))

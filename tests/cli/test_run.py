@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.fixtures import LAPTOP_STEPS
 from tests.testenv import wait_for
 
 STEPFLOW = str(Path(sys.executable).parent / "stepflow")
@@ -69,7 +70,7 @@ class Project:
         config.write_text("# nothing configured\n")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFLOW_")}
         self.env.update({"STEPFLOW_S3_ROOT_URI": root, "STEPFLOW_CONFIG": str(config),
-                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache"), **(extra_env or {})})
+                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache"), **LAPTOP_STEPS, **(extra_env or {})})
 
     def write(self, source: str, name: str = "flow.py") -> str:
         (self.dir / name).write_text(HEADER + textwrap.dedent(source))

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.fixtures import LAPTOP_STEPS
 from tests.testenv import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def up(tmp_path):
     store = (tmp_path / "store").as_uri()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPFLOW_", "AWS_"))}
     env.update(STEPFLOW_CACHE_DIR=str(tmp_path / "cache"), STEPFLOW_USER_CONFIG="", STEPFLOW_ADMIN_CONFIG="",
-               COLUMNS="250")
+               COLUMNS="250", **LAPTOP_STEPS)
 
     def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run([STEPFLOW, "up", *args, "--store", store, str(manifests)], env=env,
@@ -172,7 +173,7 @@ def test_scripts_demo_runs_green_on_a_copy_of_the_repository(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy / part)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPFLOW_", "AWS_", "GIT_"))}
     env.update(STEPFLOW_VENV=str(Path(sys.executable).parent.parent), STEPFLOW_USER_CONFIG="",
-               STEPFLOW_ADMIN_CONFIG="", HOME=str(tmp_path / "home"))
+               STEPFLOW_ADMIN_CONFIG="", HOME=str(tmp_path / "home"), **LAPTOP_STEPS)
     first = subprocess.run([str(copy / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stdout.splitlines()[1].split()[:5][2:] == ["True", "Succeeded", "6/6"], first.stdout

@@ -65,8 +65,7 @@ class Deployed:
 
 
 @pytest.fixture(params=["file", "s3"])
-def root(request, tmp_path, monkeypatch) -> str:
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+def root(request, tmp_path, monkeypatch, step_env) -> str:
     if request.param == "file":
         return (tmp_path / "store").as_uri()
     s3 = request.getfixturevalue("s3")

@@ -125,7 +125,7 @@ def _resolve(value: Any, refs: dict[str, str]) -> str:
     return join["On"].join(_resolve(v, refs) for v in join["Values"])
 
 
-def test_published_steps_run_in_the_step_runtime(session, tmp_path):
+def test_published_steps_run_in_the_step_runtime(session, tmp_path, step_env):
     pipeline = load_pipeline("seed_chain.py:pipeline", workdir=PIPELINES)
     pipeline._session = session
     definition = json.loads(pipeline.definition())
@@ -135,7 +135,8 @@ def test_published_steps_run_in_the_step_runtime(session, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFLOW_")}
     config = tmp_path / "config.yaml"
     config.write_text("# nothing configured\n")
-    env |= {"STEPFLOW_CONFIG": str(config), "STEPFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    env |= {"STEPFLOW_CONFIG": str(config), "STEPFLOW_CACHE_DIR": str(step_env),
+            "STEPFLOW_STEP_PYTHON": os.environ["STEPFLOW_STEP_PYTHON"]}  # step_env's
     for name in ("preprocess", "train"):
         args = [_resolve(a, refs) for a in container_args(steps_by_name(definition)[name])]
         run = subprocess.run([PYTHON, "-m", "stepflow.runtime", *args], cwd=tmp_path, env=env,

@@ -12,6 +12,30 @@ from gitops_world import BUILD_PYTHON, EXAMPLE, Repo
 
 from stepflow.gitops.reconciler import Reconciler
 
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def build_python(unprivileged_python: str) -> str:
+    """An interpreter of this Python version that the sandbox user can execute."""
+    return unprivileged_python
+
+
+@pytest.fixture
+def root_dir():
+    """A folder others may traverse (pytest's tmp_path lives under a 0700 folder)."""
+    path = Path(tempfile.mkdtemp(prefix="stepflow-sandbox-test-"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def checkout(root_dir: Path) -> Path:
+    path = root_dir / "checkout"
+    path.mkdir(mode=0o700)
+    return path
+
 
 @pytest.fixture
 def world(monkeypatch):
@@ -22,6 +46,7 @@ def world(monkeypatch):
     monkeypatch.setenv("STEPFLOW_BUILD_PYTHON", BUILD_PYTHON)
     base = Path(tempfile.mkdtemp(prefix="stepflow-rec-", dir="/var/tmp"))
     base.chmod(0o711)
+    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(base / "cache"))  # steps' venvs: reachable
     repo = Repo(base / "repo")
     repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
     reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())

@@ -85,8 +85,7 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch) -> Env:
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+def env(tmp_path, monkeypatch, step_env) -> Env:
     monkeypatch.delenv("STEPFLOW_INTEGRITY_KEY", raising=False)
     return Env(tmp_path)
 
@@ -315,9 +314,8 @@ def test_merge_status_keeps_the_loops_own_keys():
     assert steps_summary([{"phase": "Succeeded"}, {"phase": "Skipped"}, {"phase": "Failed"}]) == "2/3"
 
 
-def test_state_and_artifacts_in_the_s3_store(tmp_path, monkeypatch, git_remote, s3):
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    for key, value in s3.env().items():  # the step processes read the store too
+def test_state_and_artifacts_in_the_s3_store(tmp_path, monkeypatch, git_remote, s3, step_env):
+    for key, value in s3.env().items():  # the runtime's trusted part reads the store too
         monkeypatch.setenv(key, value)
     env = Env(tmp_path)
     env.root_uri = s3.root_uri

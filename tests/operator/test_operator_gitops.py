@@ -98,8 +98,8 @@ def _request_reconcile(world: World, name: str) -> None:
                f"the reconcile request {stamp} echoed")
 
 
-def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remote):
-    marks, name = slow_pipeline(world, git_remote, "restartable")
+def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remote, traversable_dir):
+    marks, name = slow_pipeline(world, git_remote, "restartable", traversable_dir)
     first_operator = world.operator()
     execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
                            "the execution")[0]
@@ -120,8 +120,8 @@ def test_restart_mid_execution_finishes_with_every_step_run_once(world, git_remo
                "the Pipeline's summary")
 
 
-def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote):
-    marks, name = slow_pipeline(world, git_remote, "doomed")
+def test_deleting_a_pipeline_stops_its_running_execution(world, git_remote, traversable_dir):
+    marks, name = slow_pipeline(world, git_remote, "doomed", traversable_dir)
     world.operator()
     execution = world.wait(lambda: [e["metadata"]["name"] for e in world.items("pipelineexecutions")], 60,
                            "the execution")[0]
@@ -315,7 +315,7 @@ pipeline = Pipeline(name="envprobe", steps=[probe()])
 '''
 
 
-def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world, git_remote, s3, monkeypatch):
+def test_steps_see_nothing_of_the_operator_not_even_the_store_credentials(world, git_remote, s3, monkeypatch):
     git_remote.commit({"pipelines/flow.py": ENV_PROBE}, "probe")
     world.apply(pipeline_manifest("envprobe", git_remote.url))
     world.operator(STEPFLOW_OPERATOR_TEST_SECRET="do-not-leak")
@@ -329,6 +329,8 @@ def test_steps_see_the_store_credentials_and_nothing_else_of_the_operator(world,
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     seen = LocalBackend(open_store(f"{s3.root_uri}/{world.namespace}/envprobe")).result("envprobe", name, "probe")
-    assert "AWS_ACCESS_KEY_ID" in seen and "AWS_SECRET_ACCESS_KEY" in seen  # the store's credentials
+    # The runtime's trusted part talks to the store; the step's code gets no credentials.
+    assert "AWS_ACCESS_KEY_ID" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
+    assert "AWS_DEFAULT_REGION" in seen  # declared by every @step (its Environment)
     leaked = [k for k in seen if k.startswith(("KUBE", "STEPFLOW_OPERATOR", "STEPFLOW_S3_ROOT", "STEPFLOW_INTEGRITY"))]
     assert leaked == [], f"step processes must not see the operator's settings: {leaked}"

@@ -28,8 +28,8 @@ def _holder(world: World) -> str | None:
     return (json.loads(proc.stdout).get("spec") or {}).get("holderIdentity")
 
 
-def test_the_standby_takes_over_a_killed_leader_and_no_step_runs_twice(world: World, git_remote):
-    marks, name = slow_pipeline(world, git_remote, "handover")
+def test_the_standby_takes_over_a_killed_leader_and_no_step_runs_twice(world: World, git_remote, traversable_dir):
+    marks, name = slow_pipeline(world, git_remote, "handover", traversable_dir)
     election = ("--leader-elect", f"--leader-election-namespace={world.namespace}", f"--leader-election-id={LEASE}",
                 "--lease-duration=4", "--renew-deadline=3", "--retry-period=0.5")
     ports = [free_port(), free_port()]

@@ -200,9 +200,12 @@ pipeline = Pipeline(name="{name}", steps=[last(slow(first()))])
 '''
 
 
-def slow_pipeline(world: World, git_remote: Any, name: str) -> tuple[Path, str]:
-    marks = world.base / f"marks-{name}"
-    marks.mkdir()
+def slow_pipeline(world: World, git_remote: Any, name: str, shared: Path) -> tuple[Path, str]:
+    """``shared``: a folder the steps' user (uid 65534) reaches (the ``traversable_dir``
+    fixture); not under /tmp or /var/tmp, which a confined step sees as a private tmpfs."""
+    marks = shared / f"marks-{name}"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
     git_remote.commit({"pipelines/flow.py": SLOW_MIDDLE.format(marks=str(marks), name=name)}, "slow")
     world.apply(pipeline_manifest(name, git_remote.url))
     return marks, name

@@ -26,10 +26,11 @@ EXEC = "exec-1"
 
 
 @pytest.fixture(params=["file", "s3"])
-def store_env(request, tmp_path):
+def store_env(request, tmp_path, traversable_dir, unprivileged_python):
     """(base_uri, env) for a pipeline prefix in a file:// or S3 store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFLOW_")}
-    env["STEPFLOW_CACHE_DIR"] = str(tmp_path / "cache")
+    env["STEPFLOW_CACHE_DIR"] = str(traversable_dir / "cache")
+    env["STEPFLOW_STEP_PYTHON"] = unprivileged_python
     env["HOME"] = str(tmp_path / "home")
     if request.param == "file":
         return f"file://{tmp_path / 'store'}/{PIPELINE}", env
@@ -198,17 +199,19 @@ def test_pre_exec_script_runs_in_the_workspace_and_failure_stops_the_step(store_
     assert "pre-execution" in record(store, "pre2")["failureReason"]
 
 
-def test_declared_dependencies_install_into_an_isolated_cached_env(store_env, tmp_path):
+def test_declared_dependencies_install_into_an_isolated_cached_env(store_env, traversable_dir, tmp_path):
     """A local package installed for the step is importable there and not in the runtime's env."""
     base, env = store_env
+    # Shipped in the step's dependency channel: user code sees no host /tmp (namespaces).
     wheel = make_wheel(tmp_path, "stepflow_demo_dep", "VALUE = 42\n")
-    req = f"--no-index\n{wheel}\n".encode()
-    store = put(base, "dep", lambda: __import__("stepflow_demo_dep").VALUE, extra={"requirements.txt": req})
+    req = f"--no-index\n./{wheel.name}\n".encode()
+    store = put(base, "dep", lambda: __import__("stepflow_demo_dep").VALUE,
+                extra={"requirements.txt": req, wheel.name: wheel.read_bytes()})
     proc = run(base, env, "dep", deps="requirements.txt")
     assert proc.returncode == 0, proc.stderr
     assert result(store, "dep") == 42
     assert subprocess.run([sys.executable, "-c", "import stepflow_demo_dep"]).returncode != 0
-    envs = list((tmp_path / "cache" / "envs").glob("*/.ready"))
+    envs = list((traversable_dir / "cache").glob("*envs*/*/.ready"))
     assert len(envs) == 1
 
 
@@ -224,7 +227,9 @@ def test_user_code_does_not_see_the_integrity_key_even_after_a_dependency_reexec
         art = serialize(obj, key=bytes.fromhex(key))
         store.put_bytes(f"k/{TS}/{name}/payload.pkl", art.payload)
         store.put_bytes(f"k/{TS}/{name}/metadata.json", art.metadata)
-    store.put_bytes(f"k/{TS}/pre_exec_script_and_dependencies/requirements.txt", f"--no-index\n{wheel}\n".encode())
+    channel = f"k/{TS}/pre_exec_script_and_dependencies"
+    store.put_bytes(f"{channel}/requirements.txt", f"--no-index\n./{wheel.name}\n".encode())
+    store.put_bytes(f"{channel}/{wheel.name}", wheel.read_bytes())
     proc = run(base, env, "k", deps="requirements.txt")
     assert proc.returncode == 0, proc.stderr
     prefix = layout.results_prefix(EXEC, "k")

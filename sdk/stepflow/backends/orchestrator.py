@@ -45,7 +45,7 @@ _SIGNALS = {9: "SIGKILL", 15: "SIGTERM", 6: "SIGABRT", 11: "SIGSEGV", 2: "SIGINT
 
 class Launcher(Protocol):
     def launch(self, execution_id: str, step: str, attempt: int, arguments: Sequence[str],
-               extra_env: Mapping[str, str] | None = None) -> int: ...
+               environment: Mapping[str, str] | None = None) -> int: ...
     def status(self, execution_id: str, step: str, attempt: int) -> ProcessStatus | None: ...
     def stop(self, execution_id: str, step: str, attempt: int, grace: float = 10.0) -> None: ...
     def forget(self, execution_id: str, step: str, attempt: int) -> None: ...
@@ -92,7 +92,7 @@ class Orchestrator:
                 after.append(AttemptFailed(launch.step, launch.attempt, _unsupported(launch.step_type), "User"))
                 continue
             self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments,
-                                 extra_env=dict(launch.environment))
+                                 launch.environment)
             after.append(AttemptRunning(launch.step, launch.attempt))
         for stop in decision.stops:
             self.launcher.stop(self.execution_id, stop.step, stop.attempt, grace=0)
@@ -147,7 +147,7 @@ class Orchestrator:
                 # Recorded as started but no process was ever seen: the previous
                 # orchestrator died between its write-ahead record and the launch.
                 arguments, environment = self._arguments_for(step)
-                self.launcher.launch(self.execution_id, step, number, arguments, extra_env=environment)
+                self.launcher.launch(self.execution_id, step, number, arguments, environment)
                 return AttemptRunning(step, number)
             if proc.state == "running":
                 return AttemptRunning(step, number) if status == "Starting" else None
@@ -166,11 +166,11 @@ class Orchestrator:
                              record.get("failureKind") or "User", record.get("exitCode"))
 
     def _arguments_for(self, step: str) -> tuple[list[str], dict[str, str]]:
-        from stepflow.engine import execution_context, resolve_container_arguments, resolve_environment
+        from stepflow.engine import execution_context, resolve_container_arguments, resolve_container_environment
 
         context = execution_context(self.plan, self.state, self._documents, self.clock())
         return (resolve_container_arguments(self.plan, step, context),
-                resolve_environment(self.plan, step, context))
+                resolve_container_environment(self.plan, step, context))
 
     def _record(self, step: str, number: int) -> dict[str, Any] | None:
         try:

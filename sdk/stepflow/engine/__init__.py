@@ -13,7 +13,7 @@ operator; each persists the :class:`ExecutionState` and resumes from it.
 """
 
 from .conditions import evaluate_conditions
-from .context import execution_context, resolve_container_arguments, resolve_environment
+from .context import execution_context, resolve_container_arguments, resolve_container_environment
 from .decide import Decision, Launch, Stop, decide
 from .events import (
                      AttemptFailed,
@@ -62,5 +62,5 @@ __all__ = [
     "RetrySettings", "StepEvaluationFailed", "StepPlan", "StepSkipped", "StepState", "StepStopped", "Stop",
     "StopRequested", "TransitionError", "UnreadableDocument", "apply", "apply_all", "decide", "evaluate",
     "evaluate_conditions", "execution_context", "new_execution", "resolve", "resolve_container_arguments",
-    "resolve_environment", "resolve_parameters", "retry", "select", "to_text",
+    "resolve_container_environment", "resolve_parameters", "retry", "select", "to_text",
 ]

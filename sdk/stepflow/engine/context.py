@@ -55,9 +55,8 @@ def resolve_container_arguments(plan: Plan, step_name: str, context: Context) ->
     return [to_text(value) for value in resolve(raw, context)]
 
 
-def resolve_environment(plan: Plan, step_name: str, context: Context) -> dict[str, str]:
-    """The step's ``Environment`` (Training and Processing jobs both name it so) with every
-    expression evaluated to a string: pipeline variables in ``@step(environment_variables=...)``
-    take the execution's values, as SageMaker's service sets them on the job."""
+def resolve_container_environment(plan: Plan, step_name: str, context: Context) -> dict[str, str]:
+    """The step's declared ``Environment`` with every expression evaluated to a string: the
+    variables its container (its user code) gets. Raises like :func:`evaluate`."""
     raw = plan.step(step_name).arguments.get("Environment") or {}
-    return {str(key): to_text(value) for key, value in resolve(raw, context).items()}
+    return {str(name): to_text(value) for name, value in resolve(dict(raw), context).items()}

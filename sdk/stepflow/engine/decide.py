@@ -33,7 +33,7 @@ Rules (SageMaker's, where it defines them):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ from stepflow.timefmt import require_utc
 
 from . import events as ev
 from .conditions import evaluate_conditions
-from .context import execution_context, resolve_container_arguments, resolve_environment
+from .context import execution_context, resolve_container_arguments, resolve_container_environment
 from .expressions import DocumentsNeeded, ExpressionError, evaluate, to_text
 from .plan import Plan
 from .state import FAILED, PENDING, SKIPPED, STOPPED, STOPPING, SUCCEEDED, ExecutionState
@@ -51,13 +51,13 @@ from .transitions import TransitionError, apply_in_place
 @dataclass(frozen=True)
 class Launch:
     """Start attempt ``attempt`` of a container step with these (resolved) arguments and
-    environment variables."""
+    declared environment variables."""
 
     step: str
     attempt: int
     step_type: str
     container_arguments: tuple[str, ...]
-    environment: tuple[tuple[str, str], ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class _Decider:
             context = execution_context(self.plan, self.state, self.documents, self.now)
             try:
                 arguments = resolve_container_arguments(self.plan, name, context)
-                environment = resolve_environment(self.plan, name, context)
+                environment = resolve_container_environment(self.plan, name, context)
             except DocumentsNeeded as needed:
                 self.needed.update(needed.uris)
                 continue
@@ -252,7 +252,7 @@ class _Decider:
                 self._emit(ev.StepEvaluationFailed(name, f"cannot resolve its job arguments: {exc}"))
                 continue
             launches.append(Launch(name, len(step.attempts) + 1, plan_step.type, tuple(arguments),
-                                   tuple(environment.items())))
+                                   environment))
         return launches
 
     def _completion(self, launches: list[Launch]) -> ev.ExecutionCompleted | None:

@@ -1,7 +1,10 @@
-"""Preparing a step's working directory and Python environment before user code runs.
+"""Preparing a step's Python environment before its function runs, in the user part.
 
-Mirrors SageMaker's bootstrap (docs/SAGEMAKER-COMPATIBILITY.md, "Preparing the
-environment") with two differences that matter to users:
+Pre-execution commands and ``pip install`` are the user's code, so they run in the user part
+(``stepflow.runtime.isolation``); the trusted part checks the Python version and unpacks the
+workspace (``stepflow.runtime.staging``). Mirrors SageMaker's bootstrap
+(docs/SAGEMAKER-COMPATIBILITY.md, "Preparing the environment") with two differences that
+matter to users:
 declared dependencies go into an isolated virtual environment cached by the dependency
 file's digest (never into the runtime's own environment, so one step cannot break the
 next), and every failure here is an *environment* error with the tail of the failing
@@ -16,15 +19,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import zipfile
-from io import BytesIO
 from pathlib import Path
 
 from stepflow import layout
-from stepflow.cache import cache_dir
 from stepflow.errors import StepflowError
 from stepflow.locks import flock
-from stepflow.storage import ObjectStore
 
 _OUTPUT_TAIL = 2000
 
@@ -48,34 +47,6 @@ def check_python_version(client_version: str | None) -> None:
         )
 
 
-def prepare_workspace(store: ObjectStore, step: str, ts: str, workdir: Path) -> Path:
-    """Unpack the workspace and the step's pre-exec/dependency files; return the step's cwd."""
-    zipped = layout.workspace_key(ts)
-    if store.head(zipped) is not None:
-        with zipfile.ZipFile(BytesIO(store.get_bytes(zipped))) as archive:
-            _safe_extract(archive, workdir)
-    workspace = workdir / layout.WORKSPACE_ROOT
-    workspace.mkdir(parents=True, exist_ok=True)
-    channel = layout.dependencies_prefix(step, ts) + "/"
-    for info in store.list(channel):
-        name = info.key[len(channel):]
-        if name and "/" not in name:
-            (workspace / name).write_bytes(store.get_bytes(info.key))
-    return workspace
-
-
-def _safe_extract(archive: zipfile.ZipFile, dest: Path) -> None:
-    root = dest.resolve()
-    for member in archive.infolist():
-        target = (root / member.filename).resolve()
-        if root not in target.parents and target != root:
-            raise EnvironmentError_(
-                f"The workspace archive contains {member.filename!r}, which points outside "
-                "the workspace; it was refused. Rebuild the pipeline's workspace."
-            )
-    archive.extractall(root)
-
-
 def run_pre_exec(workspace: Path) -> None:
     script = workspace / layout.PRE_EXEC_SCRIPT
     if not script.exists():
@@ -92,11 +63,13 @@ def run_pre_exec(workspace: Path) -> None:
         )
 
 
-def dependency_python(workspace: Path, dependency_file: str | None) -> str | None:
+def dependency_python(workspace: Path, dependency_file: str | None, envs: Path) -> str | None:
     """Return the interpreter of a venv holding the declared dependencies, or None if none.
 
-    The venv sees the runtime's own packages (stepflow, cloudpickle) through a ``.pth``
-    file placed after its own site-packages, so user pins win over ours.
+    Venvs live under ``envs``, one per digest of the requirements and the Python version,
+    shared by the steps that run as one user. The venv sees the runtime's own packages
+    (stepflow, cloudpickle) through a ``.pth`` file placed after its own site-packages, so
+    user pins win over ours.
     """
     if not dependency_file:
         return None
@@ -115,7 +88,7 @@ def dependency_python(workspace: Path, dependency_file: str | None) -> str | Non
     if not [l for l in requirements.decode().splitlines() if l.strip() and not l.strip().startswith("#")]:
         return None
     digest = hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:20]
-    env_dir = cache_dir() / "envs" / digest
+    env_dir = envs / digest
     python = env_dir / "bin" / "python"
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     with flock(env_dir.parent / f"{digest}.lock"):

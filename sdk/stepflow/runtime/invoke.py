@@ -1,9 +1,12 @@
-"""Run one step attempt: load, verify, prepare, resolve, call, record.
+"""Run one step attempt: stage, run the user part, sign and store, record.
 
-Every way an attempt can end writes an attempt record (``attempts/<n>.json``) before the
-process exits, so the orchestrator learns the outcome from the store, the one place that
-survives a crash of either side. Only a process killed from outside leaves no record;
-the orchestrator then records that itself.
+This is the runtime's *trusted part* (``stepflow.runtime.isolation``): it holds the
+integrity key (``stepflow.runtime.key``) and the store's credentials, verifies the artifacts
+(``stepflow.runtime.staging``), and runs the user's code in a separate, confined process
+that has neither. Every way an attempt can end writes an attempt record
+(``attempts/<n>.json``) before the process exits, so the orchestrator learns the outcome
+from the store, the one place that survives a crash of either side. Only a process killed
+from outside leaves no record; the orchestrator then records that itself.
 """
 
 from __future__ import annotations
@@ -11,38 +14,42 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from stepflow import layout
-from stepflow.config import load_config
-from stepflow.errors import DeserializationError, SerializationError, StepflowError, StorageError
+from stepflow import confine, layout
+from stepflow.cache import cache_dir
+from stepflow.errors import DeserializationError, StepflowError, StorageError
 from stepflow.runtime import (
     EXIT_ENVIRONMENT_ERROR,
     EXIT_INFRASTRUCTURE_ERROR,
     EXIT_OK,
     EXIT_USER_ERROR,
-    userframes,
+    handoff,
 )
 from stepflow.runtime.arguments import StepInvocation, parse
-from stepflow.runtime.environment import (
-    EnvironmentError_,
-    check_python_version,
-    dependency_python,
-    prepare_workspace,
-    run_pre_exec,
+from stepflow.runtime.environment import EnvironmentError_, check_python_version
+from stepflow.runtime.isolation import (
+    STEP_PYTHON_ENV,
+    StepUser,
+    envs_dir,
+    hand_over,
+    run_user_part,
+    step_user,
+    user_environment,
 )
-from stepflow.runtime.resolve import ArgumentError, resolve_arguments
-from stepflow.serialization import deserialize, failure_reason, serialize, serialize_exception
+from stepflow.runtime.key import read_key
+from stepflow.runtime.staging import signed_output, stage
+from stepflow.serialization import failure_reason, serialize_exception
 from stepflow.storage import ObjectStore, open_store
 from stepflow.timefmt import millis
 
-PREPARED_ENV = "STEPFLOW_RUNTIME_WORKSPACE"
 _KIND = {EXIT_USER_ERROR: "User", EXIT_ENVIRONMENT_ERROR: "User",
          EXIT_INFRASTRUCTURE_ERROR: "Infrastructure"}
 
@@ -59,97 +66,65 @@ def _now() -> str:
     return millis()
 
 
-def _load(store: ObjectStore, prefix: str, key: bytes | None) -> Any:
-    return deserialize(store.get_bytes(layout.payload_key(prefix)),
-                       store.get_bytes(layout.metadata_key(prefix)), key=key)
-
-
-def _load_uri(uri: str, key: bytes | None) -> Any:
-    return _load(open_store(uri.rsplit("/", 1)[0]), uri.rsplit("/", 1)[1], key)
-
-
-def _prepare(inv: StepInvocation, store: ObjectStore, argv: Sequence[str], key: bytes | None) -> Path:
-    """Set up the workspace; re-exec under the dependency venv when the step declares one."""
-    prepared = os.environ.get(PREPARED_ENV)
-    if prepared:
-        return Path(prepared)
-    check_python_version(inv.client_python_version)
-    workdir = Path(tempfile.mkdtemp(prefix=f"stepflow-{inv.step_name}-"))
-    workspace = prepare_workspace(store, inv.step_name, inv.func_step_s3_dir, workdir)
-    run_pre_exec(workspace)
-    python = dependency_python(workspace, inv.dependency_file)
-    if python:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        env = {**os.environ, PREPARED_ENV: str(workspace)}
-        if key is not None and "STEPFLOW_INTEGRITY_KEY_FILE" not in env:
-            env["STEPFLOW_INTEGRITY_KEY"] = key.hex()  # the new interpreter verifies too
-        os.execve(python, [python, "-m", "stepflow.runtime", *argv], env)
-    return workspace
-
-
-def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None,
-             argv: Sequence[str]) -> None:
+def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None, user: StepUser) -> None:
+    attempt = Path(tempfile.mkdtemp(prefix=f"stepflow-{inv.step_name}-"))
     try:
-        workspace = _prepare(inv, store, argv, key)
-        os.chdir(workspace)
-        sys.path.insert(0, str(workspace))
-        func = _load(store, layout.function_prefix(inv.step_name, inv.func_step_s3_dir), key)
-        args, kwargs = _load(store, layout.arguments_prefix(inv.step_name, inv.func_step_s3_dir),
-                             key)
-        args, kwargs = resolve_arguments(args, kwargs, inv.property_references,
-                                         lambda uri: _load_uri(uri, key))
-    except StorageError as exc:
-        raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
-    except (EnvironmentError_, DeserializationError, ArgumentError) as exc:
-        hint = userframes.missing_module_hint(exc)
-        reason = f"{exc.reason}: {exc}" + (f"; {hint}" if hint else "")
-        raise _Outcome(EXIT_ENVIRONMENT_ERROR, _cut(reason), exc) from exc
+        try:
+            check_python_version(inv.client_python_version)
+            stage(inv, store, key, attempt)
+            envs = envs_dir(user, cache_dir())
+        except StorageError as exc:
+            raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
+        except (EnvironmentError_, DeserializationError, StepflowError) as exc:
+            raise _Outcome(EXIT_ENVIRONMENT_ERROR, _cut(f"{exc.reason}: {exc}"), exc) from exc
+        hand_over(attempt, user)
+        env = user_environment(user, os.environ, home=attempt / handoff.HOME,
+                               tmp=attempt / handoff.TMP, envs=envs)
+        status = run_user_part(attempt, user, env, keep=(envs,))
+        _collect(inv, store, key, attempt, status)
+    finally:
+        shutil.rmtree(attempt, ignore_errors=True)
 
-    try:
-        result = func(*args, **kwargs)
-    except BaseException as exc:  # the user's code: whatever it raised is the step's failure
-        userframes.print_traceback(exc)
-        where, hint = userframes.location(exc), userframes.missing_module_hint(exc)
-        if hint:
-            print(f"stepflow: {hint}", file=sys.stderr)
-        reason = failure_reason(exc) + (f" (at {where})" if where else "") + (f": {hint}" if hint else "")
-        raise _Outcome(EXIT_USER_ERROR, _cut(reason), exc) from exc
 
-    out = layout.results_prefix(inv.execution_id, inv.step_name)
+def _collect(inv: StepInvocation, store: ObjectStore, key: bytes | None, attempt: Path,
+             status: int) -> None:
+    """Store what the user part produced, signed; raise its outcome unless it succeeded."""
+    outcome = handoff.read_outcome(attempt)
+    if outcome is None and status == confine.CANNOT_START:
+        raise _Outcome(EXIT_ENVIRONMENT_ERROR, (
+            "RuntimeEnvironmentError: the step's interpreter could not be started (the log says "
+            f"why); set {STEP_PYTHON_ENV} to a Python the step's user can execute, with stepflow "
+            "installed where that user can read it"))
+    if outcome is None and status < 0:  # killed from outside (OOM killer, an operator): retried
+        raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, f"the step's process was killed by "
+                       f"{signal.Signals(-status).name} before it reported an outcome")
+    if outcome is None:
+        raise _Outcome(EXIT_USER_ERROR, f"the step's process exited with code {status} before "
+                       "it reported an outcome (did the step call os._exit?)")
+    code = outcome["code"] if outcome["code"] in (EXIT_OK, EXIT_USER_ERROR, EXIT_ENVIRONMENT_ERROR) \
+        else EXIT_USER_ERROR
+    reason = _cut(str(outcome.get("reason") or "the step failed without a reason"))
     try:
-        artifact = serialize(result, key=key)
-    except SerializationError as exc:
-        raise _Outcome(EXIT_USER_ERROR, _cut(
-            f"SerializationError: the return value of step {inv.step_name!r} cannot be "
-            f"pickled: {exc}. Return plain data (dicts, lists, numbers, arrays) instead."), exc) from exc
-    document = results_document(result) if inv.serialize_output_to_json else None
-    try:
-        store.put_bytes(layout.payload_key(out), artifact.payload)
-        store.put_bytes(layout.metadata_key(out), artifact.metadata)
-        if document is not None:
+        if code != EXIT_OK:
+            artifact = signed_output(attempt, handoff.EXCEPTION, handoff.EXCEPTION_METADATA, key)
+            if artifact is not None:
+                prefix = layout.exception_prefix(inv.execution_id, inv.step_name)
+                store.put_bytes(layout.payload_key(prefix), artifact[0])
+                store.put_bytes(layout.metadata_key(prefix), artifact[1])
+            raise _Outcome(code, reason)
+        result = signed_output(attempt, handoff.RESULT, handoff.RESULT_METADATA, key)
+        if result is None:
+            raise _Outcome(EXIT_USER_ERROR, "the step's process reported success but wrote no result")
+        out = layout.results_prefix(inv.execution_id, inv.step_name)
+        store.put_bytes(layout.payload_key(out), result[0])
+        store.put_bytes(layout.metadata_key(out), result[1])
+        document = handoff.read_output(attempt, handoff.RESULT_DOCUMENT)
+        if inv.serialize_output_to_json and document is not None:
             store.put_bytes(f"{out}/{layout.RESULTS_DOCUMENT}", document)
     except StorageError as exc:
         raise _Outcome(EXIT_INFRASTRUCTURE_ERROR, failure_reason(exc), exc) from exc
-
-
-def results_document(result: Any) -> bytes:
-    """``results.json`` for conditions and ``JsonGet``: ``{"Result": ..., "Exception": null}``.
-
-    A value JSON cannot hold (a DataFrame, a model, NaN) does not fail the step, as in
-    SageMaker: downstream @steps read the pickled value, and the document records why
-    there is no JSON, so a condition or JsonGet reading it fails with that reason.
-    """
-    try:
-        return json.dumps({"Result": result, "Exception": None}, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        reason = f"The function return ({_short_repr(result)}) is not JSON serializable ({exc})."
-        return json.dumps({"Result": None, "Exception": reason}).encode()
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    except DeserializationError as exc:  # what the user part wrote does not verify
+        raise _Outcome(EXIT_USER_ERROR, _cut(f"{exc.reason}: {exc}")) from exc
 
 
 def _cut(text: str) -> str:
@@ -177,20 +152,18 @@ def _record(store: ObjectStore, inv: StepInvocation, started: str, code: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    started, clock = os.environ.get("STEPFLOW_ATTEMPT_STARTED_AT") or _now(), time.monotonic()
+    started, clock = _now(), time.monotonic()
     try:
+        key = read_key()  # first: the key's pipe is closed before anything else runs
         inv = parse(argv)
         store = open_store(inv.s3_base_uri)
-        key = load_config().integrity_key
-        # The key verifies artifacts; user code has no business with it (it could sign).
-        os.environ.pop("STEPFLOW_INTEGRITY_KEY", None)
+        user = step_user()
     except (ValueError, StepflowError) as exc:
         print(f"stepflow runtime: cannot start: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT_ERROR
-    os.environ["STEPFLOW_ATTEMPT_STARTED_AT"] = started
     code, reason = EXIT_OK, None
     try:
-        _attempt(inv, store, key, argv)
+        _attempt(inv, store, key, user)
     except _Outcome as outcome:
         code, reason = outcome.code, outcome.reason
         if outcome.exc is not None and code != EXIT_INFRASTRUCTURE_ERROR:

@@ -33,6 +33,7 @@ from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError
 from stepflow.locks import flock, is_locked
 from stepflow.remote_function.errors import RemoteFunctionError
+from stepflow.runtime.key import configured_key, key_pipe, without_key
 from stepflow.serialization import deserialize
 from stepflow.storage import NotFound, ObjectStore, open_store
 from stepflow.timefmt import millis, utcnow
@@ -63,18 +64,30 @@ class LocalBackend(Backend):
 
     ``region`` goes into the ARNs of pipelines this backend records (default: the session's
     default region); their account is :data:`stepflow.arns.PLACEHOLDER_ACCOUNT`.
+
+    ``env`` is what step processes start with (default: this process's environment) and
+    ``integrity_key`` the key they verify and sign with (default: the one ``env``
+    configures); the key reaches them on a pipe, never in an environment block.
     """
 
     name = "local"
 
     def __init__(self, store: ObjectStore | Callable[[], ObjectStore], *, run_dir: Path | None = None,
                  parallelism: int | None = None, env: Mapping[str, str] | None = None,
-                 region: str | None = None) -> None:
+                 region: str | None = None, integrity_key: bytes | None = None) -> None:
         self._store = store
         self._region = region
         self.run_dir = run_dir or cache_dir() / "runs"
         self.parallelism = parallelism
-        self.env = env
+        self._env = dict(os.environ if env is None else env)
+        self.env = without_key(self._env)
+        self._key = integrity_key
+
+    @property
+    def integrity_key(self) -> bytes | None:
+        if self._key is None:
+            self._key = configured_key(self._env)
+        return self._key
 
     @property
     def store(self) -> ObjectStore:
@@ -229,7 +242,7 @@ class LocalBackend(Backend):
         meta = self._meta(pipeline_name, execution_id)
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
         state = self.execution_state(pipeline_name, execution_id)
-        launcher = ProcessLauncher(self.run_dir, self.env)
+        launcher = ProcessLauncher(self.run_dir, self.env, integrity_key=self.integrity_key)
 
         def changed(new: ExecutionState) -> None:
             self._write_summary(pstore, new, meta.get("displayName"))
@@ -261,12 +274,17 @@ class LocalBackend(Backend):
     def _spawn(self, pipeline_name: str, execution_id: str) -> None:
         log = self.run_dir / execution_id / "orchestrator.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ if self.env is None else self.env)
         args = [sys.executable, "-m", "stepflow.backends.local", "--root", self.store.root_uri,
                 "--pipeline", pipeline_name, "--execution", execution_id, "--run-dir", str(self.run_dir)]
-        with open(log, "ab") as out:
-            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             env=env, start_new_session=True)
+        key_fd, key_env = key_pipe(self.integrity_key)
+        try:
+            with open(log, "ab") as out:
+                subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**self.env, **key_env}, start_new_session=True,
+                                 pass_fds=() if key_fd is None else (key_fd,))
+        finally:
+            if key_fd is not None:
+                os.close(key_fd)
         deadline = time.monotonic() + 10
         while not self.orchestrator_alive(pipeline_name, execution_id):
             if self.execution_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:
@@ -363,9 +381,7 @@ class LocalBackend(Backend):
         if plan.step(step_name).type != "Training":
             raise ValueError("This method can only be used on pipeline steps created using @step decorator.")
         step = self.execution_state(pipeline_name, execution_id).steps[step_name]
-        from stepflow.config import load_config
-
-        key = load_config().integrity_key
+        key = self.integrity_key
         pstore = self.pipeline_store(pipeline_name)
         if step.status != "Succeeded":
             raised = self._step_exception(pstore, execution_id, step_name, key)

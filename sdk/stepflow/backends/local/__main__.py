@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from stepflow.backends.local import LocalBackend
+from stepflow.runtime.key import read_key
 from stepflow.storage import open_store
 
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    backend = LocalBackend(open_store(args.root), run_dir=args.run_dir)
+    key = read_key()  # from the pipe its starter passed, closed before anything else runs
+    backend = LocalBackend(open_store(args.root), run_dir=args.run_dir, integrity_key=key)
     state = backend.run(args.pipeline, args.execution)
     print(f"execution {args.execution}: {state.status}", file=sys.stderr)
     return 0

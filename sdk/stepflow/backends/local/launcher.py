@@ -13,6 +13,12 @@ of the orchestrator that has imported the runtime once and forks a process per a
 which then runs :func:`stepflow.runtime.invoke.main` in its own session with the attempt's
 environment, working directory and log. When the fork server cannot be used, an attempt is
 an ordinary ``python -m stepflow.runtime`` process, with the same lock and the same files.
+
+The integrity key never travels in an environment block: the launcher strips its variables
+from the environment it passes on and hands the key over on a pipe
+(``stepflow.runtime.key``), to the fork server once or to each exec'd attempt. The runtime
+runs the step's own code in a separate process that never has it
+(``stepflow.runtime.isolation``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from stepflow.runtime.isolation import STEP_ENVIRONMENT_ENV
+from stepflow.runtime.key import configured_key, key_pipe, without_key
+
 ATTEMPT_ENV = "STEPFLOW_ATTEMPT_ID"
+_FROM_ENV: Any = object()
 
 
 def attempt_id(execution_id: str, step: str, attempt: int) -> str:
@@ -81,12 +91,19 @@ def _read_int(path: Path) -> int | None:
 
 
 class ProcessLauncher:
-    """One per orchestrator; owns its fork server and reaps its own ``Popen`` children."""
+    """One per orchestrator; owns its fork server and reaps its own ``Popen`` children.
+
+    ``integrity_key``: by default the one ``env`` configures (``STEPFLOW_INTEGRITY_KEY``,
+    ``..._FILE``, the config file); either way it reaches attempts on a pipe only.
+    """
 
     def __init__(self, run_dir: Path, env: Mapping[str, str] | None = None,
-                 python: str = sys.executable, fork_server: bool = True) -> None:
+                 python: str = sys.executable, fork_server: bool = True,
+                 integrity_key: bytes | None = _FROM_ENV) -> None:
         self.run_dir = run_dir
-        self.env = dict(os.environ if env is None else env)
+        env = dict(os.environ if env is None else env)
+        self.key: bytes | None = configured_key(env) if integrity_key is _FROM_ENV else integrity_key
+        self.env = without_key(env)
         self.python = python
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._forked: dict[str, int] = {}
@@ -103,12 +120,15 @@ class ProcessLauncher:
         return self.run_dir / execution_id / step / f"{attempt}.exit"
 
     def launch(self, execution_id: str, step: str, attempt: int, arguments: Sequence[str],
-               extra_env: Mapping[str, str] | None = None) -> int:
+               environment: Mapping[str, str] | None = None) -> int:
+        """Start an attempt; ``environment`` is the step's declared variables (its user
+        code sees them, and not the launcher's environment when it runs as another user)."""
         ident = attempt_id(execution_id, step, attempt)
         log = self.log_path(execution_id, step, attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
         lock = self._pid_path(execution_id, step, attempt)
-        env = {**self.env, **(extra_env or {}), ATTEMPT_ENV: ident}
+        env = {**self.env, STEP_ENVIRONMENT_ENV: json.dumps(dict(environment or {})),
+               ATTEMPT_ENV: ident}
         argv = [*arguments, "--attempt", str(attempt)]
         server = self._fork_server()
         if server is not None:
@@ -124,22 +144,27 @@ class ProcessLauncher:
         fd = _take(lock)
         if fd is None:  # already running: launched by a predecessor
             return _read_int(lock) or 0
+        key_fd, key_env = key_pipe(self.key)
         try:
             with open(log, "ab") as out:
                 proc = subprocess.Popen(
                     [self.python, "-m", "stepflow.runtime", *argv], stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, env=env, cwd=log.parent, start_new_session=True, pass_fds=(fd,))
+                    stderr=subprocess.STDOUT, env={**env, **key_env}, cwd=log.parent,
+                    start_new_session=True, pass_fds=(fd,) if key_fd is None else (fd, key_fd))
             os.ftruncate(fd, 0)
             os.write(fd, str(proc.pid).encode())
         finally:
             os.close(fd)  # the child keeps the lock through its inherited descriptor
+            if key_fd is not None:
+                os.close(key_fd)
         self._children[ident] = proc
         return proc.pid
 
     def _fork_server(self) -> _ForkServer | None:
         if self._use_server and self._server is None:
             try:
-                self._server = _ForkServer(self.python, self.env, self.run_dir / "forkserver.log")
+                self._server = _ForkServer(self.python, self.env, self.key,
+                                           self.run_dir / "forkserver.log")
             except OSError:
                 self._use_server = False
         return self._server
@@ -222,12 +247,18 @@ class ProcessLauncher:
 class _ForkServer:
     """The orchestrator's side of the fork server: one JSON line per request and reply."""
 
-    def __init__(self, python: str, env: Mapping[str, str], log: Path) -> None:
+    def __init__(self, python: str, env: Mapping[str, str], key: bytes | None, log: Path) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as err:
-            self.proc = subprocess.Popen(
-                [python, "-m", "stepflow.backends.local.launcher", "--serve"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=err, env=dict(env), cwd="/")
+        key_fd, key_env = key_pipe(key)
+        try:
+            with open(log, "ab") as err:
+                self.proc = subprocess.Popen(
+                    [python, "-m", "stepflow.backends.local.launcher", "--serve"], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=err, env={**env, **key_env}, cwd="/",
+                    pass_fds=() if key_fd is None else (key_fd,))
+        finally:
+            if key_fd is not None:
+                os.close(key_fd)
         self._ready = False
 
     def alive(self) -> bool:
@@ -287,8 +318,13 @@ def _die_with_parent() -> None:
 
 def _serve() -> int:
     import stepflow.runtime.invoke  # noqa: F401 - the point: imported once, shared by every fork
+    from stepflow import confine
+    from stepflow.runtime.isolation import user_python
+    from stepflow.runtime.key import read_key
 
     _die_with_parent()
+    read_key()  # the pipe is read and closed now; every attempt forked from here has the key
+    confine.best_mode(user_python())  # probed once, not per attempt
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     requests: IO[bytes] = sys.stdin.buffer
     exits: dict[int, str] = {}

@@ -9,8 +9,13 @@ an sdist's ``setup.py``, which is user code too. So each runs as a separate proc
 * runs as another, unprivileged user (``uid``, default 65534) when the operator is root, so
   it can read neither the operator's files (the service-account token and secret files must
   be mounted 0400/0440, see the chart) nor ``/proc/<operator>/environ``;
-* has a wall-clock limit (the whole process group is killed), an address-space limit
-  (RLIMIT_AS: an unbounded allocation becomes ``MemoryError``) and a CPU-time limit;
+* has a wall-clock limit, an address-space limit (RLIMIT_AS: an unbounded allocation
+  becomes ``MemoryError``) and a CPU-time limit;
+* is confined (:mod:`stepflow.confine`): every process it starts, daemons included, dies
+  when it ends, when it times out and when the operator dies, even by SIGKILL; with
+  namespaces (the operator has CAP_SYS_ADMIN) it also gets private ``/tmp``, ``/var/tmp``,
+  ``/dev/shm`` and ``/proc``, gone when it ends; its ``HOME`` and ``TMPDIR`` are private
+  folders removed when it ends, in every mode;
 * keeps only a bounded tail of its output.
 
 When the operator is not root it cannot switch users: the process then runs as the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -38,32 +44,18 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
+from stepflow import confine
 from stepflow.gitops.sandbox.paths import walk
 from stepflow.gitops.sandbox.settings import Limits, SandboxError, SandboxSettings
 
+log = logging.getLogger(__name__)
+
 _LOG_TAIL_LINES = 40
-
-
-class _Identity(TypedDict, total=False):
-    """``subprocess_exec`` keywords that run the child as the sandbox user."""
-
-    user: int
-    group: int | None
-    extra_groups: list[int]
-
-#: Sets the limits, then becomes the real command; run with ``-S`` so it starts in ~10 ms.
-_LAUNCHER = """\
-import os, resource, sys
-as_, cpu = int(sys.argv[1]), int(sys.argv[2])
-if as_:
-    resource.setrlimit(resource.RLIMIT_AS, (as_, as_))
-if cpu:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-os.execv(sys.argv[3], sys.argv[3:])
-"""
+#: How long a confined process has to kill what it started after SIGTERM, before SIGKILL.
+_STOP_GRACE = 5.0
+#: Interpreters whose missing namespaces were already logged.
+_LOGGED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -102,8 +94,9 @@ class Jail:
                   source_date_epoch: int | None = None) -> ProcessResult:
         """Run ``argv`` sandboxed; the output is merged, bounded, and returned at the end.
 
-        Raises :class:`SandboxError` when the sandbox user may not execute the interpreter,
-        and ``OSError`` when the process cannot be started at all.
+        Raises ``OSError`` when the process cannot be started at all. (When the sandbox
+        user may not execute the command, it exits 127 saying so: see
+        ``Venvs._check_runnable``, which turns that into a ``SandboxError`` up front.)
         """
         settings = self.settings
         scratch = Path(tempfile.mkdtemp(prefix="run-", dir=settings.work_dir / "runs"))
@@ -113,22 +106,22 @@ class Jail:
         self.hand_over(scratch)
         env = scrubbed_environment(home=home, tmp=tmp, bin_dir=Path(argv[0]).parent,
                                    source_date_epoch=source_date_epoch)
-        launcher = [settings.python, "-S", "-s", "-c", _LAUNCHER,
-                    str(limits.memory_bytes or 0), str(limits.effective_cpu_seconds)]
+        command = confine.argv(settings.python, argv, mode=await self.mode(),
+                               uid=settings.uid, gid=settings.gid,
+                               memory_bytes=limits.memory_bytes,
+                               cpu_seconds=limits.effective_cpu_seconds,
+                               tmpfs_bytes=settings.tmpfs_bytes,
+                               keep=[settings.work_dir, cwd, *settings.site_dirs])
         tail = _Tail(settings.output_limit)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
             transport, protocol = await loop.subprocess_exec(
-                lambda: _Protocol(loop, tail), *launcher, *argv, cwd=cwd, env=env,
+                lambda: _Protocol(loop, tail), *command, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                process_group=0, close_fds=True, **self._identity())
-        except OSError as exc:
+                process_group=0, close_fds=True)
+        except OSError:
             shutil.rmtree(scratch, ignore_errors=True)
-            if isinstance(exc, PermissionError):
-                raise SandboxError(
-                    f"uid {settings.uid} cannot execute {settings.python!r} ({exc.strerror}); "
-                    "set STEPFLOW_BUILD_PYTHON to a Python every user can execute") from exc
             raise
         timed_out = False
         try:
@@ -136,8 +129,7 @@ class Jail:
         except TimeoutError:
             timed_out = True
         finally:
-            _kill_group(transport.get_pid())  # stragglers, or everything on timeout/cancel
-            await protocol.exited
+            await _stop(transport.get_pid(), protocol)
             # A process that left the group could hold the pipe open: do not wait for it.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(protocol.closed), timeout=2.0)
@@ -148,10 +140,19 @@ class Jail:
         return ProcessResult(returncode=returncode, timed_out=timed_out, output=tail.text(),
                              output_bytes=tail.total, duration=time.monotonic() - started)
 
-    def _identity(self) -> _Identity:
-        if self.settings.uid is None:
-            return {}
-        return {"user": self.settings.uid, "group": self.settings.gid, "extra_groups": []}
+    async def mode(self) -> str:
+        """``namespaces`` when the machine allows them (probed once), else ``reaper``."""
+        if self.settings.confinement is not None:
+            return self.settings.confinement
+        python = self.settings.python
+        mode, problem = await asyncio.to_thread(confine.best_mode, python)
+        if problem and python not in _LOGGED:
+            _LOGGED.add(python)
+            log.warning("builds run without pid and mount namespaces (%s): a subreaper "
+                        "still kills every process a build leaves, but /tmp, /var/tmp and "
+                        "/dev/shm are the host's; grant CAP_SYS_ADMIN for private ones",
+                        problem)
+        return mode
 
     def hand_over(self, root: Path) -> None:
         """Give a tree to the sandbox user (symlinks themselves, never what they point at)."""
@@ -205,9 +206,20 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid, follow_symlinks=False)
 
 
-def _kill_group(pgid: int) -> None:
+async def _stop(pid: int, protocol: _Protocol) -> None:
+    """End a confined process and everything it started; it is reaped when this returns.
+
+    SIGTERM makes the supervisor kill what the command started (see ``stepflow.confine``);
+    SIGKILL to its group is the backstop when it does not exit within the grace period.
+    """
+    if not protocol.exited.done():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=_STOP_GRACE)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
+    await protocol.exited
 
 
 class _Tail:

@@ -8,10 +8,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepflow.confine import NOBODY
 from stepflow.errors import StepflowError
 
-#: The unprivileged user (and group) builds run as when the operator is root.
-NOBODY = 65534
+__all__ = ["NOBODY", "Limits", "SandboxError", "SandboxSettings"]
 
 
 class SandboxError(StepflowError):
@@ -47,4 +47,8 @@ class SandboxSettings:
     uid: int | None = field(default_factory=lambda: NOBODY if os.geteuid() == 0 else None)
     gid: int | None = field(default_factory=lambda: NOBODY if os.geteuid() == 0 else None)
     output_limit: int = 256 * 1024
+    #: ``stepflow.confine``'s mode: "namespaces", "reaper", or None to probe what works.
+    confinement: str | None = None
+    #: The size of each private tmpfs (/tmp, /var/tmp, /dev/shm) in namespaces mode.
+    tmpfs_bytes: int = 512 * 1024**2
     pip_limits: Limits = Limits(timeout=900.0, memory_bytes=4 * 1024**3)
