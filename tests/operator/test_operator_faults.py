@@ -8,16 +8,12 @@ from __future__ import annotations
 import secrets
 import time
 
-import test_operator_gitops
-from test_operator_gitops import World, pipeline_manifest
+from tests.operator.world import World, pipeline_manifest
 from tests.testenv.samples import TWO_STEPS
 
 from stepflow import layout
 from stepflow.backends.local import LocalBackend
 from stepflow.storage import open_store
-
-#: The operator tests' fixture: a namespace, operator processes, their logs on failure.
-world = test_operator_gitops.world
 
 
 def _condition(world: World, name: str, type_: str) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from tests.operator.test_operator_gitops import pipeline_manifest, world  # noqa: F401 - the fixture
+from tests.operator.world import pipeline_manifest
 
 ROLE = "arn:aws:iam::123456789012:role/stepflow-pipelines"
 
