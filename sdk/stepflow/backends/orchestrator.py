@@ -142,6 +142,8 @@ class Orchestrator:
         if record is None:
             proc = self.launcher.status(self.execution_id, step, number)
             if proc is None:
+                if status == "Stopping":  # told to stop, and gone (a deleted Job): stopped
+                    return AttemptStopped(step, number)
                 # Recorded as started but no process was ever seen: the previous
                 # orchestrator died between its write-ahead record and the launch.
                 arguments = self._arguments_for(step)
@@ -154,7 +156,7 @@ class Orchestrator:
                 self._finish(step, number)
                 if status == "Stopping":
                     return AttemptStopped(step, number)
-                return AttemptFailed(step, number, _vanished(proc), "Infrastructure", proc.exit_code)
+                return AttemptFailed(step, number, proc.reason or _vanished(proc), proc.kind, proc.exit_code)
         self._finish(step, number)
         if record.get("status") == "Succeeded":
             return AttemptSucceeded(step, number)

@@ -33,12 +33,12 @@ from stepflow.errors import INFRASTRUCTURE, USER, StepflowError
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
-from stepflow.gitops.k8s_names import object_name
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
 from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettings
 from stepflow.gitops.source import GitSource, SourceError, safe_url
 from stepflow.gitops.spec import PipelineSpec
 from stepflow.gitops.targets import Targets
+from stepflow.k8s_names import object_name
 from stepflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,10 @@ _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
+#: What ``spec.backend`` may name (the CRD's enum); whether this installation serves it is
+#: :class:`~stepflow.gitops.targets.Targets`' call.
+BACKENDS = ("local", "kubernetes", "sagemaker")
+
 #: The shortest ``spec.source.interval`` (Flux's intervals are seconds, not milliseconds).
 MIN_INTERVAL = 1.0
 
@@ -90,7 +94,10 @@ class PipelineSpec:
     interval: float = 60.0
     timeout: float = 60.0
     s3_root_uri: str | None = None
-    backend: str = "local"
+    #: None: the installation's default (the operator's chart says, ``stepflow up`` runs locally).
+    backend: str | None = None
+    #: Pod settings for the kubernetes backend (serviceAccountName, nodeSelector, podTemplate, ...).
+    kubernetes: Mapping[str, Any] = field(default_factory=dict)
     trigger: TriggerSpec = TriggerSpec()
     suspend: bool = False
     history_limit: int = 10
@@ -119,11 +126,15 @@ class PipelineSpec:
         s3_root_uri = spec.get("s3RootUri") or None
         if s3_root_uri is not None:
             _check_store(name, s3_root_uri)
-        backend = spec.get("backend") or "local"
-        if backend != "local":
+        backend = spec.get("backend") or None
+        if backend is not None and backend not in BACKENDS:
             raise ConfigurationError(
-                f"Pipeline {name}: spec.backend {backend!r} is not available in this version; use "
-                "'local' (steps run next to the controller).", reason="UnsupportedBackend")
+                f"Pipeline {name}: spec.backend {backend!r} is not a backend; use one of "
+                f"{', '.join(BACKENDS)} (or leave it empty for the installation's default).",
+                reason="UnsupportedBackend")
+        kubernetes = spec.get("kubernetes") or {}
+        if not isinstance(kubernetes, Mapping):
+            raise ConfigurationError(f"Pipeline {name}: spec.kubernetes must be a mapping.", reason="InvalidSpec")
         history = spec.get("historyLimit", 10)
         if not isinstance(history, int) or history < 1:
             raise ConfigurationError(f"Pipeline {name}: spec.historyLimit must be an integer ≥ 1.",
@@ -137,7 +148,7 @@ class PipelineSpec:
             secret_name=(source.get("secretRef") or {}).get("name"),
             interval=_interval(name, source.get("interval")),
             timeout=parse_duration(source.get("timeout"), "spec.source.timeout", 60.0),
-            s3_root_uri=s3_root_uri, backend=backend,
+            s3_root_uri=s3_root_uri, backend=backend, kubernetes=dict(kubernetes),
             trigger=TriggerSpec(on_change=trigger.get("onChange", True) is not False, schedule=schedule,
                                 parameters=dict(trigger.get("parameters") or {})),
             suspend=bool(spec.get("suspend", False)), history_limit=history,

@@ -169,7 +169,7 @@ class LocalBackend(Backend):
         meta = self._meta(pipeline_name, execution_id)
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
         state = self.execution_state(pipeline_name, execution_id)
-        launcher = ProcessLauncher(self.run_dir, self.env)
+        launcher = self._launcher(pipeline_name, execution_id, plan)
 
         def changed(new: ExecutionState) -> None:
             self._write_summary(pstore, new, meta.get("displayName"))
@@ -177,11 +177,19 @@ class LocalBackend(Backend):
                 on_change(new)
 
         def upload_log(step: str, attempt: int) -> None:
-            path = launcher.log_path(execution_id, step, attempt)
-            if path.exists():
-                pstore.put_file(layout.attempt_log_key(execution_id, step, attempt), path)
+            self._save_log(launcher, pstore, execution_id, step, attempt)
 
         return Orchestrator(pstore, plan, state, launcher, on_change=changed, upload_log=upload_log)
+
+    def _launcher(self, pipeline_name: str, execution_id: str, plan: Plan) -> Any:
+        """What starts this execution's attempts (a subclass runs them elsewhere)."""
+        return ProcessLauncher(self.run_dir, self.env)
+
+    def _save_log(self, launcher: Any, pstore: ObjectStore, execution_id: str, step: str, attempt: int) -> None:
+        """Keep an ended attempt's output in the store, where ``stepflow logs`` reads it."""
+        path = launcher.log_path(execution_id, step, attempt)
+        if path.exists():
+            pstore.put_file(layout.attempt_log_key(execution_id, step, attempt), path)
 
     def _write_summary(self, pstore: ObjectStore, state: ExecutionState, display_name: str | None) -> None:
         summary = {"PipelineExecutionArn": state.execution_arn, "PipelineExecutionId": state.execution_id,
@@ -207,6 +215,10 @@ class LocalBackend(Backend):
         with open(log, "ab") as out:
             subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                              env=env, start_new_session=True)
+        self._await_orchestrator(pipeline_name, execution_id)
+
+    def _await_orchestrator(self, pipeline_name: str, execution_id: str) -> None:
+        """Until the spawned orchestrator holds its lock (or the execution is over, or 10 s)."""
         deadline = time.monotonic() + 10
         while not self.orchestrator_alive(pipeline_name, execution_id):
             if self.execution_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:

@@ -1,0 +1,197 @@
+"""One step attempt as a Job manifest: pure, from the step's definition and the settings.
+
+The step's ``Arguments`` are SageMaker's CreateTrainingJob request; each field that has a
+meaning on a cluster becomes its Kubernetes equivalent (image, resources through the
+instance table, environment, deadline, ephemeral storage). What the Pipeline adds for its
+cluster (``spec.kubernetes``) is applied last, the ``podTemplate`` patch after everything.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepflow.backends.kubernetes.resources import InstanceType
+from stepflow.errors import ValidationError
+from stepflow.k8s_names import dns_label, label_value
+
+PIPELINE_LABEL = "stepflow.dev/pipeline"
+EXECUTION_LABEL = "stepflow.dev/execution"
+STEP_LABEL = "stepflow.dev/step"
+ATTEMPT_LABEL = "stepflow.dev/attempt"
+CONTAINER = "step"
+KEY_DIR = "/etc/stepflow/integrity"
+#: The compiler's placeholder when a step names no image (``python:3.X-slim``): the runner image runs it.
+_PLACEHOLDER_IMAGE = re.compile(r"^python:\d+\.\d+-slim$")
+#: What ``spec.kubernetes`` may set; anything else is refused with this list.
+OVERRIDE_KEYS = ("serviceAccountName", "automountServiceAccountToken", "nodeSelector", "tolerations", "affinity",
+                 "imagePullSecrets", "priorityClassName", "podTemplate")
+
+
+@dataclass(frozen=True)
+class StepPodSettings:
+    """What an installation decides for every step pod (the chart's ``steps.*`` values)."""
+
+    runner_image: str
+    image_pull_policy: str = "IfNotPresent"
+    #: A Secret in the step's namespace with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    s3_credentials_secret: str | None = None
+    s3_endpoint_url: str | None = None
+    region: str | None = None
+    #: A Secret in the step's namespace with key ``key``: the artifacts' HMAC key.
+    integrity_key_secret: str | None = None
+    ttl_seconds_after_finished: int = 3600
+    run_as_user: int = 65534
+    instance_types: Mapping[str, InstanceType] = field(default_factory=dict)
+
+
+def job_name(execution_id: str, step: str, attempt: int) -> str:
+    """Deterministic and within a label's 63 characters (pods carry it as ``job-name``)."""
+    return dns_label(f"{execution_id}-{step}-{attempt}")
+
+
+def labels(pipeline: str, execution_id: str, step: str | None = None, attempt: int | None = None) -> dict[str, str]:
+    out = {PIPELINE_LABEL: label_value(dns_label(pipeline)), EXECUTION_LABEL: label_value(dns_label(execution_id))}
+    if step is not None:
+        out[STEP_LABEL] = dns_label(step)
+    if attempt is not None:
+        out[ATTEMPT_LABEL] = str(attempt)
+    return out
+
+
+def resolved_image(arguments: Mapping[str, Any], settings: StepPodSettings) -> str:
+    image = ((arguments.get("AlgorithmSpecification") or {}).get("TrainingImage")) or ""
+    if not isinstance(image, str) or not image or _PLACEHOLDER_IMAGE.match(image):
+        return settings.runner_image
+    return image
+
+
+def check_step(name: str, arguments: Mapping[str, Any], settings: StepPodSettings) -> None:
+    """What publish refuses for this backend, with the step and the fix in the message."""
+    resources = arguments.get("ResourceConfig") or {}
+    count = resources.get("InstanceCount", 1)
+    if count not in (None, 1):
+        raise ValidationError(
+            f"Step {name!r}: instance_count={count!r} is not supported on the kubernetes backend (one pod "
+            "per step attempt); use instance_count=1, or run the pipeline on the sagemaker backend.",
+            reason="UnsupportedInstanceCount")
+    instance = resources.get("InstanceType")
+    if not isinstance(instance, str):
+        raise ValidationError(
+            f"Step {name!r}: instance_type is an expression ({instance!r}); the kubernetes backend sizes "
+            "pods when the pipeline is published, so give a literal instance type.",
+            reason="UnsupportedInstanceType")
+    if instance not in settings.instance_types:
+        known = ", ".join(sorted(settings.instance_types))
+        raise ValidationError(
+            f"Step {name!r}: instance_type {instance!r} is not in this cluster's instance table (known: "
+            f"{known}). Use one of them, or ask the platform team to add it (chart value "
+            "steps.instanceTypes).", reason="UnknownInstanceType")
+    for key, value in (("max_runtime_in_seconds", (arguments.get("StoppingCondition") or {})
+                        .get("MaxRuntimeInSeconds")), ("volume_size", resources.get("VolumeSizeInGB"))):
+        if value is not None and not isinstance(value, int):
+            raise ValidationError(f"Step {name!r}: {key} is an expression ({value!r}); the kubernetes backend "
+                                  "needs a literal number.", reason="UnsupportedStepSetting")
+
+
+def check_overrides(overrides: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise ValidationError(f"{where}: unknown key(s) {', '.join(unknown)}; spec.kubernetes takes "
+                              f"{', '.join(OVERRIDE_KEYS)}.", reason="InvalidSpec")
+
+
+def job_manifest(*, pipeline: str, execution_id: str, step: str, attempt: int, arguments: Mapping[str, Any],
+                 container_arguments: Sequence[str], settings: StepPodSettings,
+                 overrides: Mapping[str, Any] | None = None,
+                 owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    check_step(step, arguments, settings)
+    resources = arguments.get("ResourceConfig") or {}
+    instance = settings.instance_types[resources["InstanceType"]]
+    deadline = (arguments.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    environment = arguments.get("Environment") or {}
+    env: list[dict[str, Any]] = [{"name": str(k), "value": str(v)} for k, v in environment.items()]
+    env += [{"name": "HOME", "value": "/tmp"}, {"name": "STEPFLOW_CACHE_DIR", "value": "/tmp/stepflow-cache"},
+            {"name": "STEPFLOW_ATTEMPT_ID", "value": f"{execution_id}/{step}/{attempt}"}]
+    if settings.s3_endpoint_url:
+        env.append({"name": "STEPFLOW_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
+    if settings.region:
+        env.append({"name": "AWS_REGION", "value": settings.region})
+    if settings.s3_credentials_secret:
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": settings.s3_credentials_secret, "key": k}}}
+                for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if settings.integrity_key_secret:
+        env.append({"name": "STEPFLOW_INTEGRITY_KEY_FILE", "value": f"{KEY_DIR}/key"})
+        mounts.append({"name": "integrity-key", "mountPath": KEY_DIR, "readOnly": True})
+        volumes.append({"name": "integrity-key", "secret": {"secretName": settings.integrity_key_secret,
+                                                            "defaultMode": 0o440,
+                                                            "items": [{"key": "key", "path": "key"}]}})
+    container = {
+        "name": CONTAINER, "image": resolved_image(arguments, settings),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "stepflow.runtime"],
+        "args": [*container_arguments, "--attempt", str(attempt)],
+        "env": env, "volumeMounts": mounts,
+        "resources": instance.resources(resources.get("VolumeSizeInGB")),
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # A step never gets an API token unless its Pipeline asks (spec.kubernetes).
+        "automountServiceAccountToken": False, "enableServiceLinks": False,
+        "securityContext": {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user,
+                            "fsGroup": settings.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container], "volumes": volumes,
+    }
+    overrides = dict(overrides or {})
+    patch = overrides.pop("podTemplate", None)
+    pod.update({k: copy.deepcopy(v) for k, v in overrides.items() if v not in (None, "", [], {})})
+    step_labels = labels(pipeline, execution_id, step, attempt)
+    template: dict[str, Any] = {"metadata": {"labels": dict(step_labels)}, "spec": pod}
+    if patch:
+        template = strategic_merge(template, patch)
+    spec: dict[str, Any] = {"backoffLimit": 0, "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+                            "template": template}
+    if deadline:
+        spec["activeDeadlineSeconds"] = int(deadline)
+    metadata: dict[str, Any] = {"name": job_name(execution_id, step, attempt), "labels": step_labels,
+                                "annotations": {"stepflow.dev/step-name": step}}
+    if owner:
+        metadata["ownerReferences"] = [dict(owner)]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+#: The merge keys of the pod template's lists (Kubernetes' ``patchMergeKey``); other lists are replaced.
+_MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "env": "name",
+               "volumeMounts": "mountPath", "imagePullSecrets": "name", "ports": "containerPort"}
+
+
+def strategic_merge(base: Any, patch: Any, key: str | None = None) -> Any:
+    """Kubernetes' strategic merge for what a pod template holds: maps merge, ``null`` deletes,
+    lists with a merge key merge item by item, other lists are replaced."""
+    if isinstance(base, Mapping) and isinstance(patch, Mapping):
+        out = dict(base)
+        for k, v in patch.items():
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = strategic_merge(base.get(k), v, k)
+        return out
+    merge_key = _MERGE_KEYS.get(key or "")
+    if merge_key and isinstance(base, list) and isinstance(patch, list):
+        out_list = [copy.deepcopy(item) for item in base]
+        for item in patch:
+            at = next((i for i, b in enumerate(out_list) if isinstance(item, Mapping) and isinstance(b, Mapping)
+                       and b.get(merge_key) == item.get(merge_key)), None)
+            if at is None:
+                out_list.append(copy.deepcopy(item))
+            else:
+                out_list[at] = strategic_merge(out_list[at], item)
+        return out_list
+    return copy.deepcopy(patch)
