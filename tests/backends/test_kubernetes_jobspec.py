@@ -62,8 +62,8 @@ def test_the_job_carries_the_step_its_size_deadline_and_environment():
     assert container["image"] == "stepflow.test/runner:1"  # the compiler's placeholder: the runner image
     assert container["command"] == ["python", "-m", "stepflow.runtime"]
     assert container["args"] == ["--s3_base_uri", "s3://b/churn", "--attempt", "2"]
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "30Gi"}
-    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert container["resources"]["limits"] == {"memory": "8Gi", "ephemeral-storage": "30Gi"}
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "0"}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MODE"] == "fast" and env["STEPFLOW_S3_ENDPOINT_URL"] == "http://10.0.0.1:9000"
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}
@@ -76,7 +76,8 @@ def test_a_gpu_type_requests_gpus_and_a_step_image_is_used_as_given():
                                     ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1}))
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "team/train:7"
-    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert container["resources"]["limits"] == {"memory": "16Gi", "nvidia.com/gpu": "1"}
 
 
 def test_job_names_are_deterministic_labels_within_63_characters():

@@ -30,6 +30,7 @@ from stepflow.backends.kubernetes.jobspec import StepPodSettings, check_step, jo
 from stepflow.backends.kubernetes.resources import InstanceType
 from stepflow.backends.local import LocalBackend
 from stepflow.engine import Plan
+from stepflow.errors import ConfigurationError
 from stepflow.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -104,7 +105,13 @@ class KubernetesBackend(LocalBackend):
 
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None = None,
                description: str | None = None, tags: Sequence[Mapping[str, str]] | None = None) -> dict:
-        """Refuse at publish what no pod could run (unknown instance type, several instances)."""
+        """Refuse at publish what no pod could run (unknown instance type, several instances, a
+        store only this machine sees)."""
+        if self.store.root_uri.startswith("file://"):
+            raise ConfigurationError(
+                f"Pipeline {bundle.pipeline_name}: its store {self.store.root_uri} is a local folder, which step "
+                "pods cannot reach; give the Pipeline an s3:// store (spec.s3RootUri, or the chart's "
+                "operator.s3RootUri), or run it on backend local.", reason="StoreNotReachableFromPods")
         for step in Plan.from_definition(json.loads(bundle.definition_bytes)).steps.values():
             if step.type in RUNNABLE:
                 check_step(step.name, step.arguments, self.target.settings)

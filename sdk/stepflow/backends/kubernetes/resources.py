@@ -24,19 +24,25 @@ _QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 @dataclass(frozen=True)
 class InstanceType:
-    """Requests and limits of one instance type (requests = limits: a step gets what it names)."""
+    """What one instance type requests. Memory and GPUs are also the limits (a step gets what
+    it names, and an overrun is an OOM kill the step's status names); CPU has no limit, so a
+    step is never throttled below what the node has free. ``volume_size`` (SageMaker's
+    default is 30 GB for every step) caps the pod's scratch space without reserving it: a
+    reservation of 30 Gi per pod would let a 100 GB node run three steps at once."""
 
     cpu: str
     memory: str
     gpu: int = 0
 
     def resources(self, volume_gb: int | None = None) -> dict[str, dict[str, str]]:
-        amounts = {"cpu": self.cpu, "memory": self.memory}
+        limits = {"memory": self.memory}
         if self.gpu:
-            amounts[GPU_RESOURCE] = str(self.gpu)
+            limits[GPU_RESOURCE] = str(self.gpu)
+        requests = {"cpu": self.cpu, **limits}
         if volume_gb:
-            amounts["ephemeral-storage"] = f"{volume_gb}Gi"
-        return {"requests": dict(amounts), "limits": dict(amounts)}
+            limits["ephemeral-storage"] = f"{volume_gb}Gi"
+            requests["ephemeral-storage"] = "0"  # else the request defaults to the limit
+        return {"requests": requests, "limits": limits}
 
 
 #: AWS's sizes of the common SageMaker instance types (vCPU, GiB, GPUs).
