@@ -17,9 +17,8 @@ import kopf
 
 from stepflow.backends.kubernetes.failures import Patience
 from stepflow.backends.kubernetes.jobspec import StepPodSettings
-from stepflow.backends.kubernetes.resources import load_table
+from stepflow.backends.kubernetes.settings import patience_from_env, step_pods_from_env
 from stepflow.errors import ConfigurationError
-from stepflow.gitops.spec import parse_duration
 
 GROUP = "stepflow.dev"
 VERSION = "v1alpha1"
@@ -67,16 +66,12 @@ class OperatorConfig:
         if default_backend not in ("local", "kubernetes"):
             raise ConfigurationError(f"STEPFLOW_DEFAULT_BACKEND={default_backend!r}: this operator serves "
                                      "'local' and 'kubernetes'.", reason="InvalidOperatorConfig")
-        steps = _step_pods(env)
+        steps = step_pods_from_env(env)
         if default_backend == "kubernetes" and steps is None:
             raise ConfigurationError("STEPFLOW_DEFAULT_BACKEND=kubernetes needs STEPFLOW_RUNNER_IMAGE (the chart's "
                                      "steps.image): the image step pods run.", reason="InvalidOperatorConfig")
         return cls(
-            default_backend=default_backend, steps=steps, patience=Patience(
-                image_pull=parse_duration(env.get("STEPFLOW_STEP_IMAGE_PULL_TIMEOUT"),
-                                          "STEPFLOW_STEP_IMAGE_PULL_TIMEOUT", 60.0),
-                unschedulable=parse_duration(env.get("STEPFLOW_STEP_UNSCHEDULABLE_TIMEOUT"),
-                                             "STEPFLOW_STEP_UNSCHEDULABLE_TIMEOUT", 300.0)),
+            default_backend=default_backend, steps=steps, patience=patience_from_env(env),
             work_dir=Path(env.get("STEPFLOW_CACHE_DIR") or DEFAULT_WORK_DIR),
             default_s3_root_uri=env.get("STEPFLOW_S3_ROOT_URI") or None,
             s3_endpoint_url=env.get("STEPFLOW_S3_ENDPOINT_URL") or None,
@@ -84,20 +79,6 @@ class OperatorConfig:
             workers=_positive_int(env, "STEPFLOW_OPERATOR_WORKERS", 16),
             max_reconciles=_positive_int(env, "STEPFLOW_OPERATOR_MAX_RECONCILES", 8),
         )
-
-
-def _step_pods(env: Mapping[str, str]) -> StepPodSettings | None:
-    """The kubernetes backend's pod settings, from the chart's ``steps.*`` values."""
-    image = env.get("STEPFLOW_RUNNER_IMAGE")
-    if not image:
-        return None
-    return StepPodSettings(
-        runner_image=image, image_pull_policy=env.get("STEPFLOW_RUNNER_PULL_POLICY") or "IfNotPresent",
-        s3_credentials_secret=env.get("STEPFLOW_STEP_S3_CREDENTIALS_SECRET") or None,
-        s3_endpoint_url=env.get("STEPFLOW_S3_ENDPOINT_URL") or None, region=env.get("AWS_REGION") or None,
-        integrity_key_secret=env.get("STEPFLOW_STEP_INTEGRITY_KEY_SECRET") or None,
-        ttl_seconds_after_finished=_positive_int(env, "STEPFLOW_STEP_TTL_SECONDS", 3600),
-        instance_types=load_table(env.get("STEPFLOW_INSTANCE_TYPES_FILE")))
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -21,6 +21,7 @@ from stepflow.cli.common import (
     console,
     emit,
     format_seconds,
+    kubernetes_backend,
     load_target,
     local_backend,
     output_option,
@@ -129,8 +130,13 @@ class Interrupts:
 @click.option("--parallelism", type=click.IntRange(min=1), help="Run at most N steps at the same time.")
 @output_option
 @click.option("--detach", is_flag=True, help="Start the execution in the background and print its id.")
+@click.option("--backend", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True,
+              help="local: steps are processes here; kubernetes: a Job per step in the kubeconfig's cluster "
+                   "(the store must be s3://, the image is STEPFLOW_RUNNER_IMAGE).")
+@click.option("--namespace", help="backend kubernetes: the Jobs' namespace (default: the current context's).")
 @store_option
-def run_command(target: str, params: tuple[str, ...], parallelism: int | None, output: str, detach: bool) -> None:
+def run_command(target: str, params: tuple[str, ...], parallelism: int | None, output: str, detach: bool,
+                backend: str, namespace: str | None) -> None:
     """Compile, publish and run a pipeline on this machine, showing each step as it runs.
 
     PATH[:ATTR] is a file (pipelines/churn.py) or dotted module, and the Pipeline attribute.
@@ -146,7 +152,14 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
     given = parse_params(params)
     pipeline = load_target(target)
     err = console(stderr=True)
-    backend, plan, name = _publish(pipeline, given, err)
+    chosen = kubernetes_backend(namespace) if backend == "kubernetes" else None
+    published, plan, name = _publish(pipeline, given, err, chosen)
+    _run(published, plan, name, given, parallelism, output, detach, err)
+
+
+def _run(backend: LocalBackend, plan: Plan, name: str, given: dict[str, str], parallelism: int | None,
+         output: str, detach: bool, err: Console) -> None:
+    """Create the execution and orchestrate it in this process (or in the background: ``detach``)."""
     for resumed in backend.resume_unfinished(name):
         err.print(f"resumed unfinished execution {name}/{resumed} in the background", markup=False)
     try:
@@ -176,7 +189,8 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
     raise SystemExit(EXIT_CODES.get(data["status"], 1))
 
 
-def _publish(pipeline: Any, given: dict[str, str], err: Console) -> tuple[LocalBackend, Plan, str]:
+def _publish(pipeline: Any, given: dict[str, str], err: Console,
+             chosen: LocalBackend | None = None) -> tuple[LocalBackend, Plan, str]:
     """One compile; the parameters are checked against it before anything is uploaded."""
     from stepflow.backends.local import LocalBackend
     from stepflow.compiler.bundle import scratch_dir
@@ -184,7 +198,7 @@ def _publish(pipeline: Any, given: dict[str, str], err: Console) -> tuple[LocalB
     from stepflow.engine import Plan, resolve_parameters
 
     session = pipeline.session
-    backend = session.backend if isinstance(session.backend, LocalBackend) else local_backend()
+    backend = chosen or (session.backend if isinstance(session.backend, LocalBackend) else local_backend())
     bundle = pipeline.compile(scratch_dir())
     try:
         definition = json.loads(bundle.definition_bytes)

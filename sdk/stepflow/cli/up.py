@@ -201,7 +201,7 @@ def up_command(directory: Path, once: bool, interval: str | None, no_live: bool)
     Ctrl-C stops the loop; running steps keep going and their executions resume on the
     next `stepflow up` (or `stepflow resume`).
     """
-    from stepflow.gitops.spec import parse_duration
+    from stepflow.timefmt import parse_duration
 
     every = parse_duration(interval, "--interval", 60.0) if interval else None
     err = console(stderr=True)

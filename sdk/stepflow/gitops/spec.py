@@ -18,8 +18,8 @@ from typing import Any
 
 from stepflow.errors import ConfigurationError
 from stepflow.gitops.source import Ref
+from stepflow.timefmt import parse_duration
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -31,23 +31,6 @@ BACKENDS = ("local", "kubernetes", "sagemaker")
 
 #: The shortest ``spec.source.interval`` (Flux's intervals are seconds, not milliseconds).
 MIN_INTERVAL = 1.0
-
-
-def parse_duration(text: str | None, what: str, default: float) -> float:
-    """``30s``, ``1m``, ``1h30m``, ``500ms`` (Go's time.Duration subset) → seconds."""
-    if text in (None, ""):
-        return default
-    match = _DURATION.match(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ConfigurationError(
-            f"{what} is {text!r}, not a duration; write it like 30s, 5m or 1h30m.",
-            reason="InvalidDuration")
-    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
-    seconds = h * 3600 + m * 60 + s + ms / 1000
-    if seconds <= 0:
-        raise ConfigurationError(f"{what} must be longer than zero (got {text!r}).",
-                                 reason="InvalidDuration")
-    return seconds
 
 
 def parse_memory(text: str | None, what: str, default: int | None) -> int | None:

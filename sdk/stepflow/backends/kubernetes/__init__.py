@@ -81,6 +81,18 @@ def api_client(context: str | None = None) -> client.ApiClient:
     return config.new_client_from_config(context=context)
 
 
+def current_namespace(context: str | None = None) -> str:
+    """The namespace of the kubeconfig's (current) context, ``default`` when it names none."""
+    from kubernetes import config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None:
+        path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        return path.read_text().strip() if path.exists() else "default"
+    contexts, active = config.list_kube_config_contexts()
+    chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+
 class KubernetesBackend(LocalBackend):
     """``store`` is the store root; ``api`` a Kubernetes client (or a callable making one)."""
 

@@ -127,7 +127,8 @@ class LocalBackend(Backend):
                               parallelism=parallelism or self.parallelism,
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=f"{record['PipelineArn']}/execution/{execution_id}")
-        meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
+        meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id,
+                "backend": self.name}
         pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
         self._write_summary(pstore, state, meta["displayName"])
@@ -167,6 +168,11 @@ class LocalBackend(Backend):
     def _orchestrator(self, pipeline_name: str, execution_id: str, on_change: OnChange | None) -> Orchestrator:
         pstore = self.pipeline_store(pipeline_name)
         meta = self._meta(pipeline_name, execution_id)
+        runs_on = meta.get("backend", "local")
+        if runs_on != self.name:  # another launcher would not find its attempts: they would run twice
+            raise BackendError(f"Execution '{execution_id}' of pipeline '{pipeline_name}' runs on backend {runs_on!r}, "
+                               f"not {self.name!r}: resume or stop it where it runs (e.g. `stepflow run --backend "
+                               f"{runs_on}`, or its operator).", reason="WrongBackend")
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
         state = self.execution_state(pipeline_name, execution_id)
         launcher = self._launcher(pipeline_name, execution_id, plan)
