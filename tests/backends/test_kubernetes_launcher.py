@@ -38,7 +38,7 @@ def _launcher(kube, namespace: str, execution: str) -> JobLauncher:
     return JobLauncher(kube.new_api_client(), namespace, "p", execution, make)
 
 
-def _pod(execution: str, step: str, attempt: int, waiting_reason: str) -> dict:
+def _pod(execution: str, step: str, attempt: int) -> dict:
     name = job_name(execution, step, attempt)
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{name}-x", "labels": {**labels("p", execution, step, attempt), "job-name": name}},
@@ -72,7 +72,7 @@ def test_the_watch_wakes_wait_and_a_stuck_pod_ends_the_attempt(kube, namespace):
     try:
         wait_for(launcher.pods.synced.is_set, 30, message="the pod watch listing")
         launcher.launch(execution, "train", 1, [])
-        pod = _pod(execution, "train", 1, "ErrImageNeverPull")
+        pod = _pod(execution, "train", 1)
         kube.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(pod))
         status = {"status": {"phase": "Pending", "containerStatuses": [{
             "name": "step", "image": "stepflow.test/nope:1", "imageID": "", "ready": False, "restartCount": 0,
@@ -96,6 +96,25 @@ def test_the_watch_wakes_wait_and_a_stuck_pod_ends_the_attempt(kube, namespace):
         job = json.loads(kube.kubectl("-n", namespace, "get", "job", job_name(execution, "train", 1), "-o",
                                       "json", check=False).stdout or "{}")
         assert not job or job["metadata"].get("deletionTimestamp")  # no garbage collector here to finish it
+    finally:
+        launcher.close()
+
+
+def test_a_job_the_api_server_refuses_fails_its_attempt_with_the_reason(kube, namespace):
+    execution = f"e-{secrets.token_hex(2)}"
+
+    def make(step: str, attempt: int, arguments) -> dict:
+        job = job_manifest(pipeline="p", execution_id=execution, step=step, attempt=attempt, arguments=ARGUMENTS,
+                           container_arguments=[], settings=SETTINGS,
+                           overrides={"podTemplate": {"spec": {"restartPolicy": "Sometimes"}}})
+        return job
+
+    launcher = JobLauncher(kube.new_api_client(), namespace, "p", execution, make)
+    try:
+        launcher.launch(execution, "train", 1, [])
+        verdict = launcher.status(execution, "train", 1)
+        assert verdict.state == "exited" and verdict.kind == "User"
+        assert verdict.reason.startswith("JobRejected: ") and "restartPolicy" in verdict.reason
     finally:
         launcher.close()
 

@@ -115,6 +115,8 @@ class JobLauncher:
         self.pods = _Mirror("pods", self.core.list_namespaced_pod, namespace, selector, api, self._changed)
         #: Jobs this launcher ended itself (stuck pods): deleted when their attempt is forgotten.
         self._doomed: set[str] = set()
+        #: Jobs the API server refused (an invalid podTemplate patch, a missing namespace): why.
+        self._rejected: dict[str, ProcessStatus] = {}
 
     # -- the Launcher protocol -------------------------------------------------------------
 
@@ -124,14 +126,20 @@ class JobLauncher:
             created = self.batch.create_namespaced_job(self.namespace, cast(Any, manifest), _preload_content=False)
             self.jobs.put(_json(created))
         except ApiException as exc:
-            if exc.status != 409:  # 409: created before (by us, or the orchestrator we replace)
-                raise BackendError(f"Cannot create Job {manifest['metadata']['name']} in namespace "
-                                   f"{self.namespace}: {exc.status} {exc.reason}: {_message(exc)}",
-                                   reason="JobCreateFailed") from None
+            if exc.status == 409:  # created before (by us, or the orchestrator we replace)
+                return 0
+            why = (f"JobRejected: the API server refused Job {manifest['metadata']['name']} in namespace "
+                   f"{self.namespace}: {exc.status} {exc.reason}: {_message(exc)}")
+            if exc.status in (400, 403, 404, 422):  # the manifest or the namespace: the attempt fails, visibly
+                self._rejected[manifest["metadata"]["name"]] = ProcessStatus("exited", None, why, "User")
+                return 0
+            raise BackendError(why, reason="JobCreateFailed") from None
         return 0
 
     def status(self, execution_id: str, step: str, attempt: int) -> ProcessStatus | None:
         name = job_name(execution_id, step, attempt)
+        if name in self._rejected:
+            return self._rejected[name]
         job = self.jobs.get(name)
         if job is None:
             job = self._read(name)
@@ -147,6 +155,7 @@ class JobLauncher:
 
     def forget(self, execution_id: str, step: str, attempt: int) -> None:
         name = job_name(execution_id, step, attempt)
+        self._rejected.pop(name, None)
         if name in self._doomed:
             self._doomed.discard(name)
             self._delete(name)
