@@ -222,3 +222,58 @@ def test_a_step_pod_has_no_api_token_and_no_key_in_its_environment(cluster: Clus
     (job,) = _jobs(cluster, namespace, done["metadata"]["name"])
     pod = job["spec"]["template"]["spec"]
     assert pod.get("serviceAccountName") in (None, "default") and pod["automountServiceAccountToken"] is False
+
+
+MIXED = '''
+from stepflow.workflow.function_step import step
+from stepflow.workflow.pipeline import Pipeline
+from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from stepflow.workflow.steps import ProcessingStep
+
+processor = ScriptProcessor(image_uri="{runner}", command=["python3"], role="arn:aws:iam::1:role/R",
+                            instance_type="ml.m5.large", instance_count=1)
+prep = ProcessingStep(name="prep", step_args=processor.run(
+    inputs=[ProcessingInput(source="{raw}", destination="/opt/ml/processing/input/raw")],
+    outputs=[ProcessingOutput(output_name="train", source="/opt/ml/processing/train")], code="prep.py"))
+
+
+@step(name="count")
+def count(uri: str) -> int:
+    from stepflow.storage import open_store
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    rows = int(open_store("s3://" + bucket).get_bytes(prefix + "/rows.txt").decode())
+    print("ROWS", rows, "FROM", uri, flush=True)
+    return rows
+
+
+train_uri = prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
+pipeline = Pipeline(name="{name}", steps=[count(train_uri)])
+'''
+
+PREP = '''
+import pathlib
+
+rows = pathlib.Path("/opt/ml/processing/input/raw/data.csv").read_text().splitlines()
+out = pathlib.Path("/opt/ml/processing/train")
+out.mkdir(parents=True, exist_ok=True)
+(out / "rows.txt").write_text(str(len(rows)))
+print("prepared", len(rows), "rows")
+'''
+
+
+def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release, repo, runner):
+    """The seed's mixed example, on the runner image: inputs downloaded before the processing
+    container starts, its output uploaded after it exits, read by the @step downstream."""
+    release, namespace, bucket = jobs_release
+    name = f"mixed-{secrets.token_hex(2)}"
+    bucket.client().put_object(Bucket=bucket.bucket, Key=f"raw-{name}/data.csv", Body=b"a,1\nb,2\nc,3\n")
+    flow = MIXED.replace("{runner}", runner).replace("{raw}", f"s3://{bucket.bucket}/raw-{name}").replace(
+        "{name}", name)
+    done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": flow, "prep.py": PREP})
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    execution = done["metadata"]["name"]
+    assert sorted(j["metadata"]["labels"]["stepflow.dev/step"] for j in _jobs(cluster, namespace, execution)) \
+        == ["count", "prep"]
+    expected = f"s3://{bucket.bucket}/stepflow/{name}/{execution}/prep/output/train"
+    assert f"ROWS 3 FROM {expected}" in _log(bucket, name, execution, "count")

@@ -8,6 +8,7 @@ kubelet and the Job controller write.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -193,3 +194,32 @@ def test_stuck_pods_get_their_patience_first():
     oom = classify(_job_with(), _pod(terminated={"exitCode": 137, "reason": "OOMKilled"}), NOW)
     assert "64Mi" in oom.reason and "'team/x:nope'" in classify(
         _job_with(), _pod(waiting={"reason": "ErrImageNeverPull"}), NOW).reason
+
+
+def test_a_processing_step_downloads_inputs_before_and_uploads_outputs_after_its_image():
+    from stepflow.backends.kubernetes.jobspec import processing_job_manifest
+
+    arguments = {"AppSpecification": {"ImageUri": "team/prep:1", "ContainerEntrypoint": ["python3",
+                                                                                        "/opt/ml/processing/input/code/prep.py"]},
+                 "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                                           "VolumeSizeInGB": 30}},
+                 "Environment": {"MODE": "x"}}
+    job = processing_job_manifest(pipeline="p", execution_id="e", step="prep", attempt=1, arguments=arguments,
+                                  container_arguments=["--rows", "10"], store_uri="s3://b/p",
+                                  inputs=[("s3://b/raw/", "/opt/ml/processing/input")],
+                                  outputs=[("/opt/ml/processing/train", "s3://b/p/e/prep/output/train")],
+                                  settings=SETTINGS)
+    pod = job["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    step, outputs = pod["containers"]
+    assert init["command"][:4] == ["python", "-m", "stepflow.runtime.processing", "download"]
+    assert outputs["command"][:4] == ["python", "-m", "stepflow.runtime.processing", "upload"]
+    spec = json.loads(outputs["command"][4])
+    assert spec["inputs"] == [["s3://b/raw/", "/opt/ml/processing/input"]]
+    assert spec["outputs"] == [["/opt/ml/processing/train", "s3://b/p/e/prep/output/train"]]
+    assert (spec["store"], spec["execution"], spec["step"], spec["attempt"]) == ("s3://b/p", "e", "prep", 1)
+    assert step["image"] == "team/prep:1" and init["image"] == outputs["image"] == "stepflow.test/runner:1"
+    assert step["command"][-4:] == ["python3", "/opt/ml/processing/input/code/prep.py", "--rows", "10"]
+    assert step["resources"]["requests"]["memory"] == "8Gi"
+    assert {m["mountPath"] for m in step["volumeMounts"]} >= {"/opt/ml/processing"}
+    assert not any(v.get("secret") for v in pod["volumes"])  # no pickles here: no integrity key either

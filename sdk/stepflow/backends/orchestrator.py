@@ -87,7 +87,7 @@ class Orchestrator:
         self._persist(state)  # write-ahead: recorded before any process starts
         after: list[Any] = []
         for launch in decision.launches:
-            if launch.step_type not in RUNNABLE_STEP_TYPES:
+            if launch.step_type not in getattr(self.launcher, "step_types", RUNNABLE_STEP_TYPES):
                 after.append(AttemptFailed(launch.step, launch.attempt, _unsupported(launch.step_type), "User"))
                 continue
             self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments)
@@ -208,7 +208,7 @@ class Orchestrator:
             self.on_change(state)
 
 
-#: Step types this orchestrator's launchers can run: @step functions (the step runtime).
+#: Step types a launcher runs unless it says otherwise (``step_types``): @step functions.
 RUNNABLE_STEP_TYPES = ("Training",)
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from stepflow import layout
 from stepflow.backends.kubernetes.failures import Patience
 from stepflow.backends.kubernetes.jobs import JobLauncher
-from stepflow.backends.kubernetes.jobspec import StepPodSettings, check_step, job_manifest
+from stepflow.backends.kubernetes.jobspec import StepPodSettings, check_step, job_manifest, processing_job_manifest
 from stepflow.backends.kubernetes.resources import InstanceType
 from stepflow.backends.local import LocalBackend
 from stepflow.engine import Plan
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 #: ``owner(execution_id)`` → an ownerReference for the execution's Jobs (the operator's
 #: PipelineExecution), or None.
 OwnerOf = Callable[[str], "Mapping[str, Any] | None"]
-#: The step types this backend runs (``@step`` functions).
-RUNNABLE = ("Training",)
+#: The step types this backend runs: ``@step`` functions, and processing containers.
+RUNNABLE = ("Training", "Processing")
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,33 @@ class KubernetesBackend(LocalBackend):
         owner = self.owner(execution_id) if self.owner is not None else None
 
         def make_job(step: str, attempt: int, arguments: Sequence[str]) -> dict[str, Any]:
-            return job_manifest(pipeline=pipeline_name, execution_id=execution_id, step=step, attempt=attempt,
-                                arguments=plan.step(step).arguments, container_arguments=arguments,
-                                settings=self.target.settings, overrides=self.target.overrides, owner=owner)
+            common: dict[str, Any] = {
+                "pipeline": pipeline_name, "execution_id": execution_id, "step": step, "attempt": attempt,
+                "arguments": plan.step(step).arguments, "container_arguments": arguments,
+                "settings": self.target.settings, "overrides": self.target.overrides, "owner": owner}
+            if plan.step(step).type == "Processing":
+                inputs, outputs = self._processing_channels(plan, pipeline_name, execution_id, step)
+                return processing_job_manifest(**common, store_uri=self.pipeline_store(pipeline_name).root_uri,
+                                               inputs=inputs, outputs=outputs)
+            return job_manifest(**common)
 
         return JobLauncher(self.api, self.target.namespace, pipeline_name, execution_id, make_job,
                            self.target.patience)
+
+    def _processing_channels(self, plan: Plan, pipeline_name: str, execution_id: str, step: str
+                             ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The step's inputs ``(s3 uri, path)`` and outputs ``(path, s3 uri)``, their expressions
+        (an upstream step's output, the execution id in a default destination) evaluated."""
+        from stepflow.engine import execution_context, resolve, to_text
+        from stepflow.timefmt import utcnow
+
+        context = execution_context(plan, self.execution_state(pipeline_name, execution_id), None, utcnow())
+        arguments = plan.step(step).arguments
+        inputs = [(to_text(resolve(i["S3Input"]["S3Uri"], context)), i["S3Input"]["LocalPath"])
+                  for i in arguments.get("ProcessingInputs") or ()]
+        outputs = [(o["S3Output"]["LocalPath"], to_text(resolve(o["S3Output"]["S3Uri"], context)))
+                   for o in (arguments.get("ProcessingOutputConfig") or {}).get("Outputs") or ()]
+        return inputs, outputs
 
     def _save_log(self, launcher: Any, pstore: ObjectStore, execution_id: str, step: str, attempt: int) -> None:
         data = launcher.log(execution_id, step, attempt)

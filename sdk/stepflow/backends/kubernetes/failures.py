@@ -47,8 +47,9 @@ def _conditions(obj: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
 
 
 def _container(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The step's container status (a processing step's pod has a second container)."""
     statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or ()
-    return statuses[0] if statuses else {}
+    return next((c for c in statuses if c.get("name") == "step"), statuses[0] if statuses else {})
 
 
 def _age(obj: Mapping[str, Any], now: datetime) -> float:

@@ -103,6 +103,9 @@ class _Mirror:
 class JobLauncher:
     """The :class:`~stepflow.backends.orchestrator.Launcher` of one execution on one namespace."""
 
+    #: What the orchestrator may launch here: @step functions and processing containers.
+    step_types = ("Training", "Processing")
+
     def __init__(self, api: client.ApiClient, namespace: str, pipeline: str, execution_id: str,
                  make_job: JobFactory, patience: Patience = DEFAULT_PATIENCE) -> None:
         self.api, self.namespace, self.execution_id = api, namespace, execution_id

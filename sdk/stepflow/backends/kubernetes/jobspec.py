@@ -9,6 +9,7 @@ cluster (``spec.kubernetes``) is applied last, the ``podTemplate`` patch after e
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,17 @@ def resolved_image(arguments: Mapping[str, Any], settings: StepPodSettings) -> s
     return image
 
 
+def step_resources(arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+    """InstanceType, InstanceCount, VolumeSizeInGB: a training job's ``ResourceConfig``, a
+    processing job's ``ProcessingResources.ClusterConfig``."""
+    if "ProcessingResources" in arguments:
+        return (arguments.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    return arguments.get("ResourceConfig") or {}
+
+
 def check_step(name: str, arguments: Mapping[str, Any], settings: StepPodSettings) -> None:
     """What publish refuses for this backend, with the step and the fix in the message."""
-    resources = arguments.get("ResourceConfig") or {}
+    resources = step_resources(arguments)
     count = resources.get("InstanceCount", 1)
     if count not in (None, 1):
         raise ValidationError(
@@ -109,20 +118,12 @@ def job_manifest(*, pipeline: str, execution_id: str, step: str, attempt: int, a
                  overrides: Mapping[str, Any] | None = None,
                  owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     check_step(step, arguments, settings)
-    resources = arguments.get("ResourceConfig") or {}
+    resources = step_resources(arguments)
     instance = settings.instance_types[resources["InstanceType"]]
-    deadline = (arguments.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     environment = arguments.get("Environment") or {}
     env: list[dict[str, Any]] = [{"name": str(k), "value": str(v)} for k, v in environment.items()]
-    env += [{"name": "HOME", "value": "/tmp"}, {"name": "STEPFLOW_CACHE_DIR", "value": "/tmp/stepflow-cache"},
-            {"name": "STEPFLOW_ATTEMPT_ID", "value": f"{execution_id}/{step}/{attempt}"}]
-    if settings.s3_endpoint_url:
-        env.append({"name": "STEPFLOW_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
-    if settings.region:
-        env.append({"name": "AWS_REGION", "value": settings.region})
-    if settings.s3_credentials_secret:
-        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": settings.s3_credentials_secret, "key": k}}}
-                for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    env += [{"name": "STEPFLOW_ATTEMPT_ID", "value": f"{execution_id}/{step}/{attempt}"}]
+    env += _store_env(settings)
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if settings.integrity_key_secret:
@@ -138,17 +139,99 @@ def job_manifest(*, pipeline: str, execution_id: str, step: str, attempt: int, a
         "args": [*container_arguments, "--attempt", str(attempt)],
         "env": env, "volumeMounts": mounts,
         "resources": instance.resources(resources.get("VolumeSizeInGB")),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": _CONTAINER_SECURITY,
     }
+    return _job(pipeline, execution_id, step, attempt, arguments, settings, overrides, owner,
+                _pod([container], volumes, settings))
+
+
+_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                       "capabilities": {"drop": ["ALL"]}}
+#: Where a processing step's inputs and outputs live in its pod (SageMaker's convention).
+PROCESSING_DIR = "/opt/ml/processing"
+_EXIT_FILE = "/stepflow/exit"
+
+
+def _store_env(settings: StepPodSettings) -> list[dict[str, Any]]:
+    """What a container needs to reach the store: endpoint, region, credentials from a Secret."""
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"},
+                                 {"name": "STEPFLOW_CACHE_DIR", "value": "/tmp/stepflow-cache"}]
+    if settings.s3_endpoint_url:
+        env.append({"name": "STEPFLOW_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
+    if settings.region:
+        env.append({"name": "AWS_REGION", "value": settings.region})
+    if settings.s3_credentials_secret:
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": settings.s3_credentials_secret, "key": k}}}
+                for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    return env
+
+
+def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], settings: StepPodSettings,
+         init: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         # A step never gets an API token unless its Pipeline asks (spec.kubernetes).
         "automountServiceAccountToken": False, "enableServiceLinks": False,
         "securityContext": {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user,
                             "fsGroup": settings.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container], "volumes": volumes,
+        "containers": containers, "volumes": volumes,
     }
+    if init:
+        pod["initContainers"] = init
+    return pod
+
+
+def processing_job_manifest(*, pipeline: str, execution_id: str, step: str, attempt: int,
+                            arguments: Mapping[str, Any], container_arguments: Sequence[str], store_uri: str,
+                            inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]],
+                            settings: StepPodSettings, overrides: Mapping[str, Any] | None = None,
+                            owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ProcessingStep as a Job, with SageMaker's processing contract: an init container
+    downloads each input (``(s3 uri, local path)``) before the step's image starts; beside it,
+    a container in the runner image waits for the step's command to exit, uploads each
+    output (``(local path, s3 uri)``) and writes the attempt record. ``store_uri`` is the
+    pipeline's store (where the record goes). The step's image needs ``/bin/sh``."""
+    check_step(step, arguments, settings)
+    resources = step_resources(arguments)
+    instance = settings.instance_types[resources["InstanceType"]]
+    app = arguments.get("AppSpecification") or {}
+    image = app.get("ImageUri")
+    if not isinstance(image, str) or not image:
+        raise ValidationError(f"Step {step!r}: AppSpecification.ImageUri must be a literal image.",
+                              reason="UnsupportedStepSetting")
+    spec = {"store": store_uri, "execution": execution_id, "step": step, "attempt": attempt,
+            "inputs": [list(i) for i in inputs], "outputs": [list(o) for o in outputs], "exit_file": _EXIT_FILE}
+    spec_json = json.dumps(spec)
+    mounts = [{"name": "processing", "mountPath": PROCESSING_DIR}, {"name": "stepflow", "mountPath": "/stepflow"},
+              {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": n, "emptyDir": {}} for n in ("processing", "stepflow", "tmp")]
+    store_env = _store_env(settings)
+    helper = {"image": settings.runner_image, "imagePullPolicy": settings.image_pull_policy, "env": store_env,
+              "volumeMounts": mounts, "securityContext": _CONTAINER_SECURITY,
+              "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}}
+    download = {"name": "inputs", **helper, "command": ["python", "-m", "stepflow.runtime.processing", "download",
+                                                         spec_json]}
+    upload = {"name": "outputs", **helper, "command": ["python", "-m", "stepflow.runtime.processing", "upload",
+                                                        spec_json]}
+    command = [*(app.get("ContainerEntrypoint") or []), *container_arguments]
+    environment = arguments.get("Environment") or {}
+    user = {
+        "name": CONTAINER, "image": image, "imagePullPolicy": settings.image_pull_policy,
+        # The exit code goes to a file the uploader waits for (no API access needed in the pod).
+        "command": ["/bin/sh", "-c", f'"$@"; code=$?; echo $code > {_EXIT_FILE}; exit $code', "sh", *command],
+        "env": [{"name": str(k), "value": str(v)} for k, v in environment.items()],
+        "volumeMounts": mounts, "resources": instance.resources(resources.get("VolumeSizeInGB")),
+        "securityContext": {k: v for k, v in _CONTAINER_SECURITY.items() if k != "readOnlyRootFilesystem"},
+    }
+    return _job(pipeline, execution_id, step, attempt, arguments, settings, overrides, owner,
+                _pod([user, upload], volumes, settings, init=[download]))
+
+
+def _job(pipeline: str, execution_id: str, step: str, attempt: int, arguments: Mapping[str, Any],
+         settings: StepPodSettings, overrides: Mapping[str, Any] | None, owner: Mapping[str, Any] | None,
+         pod: dict[str, Any]) -> dict[str, Any]:
+    """The Job around ``pod``: labels, owner, deadline, TTL, and the Pipeline's overrides last."""
+    deadline = (arguments.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     overrides = dict(overrides or {})
     patch = overrides.pop("podTemplate", None)
     pod.update({k: copy.deepcopy(v) for k, v in overrides.items() if v not in (None, "", [], {})})
