@@ -82,7 +82,7 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "aws", "key": "AWS_SECRET_ACCESS_KEY"}
     assert env["STEPFLOW_INTEGRITY_KEY_FILE"]["value"] == "/etc/stepflow/integrity/key"
-    config = _one(docs, "ConfigMap")["data"]
+    config = _one(docs, "ConfigMap", "sf-stepflow")["data"]
     assert config["STEPFLOW_S3_ROOT_URI"] == "s3://ml/stepflow"
     assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(config)
 
@@ -205,7 +205,6 @@ def test_namespaced_release_cannot_touch_other_namespaces(kube):
                 kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)
 
 
-@pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "peering.enabled=true"]])
 def test_steps_run_as_jobs_by_default_with_the_runner_image_and_instance_table():
     docs = _render("steps.image.tag=1.2.3", "steps.instanceTypes.ml\\.tiny.cpu=100m",
                    "steps.instanceTypes.ml\\.tiny.memory=64Mi", "steps.s3CredentialsSecret=s3")
@@ -220,6 +219,7 @@ def test_steps_run_as_jobs_by_default_with_the_runner_image_and_instance_table()
     assert config["data"]["STEPFLOW_INSTANCE_TYPES_FILE"].startswith(mounts["instance-types"] + "/")
 
 
+@pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "peering.enabled=true"]])
 def test_every_rendered_object_is_labelled(values):
     for doc in _render(*values):
         labels = doc["metadata"].get("labels", {})
