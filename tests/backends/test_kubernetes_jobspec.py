@@ -149,6 +149,8 @@ def _pod(age: float = 0.0, waiting: dict | None = None, terminated: dict | None 
          scheduled: dict | None = None, **status) -> dict:
     state = {"waiting": waiting} if waiting else {"terminated": terminated} if terminated else {"running": {}}
     conditions = [scheduled] if scheduled else []
+    if terminated:
+        status.setdefault("phase", "Succeeded" if terminated.get("exitCode") == 0 else "Failed")
     return {"metadata": {"name": "p", "creationTimestamp": seconds(NOW - timedelta(seconds=age))},
             "spec": {"containers": [{"name": "step", "image": "team/x:nope",
                                      "resources": {"limits": {"memory": "64Mi"}}}]},
@@ -182,6 +184,12 @@ def test_running_and_completed():
 def test_failure_reasons(job, pod, reason, kind):
     verdict = classify(job, pod, NOW)
     assert verdict.state == "exited" and verdict.reason.startswith(f"{reason}: ") and verdict.kind == kind
+
+
+def test_a_pod_is_over_when_all_its_containers_are():
+    """A processing step's uploader runs on after the step's own container exited."""
+    pod = _pod(terminated={"exitCode": 0, "reason": "Completed"}, phase="Running")
+    assert classify(_job_with(), pod, NOW).state == "running"
 
 
 def test_stuck_pods_get_their_patience_first():

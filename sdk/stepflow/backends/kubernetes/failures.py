@@ -79,8 +79,11 @@ def classify(job: Mapping[str, Any], pod: Mapping[str, Any] | None, now: datetim
         deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
         return ProcessStatus("exited", None, f"{MAX_RUNTIME_EXCEEDED}: the step ran longer than its "
                              f"max_runtime_in_seconds ({deadline} s) and was stopped.", "User")
+    pod_phase = ((pod or {}).get("status") or {}).get("phase")
     if terminated:
         code = terminated.get("exitCode")
+        if pod_phase not in ("Succeeded", "Failed") and failed is None and "Complete" not in job_conditions:
+            return RUNNING  # the pod's other containers are at work (a processing step's uploader)
         if terminated.get("reason") == "OOMKilled":
             return ProcessStatus("exited", code, f"{OUT_OF_MEMORY}: the step's container was killed for using "
                                  f"more than its memory limit ({_limit(pod)}); use a larger instance_type.", "User")
