@@ -73,7 +73,8 @@ def steps_in(shape: str) -> int:
 
 
 def floor(api, namespace: str, image: str, shape: str) -> float:
-    """Bare Jobs created → Completed: sequential for the chain, all at once for the fan-out."""
+    """Bare Jobs created → Completed, in the pipeline's shape: one after another for the chain;
+    for the fan-out the source, then the 20 branches at once, then the join."""
     from kubernetes import client, watch
 
     batch = client.BatchV1Api(api)
@@ -111,10 +112,14 @@ def floor(api, namespace: str, image: str, shape: str) -> float:
         for i in range(CHAIN):
             batch.create_namespaced_job(namespace, manifest(i))
             wait_complete({f"floor-{run}-{i}"})
-    else:
-        for i in range(steps_in(shape)):
+    else:  # the pipeline's shape: the source, then every branch at once, then the join
+        batch.create_namespaced_job(namespace, manifest(0))
+        wait_complete({f"floor-{run}-0"})
+        for i in range(1, FANOUT + 1):
             batch.create_namespaced_job(namespace, manifest(i))
-        wait_complete({f"floor-{run}-{i}" for i in range(steps_in(shape))})
+        wait_complete({f"floor-{run}-{i}" for i in range(1, FANOUT + 1)})
+        batch.create_namespaced_job(namespace, manifest(FANOUT + 1))
+        wait_complete({f"floor-{run}-{FANOUT + 1}"})
     elapsed = time.monotonic() - t0
     batch.delete_collection_namespaced_job(namespace, label_selector=f"bench={run}", propagation_policy="Background")
     return elapsed
