@@ -169,7 +169,8 @@ def build_image(tools: Tools, tag: str) -> None:
 @dataclass
 class Release:
     """The chart installed in ``namespace``, watching ``watched`` only, with a file:// store on
-    the operator's cache emptyDir and an integrity key from a Secret."""
+    the operator's cache emptyDir and an integrity key from a Secret. Step pods could not
+    reach that store, so steps run on backend ``local`` (inside the operator's pod)."""
 
     cluster: Cluster
     name: str
@@ -186,7 +187,7 @@ class Release:
                              f"--from-literal=key={key}")
         sets = {"image.repository": repository, "image.tag": tag, "image.pullPolicy": "Never",
                 "operator.s3RootUri": self.store, "operator.integrityKeySecret": "stepflow-signing",
-                "watchNamespaces": "{" + self.watched + "}"}
+                "watchNamespaces": "{" + self.watched + "}", "operator.defaultBackend": "local"}
         argv = ["install", self.name, str(CHART), "--namespace", self.namespace, "--wait", "--timeout", "5m"]
         for path, value in sets.items():
             argv += ["--set", f"{path}={value}"]

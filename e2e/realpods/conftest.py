@@ -58,6 +58,24 @@ def image(local_cluster) -> str:  # noqa: F811
 
 
 @pytest.fixture(scope="session")
+def runner(local_cluster) -> str:  # noqa: F811
+    """The stepflow runner image of this tree (what step Jobs run), imported into the cluster."""
+    return local_cluster.images["runner"]["ref"]
+
+
+@pytest.fixture(scope="session")
+def pod_s3(local_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:  # noqa: F811
+    """versitygw listening on the bridge gateway: reachable from pods and from here."""
+    from tests.testenv.s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("pod-s3"), host=local_cluster.gateway).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(cluster: Cluster, image: str, namespace: str) -> Iterator[Release]:
     """The chart from charts/stepflow with this tree's image, watching ``namespace`` only."""
     release = install_release(cluster, image, namespace)

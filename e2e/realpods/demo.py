@@ -94,6 +94,12 @@ def _bucket_ready(client) -> bool:  # noqa: ANN001
             return False
 
 
+def example_files() -> dict[str, str]:
+    """examples/churn/ as the files of a commit."""
+    example = REPO_ROOT / "examples" / "churn"
+    return {str(p.relative_to(example)): p.read_text() for p in example.rglob("*.py") if "__pycache__" not in p.parts}
+
+
 def cluster_handle(kubeconfig: str) -> Cluster:
     return Cluster(Tools("", "", bin_path("kubectl"), bin_path("helm")), "stepflow-local", Path(kubeconfig),
                    owned=False)
@@ -121,7 +127,7 @@ def up() -> int:
     image = session.images["operator"]["ref"]
     say(f"helm install {RELEASE} charts/stepflow with {image} ...")
     release = LocalRelease(cluster, name=RELEASE, namespace=f"{NAMESPACE}-system", watched=NAMESPACE, image=image,
-                           store=f"s3://{BUCKET}/stepflow", s3=s3)
+                           store=f"s3://{BUCKET}/stepflow", s3=s3, runner=session.images["runner"]["ref"])
     release.install()
     say("git server pod with examples/churn/ ...")
     cluster.apply(NAMESPACE, *server_manifests(image))
@@ -131,9 +137,7 @@ def up() -> int:
     work.mkdir(parents=True)
     repo = Repo("churn", f"{git_pod_url(cluster, NAMESPACE)}/churn.git", kubectl_push(cluster.kubectl, NAMESPACE),
                 work)
-    example = REPO_ROOT / "examples" / "churn"
-    files = {str(p.relative_to(example)): p.read_text() for p in example.rglob("*.py") if "__pycache__" not in p.parts}
-    commit = repo.commit(files, "the churn example")
+    commit = repo.commit(example_files(), "the churn example")
     import yaml
 
     manifest = yaml.safe_load((REPO_ROOT / "examples" / "manifests" / "churn.yaml").read_text())
@@ -158,6 +162,8 @@ def up() -> int:
     print(f"$ {kc} get pipelineexecutions")
     print(cluster.kubectl("-n", NAMESPACE, "get", "pipelineexecutions").stdout)
     name = execution["metadata"]["name"]
+    print(f"$ {kc} get jobs -l stepflow.dev/execution={name}   # backend kubernetes: one Job per step")
+    print(cluster.kubectl("-n", NAMESPACE, "get", "jobs", "-l", f"stepflow.dev/execution={name}").stdout)
     print(f"""Done in {time.monotonic() - t0:.0f}s: execution {name} {phase}.
 
 Look further:

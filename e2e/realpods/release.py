@@ -14,30 +14,52 @@ from tests.testenv.localcluster.layout import GATEWAY, PORTS
 from e2e.cluster import CHART, Cluster, CommandError, Release, run
 from e2e.gitrepo import SERVER_NAME, SERVER_PORT
 
+#: The instance table of the tests: this node has 2 CPUs, so steps request little. ``ml.test.*``
+#: provoke failures: a memory limit a hog exceeds, a request no node can satisfy.
+TEST_INSTANCE_TYPES = {"ml.m5.large": {"cpu": "50m", "memory": "384Mi"},
+                       "ml.test.small-memory": {"cpu": "50m", "memory": "160Mi"},
+                       "ml.test.too-big": {"cpu": "64", "memory": "1Gi"}}
+
 
 @dataclass
 class LocalRelease(Release):
     """``helm install`` of charts/stepflow as the kind suite does, plus the API server's
-    address for the pod, and optionally an S3 store with its credentials Secret."""
+    address for the pod, and optionally an S3 store with its credentials Secret. With S3,
+    steps run as Jobs (backend kubernetes, the chart's default) in the runner image, with the
+    store's credentials and the integrity key from Secrets of the watched namespace."""
 
     s3: dict[str, str] = field(default_factory=dict)
+    runner: str = ""
+    steps: dict = field(default_factory=dict)
 
     def install(self) -> None:
         repository, _, tag = self.image.rpartition(":")
+        key = secrets.token_hex(32)
         self.cluster.kubectl("create", "namespace", self.namespace)
         self.cluster.kubectl("-n", self.namespace, "create", "secret", "generic", "stepflow-signing",
-                             f"--from-literal=key={secrets.token_hex(32)}")
+                             f"--from-literal=key={key}")
         operator = {"s3RootUri": self.store, "integrityKeySecret": "stepflow-signing",
                     "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": GATEWAY},
                                  {"name": "KUBERNETES_SERVICE_PORT", "value": str(PORTS["apiserver"])}]}
+        values: dict = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                        "watchNamespaces": [self.watched], "operator": operator}
         if self.s3:
-            self.cluster.kubectl("-n", self.namespace, "create", "secret", "generic", "stepflow-s3",
-                                 f"--from-literal=AWS_ACCESS_KEY_ID={self.s3['access_key']}",
-                                 f"--from-literal=AWS_SECRET_ACCESS_KEY={self.s3['secret_key']}")
+            credentials = [f"--from-literal=AWS_ACCESS_KEY_ID={self.s3['access_key']}",
+                           f"--from-literal=AWS_SECRET_ACCESS_KEY={self.s3['secret_key']}"]
+            self.cluster.kubectl("-n", self.namespace, "create", "secret", "generic", "stepflow-s3", *credentials)
             operator.update(s3CredentialsSecret="stepflow-s3", s3EndpointUrl=self.s3["endpoint_url"],
                             awsRegion=self.s3["region"])
-        values = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-                  "watchNamespaces": [self.watched], "operator": operator}
+            # Step pods mount Secrets of their own namespace: the watched one.
+            self.cluster.kubectl("create", "namespace", self.watched, check=False)
+            self.cluster.kubectl("-n", self.watched, "create", "secret", "generic", "stepflow-step-s3", *credentials)
+            self.cluster.kubectl("-n", self.watched, "create", "secret", "generic", "stepflow-step-signing",
+                                 f"--from-literal=key={key}")
+            runner_repository, _, runner_tag = self.runner.rpartition(":")
+            values["steps"] = {"image": {"repository": runner_repository, "tag": runner_tag, "pullPolicy": "Never"},
+                               "s3CredentialsSecret": "stepflow-step-s3", "integrityKeySecret": "stepflow-step-signing",
+                               "instanceTypes": TEST_INSTANCE_TYPES, **self.steps}
+        else:
+            operator["defaultBackend"] = "local"  # a file:// store in the operator's pod
         run([self.cluster.tools.helm, "--kubeconfig", str(self.cluster.kubeconfig), "install", self.name,
              str(CHART), "--namespace", self.namespace, "--wait", "--timeout", "5m", "--values", "-"],
             input=json.dumps(values), timeout=600)

@@ -2,22 +2,16 @@
 takes the execution over and finishes it, and no step runs twice.
 
 The store is S3 (versitygw on the bridge gateway, where pods reach the host), not the pod's
-emptyDir, so the execution's state outlives the pod. Steps mark each run with an object in
-the bucket, and the middle step waits for a ``go`` object that the test writes only once
-the new pod has resumed the execution.
-
-Known gap, recorded as an xfail at the end: steps run as processes in the operator's pod,
-so the step that was running dies with it; the new pod runs it again but its status still
-says one attempt. Steps that had finished are not run again.
+emptyDir, so the execution's state outlives the pod. Steps run as Jobs (backend
+kubernetes), so the step that was running goes on while no operator runs; the new pod
+adopts its Job. Steps mark each run with an object in the bucket, and the middle step waits
+for a ``go`` object that the test writes only once the new pod has resumed the execution.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from e2e.cluster import Cluster, wait_for
 from e2e.realpods.release import install_release, uninstall_release
@@ -77,18 +71,6 @@ pipeline = Pipeline(name="{name}", steps=[last(slow(first()))])
 '''
 
 
-@pytest.fixture(scope="module")
-def pod_s3(local_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """versitygw listening on the bridge gateway: reachable from pods and from here."""
-    from tests.testenv.s3 import S3Server
-
-    server = S3Server(tmp_path_factory.mktemp("pod-s3"), host=local_cluster.gateway).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _step_phase(cluster: Cluster, namespace: str, execution: str, step: str) -> str | None:
     found = cluster.get(namespace, "pipelineexecution", execution)
     steps = (found.get("status") or {}).get("steps") or []
@@ -99,12 +81,12 @@ def _operator_pods(cluster: Cluster, release) -> list[dict]:
     return cluster.get(release.namespace, "pods", selector=f"app.kubernetes.io/instance={release.name}")["items"]
 
 
-def test_operator_pod_deleted_mid_execution_is_finished_by_the_next_pod(cluster: Cluster, image, pod_s3, repo,
-                                                                        tmp_path: Path):
+def test_operator_pod_deleted_mid_execution_is_finished_by_the_next_pod(cluster: Cluster, image, runner, pod_s3,
+                                                                        repo, tmp_path: Path):
     namespace = f"restart-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
     bucket = pod_s3.new_bucket("restart")
-    release = install_release(cluster, image, namespace, store=f"s3://{bucket.bucket}/stepflow",
+    release = install_release(cluster, image, namespace, store=f"s3://{bucket.bucket}/stepflow", runner=runner,
                               s3={"endpoint_url": pod_s3.endpoint_url, "access_key": pod_s3.access_key,
                                   "secret_key": pod_s3.secret_key, "region": pod_s3.region})
     try:
@@ -142,13 +124,11 @@ def test_operator_pod_deleted_mid_execution_is_finished_by_the_next_pod(cluster:
             runs[step] = len(listed.get("Contents", []))
         assert done["status"]["phase"] == "Succeeded", done["status"]
         assert steps == [("first", "Succeeded", 1), ("slow", "Succeeded", 1), ("last", "Succeeded", 1)]
-        # What the old pod had finished is not run again, and what follows runs once.
-        assert (runs["first"], runs["last"]) == (1, 1), runs
-        if runs["slow"] != 1:
-            # The step that was running died with the pod (steps run in the operator's pod
-            # today) and the new pod ran it again, while the status still says attempt 1.
-            pytest.xfail(f"the interrupted step ran {runs['slow']} times, reported as 1 attempt: "
-                         "steps die with the operator's pod (known gap, see docs/TESTING.md)")
+        # What the old pod had finished is not run again, what was running ran on (its Job
+        # was adopted), and what follows runs once: one Job per step.
+        assert runs == {"first": 1, "slow": 1, "last": 1}, runs
+        jobs = cluster.get(namespace, "jobs", selector=f"stepflow.dev/execution={execution}")["items"]
+        assert sorted(j["metadata"]["labels"]["stepflow.dev/step"] for j in jobs) == ["first", "last", "slow"]
     finally:
         uninstall_release(cluster, release)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

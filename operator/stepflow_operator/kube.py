@@ -16,7 +16,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from stepflow.gitops.k8s_names import label_value
+from stepflow.k8s_names import label_value
 from stepflow_operator.settings import (
     EXECUTIONS,
     GROUP,

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import kopf
 
+from stepflow.backends.kubernetes.failures import Patience
+from stepflow.backends.kubernetes.jobspec import StepPodSettings
+from stepflow.backends.kubernetes.settings import patience_from_env, step_pods_from_env
 from stepflow.errors import ConfigurationError
 
 GROUP = "stepflow.dev"
@@ -52,6 +55,11 @@ class OperatorConfig:
     #: ``host:port`` of ``/metrics`` and of the webhook receiver; None: not served.
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS
     receiver_address: str | None = DEFAULT_RECEIVER_ADDRESS
+    #: What Pipelines that leave ``spec.backend`` empty run on.
+    default_backend: str = "local"
+    #: Step pods of the kubernetes backend (None: that backend is not served).
+    steps: StepPodSettings | None = None
+    patience: Patience = Patience()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -63,7 +71,16 @@ class OperatorConfig:
             Limits.from_env(env)  # a bad S3 deadline stops the operator now, not at the first publish
         except ConfigurationError as exc:
             raise ConfigurationError(f"operator configuration: {exc}", reason="InvalidOperatorConfig") from None
+        default_backend = env.get("STEPFLOW_DEFAULT_BACKEND") or "local"
+        if default_backend not in ("local", "kubernetes", "sagemaker"):
+            raise ConfigurationError(f"STEPFLOW_DEFAULT_BACKEND={default_backend!r}: this operator serves "
+                                     "'local', 'kubernetes' and 'sagemaker'.", reason="InvalidOperatorConfig")
+        steps = step_pods_from_env(env)
+        if default_backend == "kubernetes" and steps is None:
+            raise ConfigurationError("STEPFLOW_DEFAULT_BACKEND=kubernetes needs STEPFLOW_RUNNER_IMAGE (the chart's "
+                                     "steps.image): the image step pods run.", reason="InvalidOperatorConfig")
         return cls(
+            default_backend=default_backend, steps=steps, patience=patience_from_env(env),
             work_dir=Path(env.get("STEPFLOW_CACHE_DIR") or DEFAULT_WORK_DIR),
             default_s3_root_uri=env.get("STEPFLOW_S3_ROOT_URI") or None,
             s3_endpoint_url=env.get("STEPFLOW_S3_ENDPOINT_URL") or None,

@@ -3,12 +3,18 @@
 Three precisions, because three readers fix them: Kubernetes' ``metav1.Time`` (seconds),
 SageMaker's API responses and our records (milliseconds), and the engine's persisted state
 (microseconds, so a reloaded state compares equal). All are RFC 3339 in UTC with a ``Z``;
-``parse`` reads any of them. Standard library only: every layer may import it.
+``parse`` reads any of them; ``parse_duration`` reads the Go durations our resources and
+settings take. Standard library (and ``errors``) only: every layer may import it.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+from stepflow.errors import ConfigurationError
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
 
 def utcnow() -> datetime:
@@ -53,3 +59,20 @@ def parse_or_none(text: str | None) -> datetime | None:
         return parse(text)
     except ValueError:
         return None
+
+
+def parse_duration(text: str | None, what: str, default: float) -> float:
+    """``30s``, ``1m``, ``1h30m``, ``500ms`` (Go's time.Duration subset) → seconds."""
+    if text in (None, ""):
+        return default
+    match = _DURATION.match(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ConfigurationError(
+            f"{what} is {text!r}, not a duration; write it like 30s, 5m or 1h30m.",
+            reason="InvalidDuration")
+    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
+    seconds = h * 3600 + m * 60 + s + ms / 1000
+    if seconds <= 0:
+        raise ConfigurationError(f"{what} must be longer than zero (got {text!r}).",
+                                 reason="InvalidDuration")
+    return seconds

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stepflow.errors import ConfigurationError
-from stepflow.gitops.k8s_names import LABEL_LIMIT, bounded, label_value, object_name
 from stepflow.gitops.spec import PipelineSpec
+from stepflow.k8s_names import LABEL_LIMIT, bounded, label_value, object_name
 
 
 def _spec(**source_and_trigger) -> dict:

@@ -87,7 +87,7 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "aws", "key": "AWS_SECRET_ACCESS_KEY"}
     assert env["STEPFLOW_INTEGRITY_KEY_FILE"]["value"] == "/etc/stepflow/integrity/key"
-    config = _one(docs, "ConfigMap")["data"]
+    config = _one(docs, "ConfigMap", "sf-stepflow")["data"]
     assert config["STEPFLOW_S3_ROOT_URI"] == "s3://ml/stepflow"
     assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(config)
 
@@ -116,6 +116,10 @@ def test_cluster_rbac_is_least_privilege():
         "/secrets": {"get"},
         "stepflow.dev/receivers": {"get", "list", "watch", "patch"},
         "stepflow.dev/receivers/status": {"get", "patch"},
+        # The kubernetes backend: exactly what a Job per step attempt needs.
+        "batch/jobs": {"create", "get", "list", "watch", "delete"},
+        "/pods": {"get", "list", "watch"},
+        "/pods/log": {"get"},
     }
     elected = _render("leaderElection.enabled=true", "replicaCount=2")
     lease = _one(elected, "Role", "sf-stepflow-leader-election")
@@ -187,12 +191,15 @@ def test_rendered_chart_applies_and_grants_exactly_what_the_operator_needs(kube)
                                ("create", "pipelineexecutions.stepflow.dev"),
                                ("delete", "pipelineexecutions.stepflow.dev"),
                                ("patch", "pipelineexecutions.stepflow.dev/status"),
-                               ("create", "events"), ("get", "secrets")]:
+                               ("create", "events"), ("get", "secrets"),
+                               ("create", "jobs.batch"), ("watch", "jobs.batch"), ("delete", "jobs.batch"),
+                               ("watch", "pods"), ("get", "pods/log")]:
             assert _can_i(kube, sa, verb, resource, elsewhere), (verb, resource)
         for verb, resource in [("list", "secrets"), ("watch", "secrets"),
                                ("delete", "pipelines.stepflow.dev"),
                                ("update", "pipelines.stepflow.dev"),
-                               ("create", "pods"), ("get", "configmaps"),
+                               ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),
+                               ("update", "jobs.batch"), ("patch", "jobs.batch"), ("get", "configmaps"),
                                ("create", "customresourcedefinitions.apiextensions.k8s.io")]:
             assert not _can_i(kube, sa, verb, resource, elsewhere), (verb, resource)
     finally:
@@ -219,6 +226,20 @@ def test_namespaced_release_cannot_touch_other_namespaces(kube):
         for d in rbac:
             if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
                 kube.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], check=False)
+
+
+def test_steps_run_as_jobs_by_default_with_the_runner_image_and_instance_table():
+    docs = _render("steps.image.tag=1.2.3", "steps.instanceTypes.ml\\.tiny.cpu=100m",
+                   "steps.instanceTypes.ml\\.tiny.memory=64Mi", "steps.s3CredentialsSecret=s3")
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and not d["metadata"]["name"].endswith("-types"))
+    assert config["data"]["STEPFLOW_DEFAULT_BACKEND"] == "kubernetes"
+    assert config["data"]["STEPFLOW_RUNNER_IMAGE"] == "ghcr.io/stepflow/stepflow-runner:1.2.3"
+    assert config["data"]["STEPFLOW_STEP_S3_CREDENTIALS_SECRET"] == "s3"
+    table = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-instance-types"))
+    assert yaml.safe_load(table["data"]["instance-types.yaml"]) == {"ml.tiny": {"cpu": "100m", "memory": "64Mi"}}
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert config["data"]["STEPFLOW_INSTANCE_TYPES_FILE"].startswith(mounts["instance-types"] + "/")
 
 
 @pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "leaderElection.enabled=true", "replicaCount=2"]])

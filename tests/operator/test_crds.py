@@ -71,7 +71,7 @@ def test_valid_pipeline_is_accepted_with_defaults(kube):
     assert full["trigger"]["parameters"] == {"epochs": 3, "lr": 0.1, "name": "x", "full": True}
     assert full["source"]["ref"] == {"tag": "v1.2"}
     minimal = _get(kube, ns, "pipeline", "minimal")["spec"]
-    assert minimal["backend"] == "local"
+    assert "backend" not in minimal  # the installation's default applies (the chart's operator.defaultBackend)
     assert minimal["suspend"] is False
     assert minimal["historyLimit"] == 10
     assert minimal["source"]["interval"] == "1m"

@@ -51,6 +51,16 @@ app.kubernetes.io/component: operator
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# The kubernetes backend: a Job per step attempt, its pods observed, their logs kept.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create, get, list, watch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # Only for spec.source.secretRef: no list or watch, so it cannot enumerate Secrets.
 - apiGroups: [""]
   resources: [secrets]

@@ -88,7 +88,7 @@ class Orchestrator:
         self._persist(state)  # write-ahead: recorded before any process starts
         after: list[Any] = []
         for launch in decision.launches:
-            if launch.step_type not in RUNNABLE_STEP_TYPES:
+            if launch.step_type not in getattr(self.launcher, "step_types", RUNNABLE_STEP_TYPES):
                 after.append(AttemptFailed(launch.step, launch.attempt, _unsupported(launch.step_type), "User"))
                 continue
             self.launcher.launch(self.execution_id, launch.step, launch.attempt, launch.container_arguments,
@@ -144,6 +144,8 @@ class Orchestrator:
         if record is None:
             proc = self.launcher.status(self.execution_id, step, number)
             if proc is None:
+                if status == "Stopping":  # told to stop, and gone (a deleted Job): stopped
+                    return AttemptStopped(step, number)
                 # Recorded as started but no process was ever seen: the previous
                 # orchestrator died between its write-ahead record and the launch.
                 arguments, environment = self._arguments_for(step)
@@ -156,7 +158,7 @@ class Orchestrator:
                 self._finish(step, number)
                 if status == "Stopping":
                     return AttemptStopped(step, number)
-                return AttemptFailed(step, number, _vanished(proc), "Infrastructure", proc.exit_code)
+                return AttemptFailed(step, number, proc.reason or _vanished(proc), proc.kind, proc.exit_code)
         self._finish(step, number)
         if record.get("status") == "Succeeded":
             return AttemptSucceeded(step, number)
@@ -209,7 +211,7 @@ class Orchestrator:
             self.on_change(state)
 
 
-#: Step types this orchestrator's launchers can run: @step functions (the step runtime).
+#: Step types a launcher runs unless it says otherwise (``step_types``): @step functions.
 RUNNABLE_STEP_TYPES = ("Training",)
 
 

@@ -119,6 +119,24 @@ def local_backend() -> LocalBackend:
     return LocalBackend(Session().store)
 
 
+def kubernetes_backend(namespace: str | None) -> LocalBackend:
+    """``--backend kubernetes``: Jobs in ``namespace`` (default: the kubeconfig context's), step
+    pods configured by the same variables as the operator's (STEPFLOW_RUNNER_IMAGE, ...)."""
+    import os
+
+    from stepflow.backends.kubernetes import KubernetesBackend, KubernetesTarget, current_namespace
+    from stepflow.backends.kubernetes.settings import RUNNER_IMAGE_ENV, patience_from_env, step_pods_from_env
+    from stepflow.session import Session
+
+    settings = step_pods_from_env(os.environ)
+    if settings is None:
+        raise click.UsageError(f"--backend kubernetes needs {RUNNER_IMAGE_ENV}: the image step pods run (it must "
+                               "hold stepflow; see the chart's steps.image).")
+    target = KubernetesTarget(namespace=namespace or current_namespace(), settings=settings,
+                              patience=patience_from_env(os.environ))
+    return KubernetesBackend(Session().store, target)
+
+
 def load_target(target: str) -> Pipeline:
     """The Pipeline named by ``PATH[:ATTR]``, imported with a fixed hash seed."""
     entry = Path(sys.argv[0])

@@ -26,6 +26,7 @@ from stepflow.cli.common import (
     console,
     dump,
     emit,
+    kubernetes_backend,
     load_target,
     local_backend,
     output_option,
@@ -206,10 +207,12 @@ class Interrupts:
 @click.option("--parallelism", type=click.IntRange(min=1), help="Run at most N steps at the same time.")
 @output_option()
 @click.option("--detach", is_flag=True, help="Start the execution in the background and print its id.")
-@click.option("--backend", type=click.Choice(["local", "sagemaker"]), default=None,
-              help="Where the pipeline runs: on this machine, or on SageMaker Pipelines (AWS region, "
-                   "endpoint and credentials from boto3's configuration). Default: the configuration's "
-                   "Stepflow.Backend / STEPFLOW_BACKEND, else local.")
+@click.option("--backend", type=click.Choice(["local", "kubernetes", "sagemaker"]), default=None,
+              help="Where the steps run: local (processes here), kubernetes (a Job per step in the "
+                   "kubeconfig's cluster; the store must be s3://, the image is STEPFLOW_RUNNER_IMAGE) or "
+                   "sagemaker (SageMaker Pipelines; AWS region, endpoint and credentials from boto3's "
+                   "configuration). Default: the configuration's Stepflow.Backend / STEPFLOW_BACKEND, else local.")
+@click.option("--namespace", help="backend kubernetes: the Jobs' namespace (default: the current context's).")
 @click.option("--role-arn", default=None, metavar="ARN",
               help="The IAM role SageMaker runs the pipeline as (sagemaker backend; default: "
                    "SageMaker.Pipeline.RoleArn in the configuration).")
@@ -220,7 +223,7 @@ class Interrupts:
               help="Keep only this pipeline's N newest finished executions (with their store folders).")
 @store_option
 def run_command(target: str, params: tuple[str, ...], parallelism: int | None, output: str, detach: bool,
-                backend: str | None, role_arn: str | None, show_logs: bool | None,
+                backend: str | None, namespace: str | None, role_arn: str | None, show_logs: bool | None,
                 history_limit: int | None) -> None:
     """Compile, publish and run a pipeline on this machine, showing each step as it runs.
 
@@ -250,13 +253,16 @@ def run_command(target: str, params: tuple[str, ...], parallelism: int | None, o
         run_on_sagemaker(pipeline, given, parallelism=parallelism, output=output, detach=detach,
                          role_arn=role_arn, err=err)
         return
-    local, plan, name = _publish(pipeline, given, err)
-    _run_locally(local, plan, name, given, parallelism, output, detach, err, show_logs, history_limit)
+    chosen = kubernetes_backend(namespace) if backend == "kubernetes" else None
+    published, plan, name = _publish(pipeline, given, err, chosen)
+    _run_locally(published, plan, name, given, parallelism, output, detach, err, show_logs, history_limit)
 
 
 def _run_locally(backend: LocalBackend, plan: Plan, name: str, given: dict[str, str], parallelism: int | None,
                  output: str, detach: bool, err: Console, show_logs: bool | None,
                  history_limit: int | None) -> None:
+    """Create the execution and orchestrate it in this process (or in the background: ``detach``);
+    the steps run where ``backend`` launches them (processes here, or Jobs)."""
     for resumed in backend.resume_unfinished(name):
         err.print(f"resumed unfinished execution {name}/{resumed} in the background", markup=False)
     try:
@@ -304,7 +310,8 @@ def _trim_history(backend: LocalBackend, pipeline: str, limit: int, *, keep: str
                   f"({deleted} objects)", markup=False)
 
 
-def _publish(pipeline: Any, given: dict[str, str], err: Console) -> tuple[LocalBackend, Plan, str]:
+def _publish(pipeline: Any, given: dict[str, str], err: Console,
+             chosen: LocalBackend | None = None) -> tuple[LocalBackend, Plan, str]:
     """One compile; the parameters are checked against it before anything is uploaded."""
     from stepflow.backends.local import LocalBackend
     from stepflow.compiler.bundle import scratch_dir
@@ -312,7 +319,7 @@ def _publish(pipeline: Any, given: dict[str, str], err: Console) -> tuple[LocalB
     from stepflow.engine import Plan, resolve_parameters
 
     session = pipeline.session
-    backend = session.backend if isinstance(session.backend, LocalBackend) else local_backend()
+    backend = chosen or (session.backend if isinstance(session.backend, LocalBackend) else local_backend())
     bundle = pipeline.compile(scratch_dir())
     try:
         definition = json.loads(bundle.definition_bytes)

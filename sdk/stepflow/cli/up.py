@@ -241,7 +241,7 @@ def up_command(directory: Path, once: bool, interval: str | None, no_live: bool,
       stepflow up deploy/ --interval 30s --no-live
     """
     from stepflow.gitops.manifests import API_VERSION, KIND, discover
-    from stepflow.gitops.spec import parse_duration
+    from stepflow.timefmt import parse_duration
 
     every = parse_duration(interval, "--interval", 60.0) if interval else None
     err = console(stderr=True)

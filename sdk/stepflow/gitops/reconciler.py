@@ -33,7 +33,6 @@ from stepflow.errors import INFRASTRUCTURE, USER, StepflowError
 from stepflow.gitops import conditions as cond
 from stepflow.gitops import reasons
 from stepflow.gitops.gitauth import GitCredentials
-from stepflow.gitops.k8s_names import object_name
 from stepflow.gitops.observer import ReconcileObserver
 from stepflow.gitops.pending import PendingPublish, PendingPublishes, backoff, build_inputs
 from stepflow.gitops.reasons import BUILD_SUCCEEDED, PUBLISHED, SOURCE_READY
@@ -41,6 +40,7 @@ from stepflow.gitops.sandbox import BuildRequest, Limits, Sandbox, SandboxSettin
 from stepflow.gitops.source import GitSource, SourceError, safe_url
 from stepflow.gitops.spec import PipelineSpec
 from stepflow.gitops.targets import Targets
+from stepflow.k8s_names import object_name
 from stepflow.storage import ObjectStore
 
 log = logging.getLogger(__name__)

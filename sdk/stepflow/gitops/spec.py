@@ -18,35 +18,19 @@ from typing import Any
 
 from stepflow.errors import ConfigurationError
 from stepflow.gitops.source import Ref
+from stepflow.timefmt import parse_duration
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
-#: ``spec.backend`` values this version runs (the CRD's enum may name more).
-BACKENDS = ("local", "sagemaker")
+#: What ``spec.backend`` may name (the CRD's enum); whether this installation serves it is
+#: :class:`~stepflow.gitops.targets.Targets`' call.
+BACKENDS = ("local", "kubernetes", "sagemaker")
 
 #: The shortest ``spec.source.interval`` (Flux's intervals are seconds, not milliseconds).
 MIN_INTERVAL = 1.0
-
-
-def parse_duration(text: str | None, what: str, default: float) -> float:
-    """``30s``, ``1m``, ``1h30m``, ``500ms`` (Go's time.Duration subset) → seconds."""
-    if text in (None, ""):
-        return default
-    match = _DURATION.match(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ConfigurationError(
-            f"{what} is {text!r}, not a duration; write it like 30s, 5m or 1h30m.",
-            reason="InvalidDuration")
-    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
-    seconds = h * 3600 + m * 60 + s + ms / 1000
-    if seconds <= 0:
-        raise ConfigurationError(f"{what} must be longer than zero (got {text!r}).",
-                                 reason="InvalidDuration")
-    return seconds
 
 
 def parse_memory(text: str | None, what: str, default: int | None) -> int | None:
@@ -93,7 +77,10 @@ class PipelineSpec:
     interval: float = 60.0
     timeout: float = 60.0
     s3_root_uri: str | None = None
-    backend: str = "local"
+    #: None: the installation's default (the operator's chart says, ``stepflow up`` runs locally).
+    backend: str | None = None
+    #: Pod settings for the kubernetes backend (serviceAccountName, nodeSelector, podTemplate, ...).
+    kubernetes: Mapping[str, Any] = field(default_factory=dict)
     #: The sagemaker backend's execution role (``spec.sagemaker.roleArn``); None: configured default.
     role_arn: str | None = None
     trigger: TriggerSpec = TriggerSpec()
@@ -124,11 +111,15 @@ class PipelineSpec:
         s3_root_uri = spec.get("s3RootUri") or None
         if s3_root_uri is not None:
             _check_store(name, s3_root_uri)
-        backend = spec.get("backend") or "local"
-        if backend not in BACKENDS:
+        backend = spec.get("backend") or None
+        if backend is not None and backend not in BACKENDS:
             raise ConfigurationError(
-                f"Pipeline {name}: spec.backend {backend!r} is not available in this version; use one "
-                f"of {', '.join(BACKENDS)}.", reason="UnsupportedBackend")
+                f"Pipeline {name}: spec.backend {backend!r} is not a backend; use one of "
+                f"{', '.join(BACKENDS)} (or leave it empty for the installation's default).",
+                reason="UnsupportedBackend")
+        kubernetes = spec.get("kubernetes") or {}
+        if not isinstance(kubernetes, Mapping):
+            raise ConfigurationError(f"Pipeline {name}: spec.kubernetes must be a mapping.", reason="InvalidSpec")
         sagemaker = spec.get("sagemaker") or {}
         if not isinstance(sagemaker, Mapping):
             raise ConfigurationError(f"Pipeline {name}: spec.sagemaker must be a mapping (roleArn: ...).",
@@ -146,7 +137,8 @@ class PipelineSpec:
             secret_name=(source.get("secretRef") or {}).get("name"),
             interval=_interval(name, source.get("interval")),
             timeout=parse_duration(source.get("timeout"), "spec.source.timeout", 60.0),
-            s3_root_uri=s3_root_uri, backend=backend, role_arn=sagemaker.get("roleArn") or None,
+            s3_root_uri=s3_root_uri, backend=backend, kubernetes=dict(kubernetes),
+            role_arn=sagemaker.get("roleArn") or None,
             trigger=TriggerSpec(on_change=trigger.get("onChange", True) is not False, schedule=schedule,
                                 parameters=dict(trigger.get("parameters") or {})),
             suspend=bool(spec.get("suspend", False)), history_limit=history,

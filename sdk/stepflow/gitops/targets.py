@@ -17,18 +17,23 @@ from stepflow.errors import ConfigurationError
 from stepflow.gitops.spec import PipelineSpec
 from stepflow.storage import ObjectStore, open_store
 
-#: Builds a backend over a pipeline's store.
-BackendFactory = Callable[[ObjectStore], Backend]
+#: Builds a backend over a pipeline's store, for that Pipeline (its namespace, its overrides).
+BackendFactory = Callable[[ObjectStore, PipelineSpec], Backend]
 
 
-def _local(store: ObjectStore) -> Backend:
+def _local(store: ObjectStore, spec: PipelineSpec) -> Backend:
     from stepflow.backends.local import LocalBackend
 
     return LocalBackend(store)
 
 
+def sagemaker_backend(store: ObjectStore, spec: PipelineSpec) -> Backend:
+    """``spec.sagemaker.roleArn`` reaches upsert through the reconciler."""
+    return _sagemaker_for(store)
+
+
 @functools.cache
-def sagemaker_backend(store: ObjectStore) -> Backend:
+def _sagemaker_for(store: ObjectStore) -> Backend:
     """One per store (stores are shared per root): one boto3 client, and one poller per
     execution however many callers follow it."""
     from stepflow.backends.sagemaker import SageMakerBackend
@@ -51,8 +56,11 @@ class Targets:
     """
 
     def __init__(self, *, default_s3_root_uri: str | None = None, s3_endpoint_url: str | None = None,
-                 backends: Mapping[str, BackendFactory] | None = None, per_resource: bool = False) -> None:
+                 backends: Mapping[str, BackendFactory] | None = None, default_backend: str = "local",
+                 per_resource: bool = False) -> None:
         self.default_s3_root_uri = default_s3_root_uri
+        #: What a Pipeline that leaves ``spec.backend`` empty runs on.
+        self.default_backend = default_backend
         self.s3_endpoint_url = s3_endpoint_url
         self.backends: dict[str, BackendFactory] = dict(backends or {"local": _local, "sagemaker": sagemaker_backend})
         self.per_resource = per_resource
@@ -73,9 +81,10 @@ class Targets:
         return self._stores[uri]
 
     def backend_for(self, spec: PipelineSpec) -> Backend:
-        factory = self.backends.get(spec.backend)
+        name = spec.backend or self.default_backend
+        factory = self.backends.get(name)
         if factory is None:
             raise ConfigurationError(
-                f"Pipeline {spec.name}: spec.backend {spec.backend!r} is not served here; this "
+                f"Pipeline {spec.name}: spec.backend {name!r} is not served here; this "
                 f"installation runs {', '.join(sorted(self.backends))}.", reason="BackendNotAvailable")
-        return factory(self.store_for(spec))
+        return factory(self.store_for(spec), spec)

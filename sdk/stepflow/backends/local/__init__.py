@@ -171,7 +171,8 @@ class LocalBackend(Backend):
         if selection is not None:
             state = select(plan, state, self._ended_source(pipeline_name, selection.source_execution_id),
                            selection.steps)
-        meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id}
+        meta = {"definitionDigest": record["DefinitionDigest"], "displayName": display_name or execution_id,
+                "backend": self.name}
         pstore.put_bytes(layout.execution_meta_key(execution_id), json.dumps(meta).encode())
         pstore.put_bytes(layout.execution_state_key(execution_id), state.to_json().encode())
         self._write_summary(pstore, state, meta["displayName"])
@@ -240,9 +241,14 @@ class LocalBackend(Backend):
     def _orchestrator(self, pipeline_name: str, execution_id: str, on_change: OnChange | None) -> Orchestrator:
         pstore = self.pipeline_store(pipeline_name)
         meta = self._meta(pipeline_name, execution_id)
+        runs_on = meta.get("backend", "local")
+        if runs_on != self.name:  # another launcher would not find its attempts: they would run twice
+            raise BackendError(f"Execution '{execution_id}' of pipeline '{pipeline_name}' runs on backend {runs_on!r}, "
+                               f"not {self.name!r}: resume or stop it where it runs (e.g. `stepflow run --backend "
+                               f"{runs_on}`, or its operator).", reason="WrongBackend")
         plan = Plan.from_definition(self.definition(pipeline_name, meta["definitionDigest"]))
         state = self.execution_state(pipeline_name, execution_id)
-        launcher = ProcessLauncher(self.run_dir, self.env, integrity_key=self.integrity_key)
+        launcher = self._launcher(pipeline_name, execution_id, plan)
 
         def changed(new: ExecutionState) -> None:
             self._write_summary(pstore, new, meta.get("displayName"))
@@ -250,11 +256,19 @@ class LocalBackend(Backend):
                 on_change(new)
 
         def upload_log(step: str, attempt: int) -> None:
-            path = launcher.log_path(execution_id, step, attempt)
-            if path.exists():
-                pstore.put_file(layout.attempt_log_key(execution_id, step, attempt), path)
+            self._save_log(launcher, pstore, execution_id, step, attempt)
 
         return Orchestrator(pstore, plan, state, launcher, on_change=changed, upload_log=upload_log)
+
+    def _launcher(self, pipeline_name: str, execution_id: str, plan: Plan) -> Any:
+        """What starts this execution's attempts (a subclass runs them elsewhere)."""
+        return ProcessLauncher(self.run_dir, self.env, integrity_key=self.integrity_key)
+
+    def _save_log(self, launcher: Any, pstore: ObjectStore, execution_id: str, step: str, attempt: int) -> None:
+        """Keep an ended attempt's output in the store, where ``stepflow logs`` reads it."""
+        path = launcher.log_path(execution_id, step, attempt)
+        if path.exists():
+            pstore.put_file(layout.attempt_log_key(execution_id, step, attempt), path)
 
     def _write_summary(self, pstore: ObjectStore, state: ExecutionState, display_name: str | None) -> None:
         summary = {"PipelineExecutionArn": state.execution_arn, "PipelineExecutionId": state.execution_id,
@@ -285,6 +299,10 @@ class LocalBackend(Backend):
         finally:
             if key_fd is not None:
                 os.close(key_fd)
+        self._await_orchestrator(pipeline_name, execution_id)
+
+    def _await_orchestrator(self, pipeline_name: str, execution_id: str) -> None:
+        """Until the spawned orchestrator holds its lock (or the execution is over, or 10 s)."""
         deadline = time.monotonic() + 10
         while not self.orchestrator_alive(pipeline_name, execution_id):
             if self.execution_state(pipeline_name, execution_id).terminal or time.monotonic() > deadline:

@@ -50,10 +50,14 @@ def attempt_id(execution_id: str, step: str, attempt: int) -> str:
 @dataclass(frozen=True)
 class ProcessStatus:
     """``running``; or ended with ``exit_code`` (negative: killed by that signal); or ``unknown``
-    when the process is gone and its exit code was not recorded."""
+    when the process is gone and its exit code was not recorded. A launcher that knows why an
+    attempt ended without writing its record (a pod's image could not be pulled, ...) says so
+    in ``reason`` and whose failure it is in ``kind``."""
 
     state: str
     exit_code: int | None = None
+    reason: str | None = None
+    kind: str = "Infrastructure"
 
 
 def _held(lock: Path) -> bool:

@@ -10,6 +10,7 @@ relies on that).
 from __future__ import annotations
 
 import hashlib
+import re
 
 #: metadata.name of most objects (a DNS subdomain).
 NAME_LIMIT = 253
@@ -33,3 +34,17 @@ def label_value(text: str) -> str:
 
 def object_name(text: str) -> str:
     return bounded(text, NAME_LIMIT)
+
+
+def dns_label(text: str) -> str:
+    """``text`` as an RFC 1123 label (what a Job's name must be: its pods carry it as a label).
+
+    Lower-cased, other characters replaced by ``-``; when anything had to change, a hash of
+    the original keeps ``Train_2`` and ``train-2`` apart.
+    """
+    safe = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
+    if safe == text and len(safe) <= LABEL_LIMIT:
+        return safe
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH]
+    head = safe[:LABEL_LIMIT - _HASH - 1].rstrip("-")
+    return f"{head}-{digest}" if head else digest
