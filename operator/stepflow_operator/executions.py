@@ -123,7 +123,7 @@ async def drive(ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, logg
 
     if resumed:
         logger.info("resuming execution %s of %s (%s)", name, pipeline_name, state.status)
-    run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop(), ExecutionMetrics(pspec.backend))
+    run = ExecutionRun(backend, pipeline_name, name, asyncio.get_running_loop(), ExecutionMetrics(backend.name))
     ctx.runs.add(namespace, pipeline_ref, name, run)
     try:
         await _mirror(ctx, body, writer, fixed, state, result_uri, pipeline_ref, run.metrics)

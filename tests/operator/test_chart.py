@@ -97,9 +97,9 @@ def test_deployment_runs_kopf_with_the_sandbox_security_context():
 
 
 def test_the_s3_deadline_is_configured_through_the_configmap():
-    config = _one(_render("operator.s3Timeout=5", "operator.s3Attempts=3"), "ConfigMap")["data"]
+    config = _one(_render("operator.s3Timeout=5", "operator.s3Attempts=3"), "ConfigMap", "sf-stepflow")["data"]
     assert (config["STEPFLOW_S3_TIMEOUT"], config["STEPFLOW_S3_ATTEMPTS"]) == ("5", "3")
-    default = _one(_render(), "ConfigMap")["data"]
+    default = _one(_render(), "ConfigMap", "sf-stepflow")["data"]
     assert "STEPFLOW_S3_TIMEOUT" not in default, "unset: the operator's default (20 s, 5 attempts)"
 
 
@@ -329,7 +329,7 @@ def test_services_monitors_ingress_and_network_policy():
     assert sorted(p["port"] for r in policy["ingress"] for p in r["ports"]) == ["metrics", "receiver"]
     off = _render("receiver.enabled=false", "networkPolicy.enabled=true")
     assert [p["port"] for r in _one(off, "NetworkPolicy")["spec"]["ingress"] for p in r["ports"]] == ["metrics"]
-    assert _one(off, "ConfigMap")["data"]["STEPFLOW_RECEIVER_ADDRESS"] == "off"
+    assert _one(off, "ConfigMap", "sf-stepflow")["data"]["STEPFLOW_RECEIVER_ADDRESS"] == "off"
     assert not [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-receiver")]
 
 
