@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import WaiterError
@@ -46,9 +47,18 @@ _MODULE_NUMBERS = itertools.count()
 
 
 @pytest.fixture
-def deploy(tmp_path, monkeypatch):
-    """deploy(source) -> pipeline: write the module, load it, upsert it on a local backend."""
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+def shared(step_env) -> Path:
+    """A folder the steps' user code (uid 65534 under root, with a private /tmp) may write."""
+    folder = step_env.parent / "shared"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    return folder
+
+
+@pytest.fixture
+def deploy(tmp_path, step_env):
+    """deploy(source) -> pipeline: write the module, load it, upsert it on a local backend
+    (steps' user code as uid 65534 when the suite runs as root: ``step_env``)."""
     root = f"file://{tmp_path / 'store'}"
 
     def make(source: str):
@@ -243,12 +253,12 @@ def test_wait_raises_the_sdks_waiter_error_and_result_carries_the_steps_exceptio
     assert info.value.__cause__ is info.value.exception
 
 
-def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, tmp_path):
+def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, shared):
     pipeline = deploy(f"""
         @step
         def slow():
             import os, time
-            while not os.path.exists({str(tmp_path / "release")!r}):
+            while not os.path.exists({str(shared / "release")!r}):
                 time.sleep(0.05)
 
         pipeline = Pipeline(name="slow", steps=[slow()])
@@ -256,7 +266,7 @@ def test_wait_that_runs_out_of_attempts_raises_max_attempts_exceeded(deploy, tmp
     execution = pipeline.start()
     with pytest.raises(WaiterError, match="Max attempts exceeded"):
         execution.wait(delay=0.1, max_attempts=2)
-    (tmp_path / "release").touch()
+    (shared / "release").touch()
     assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
 
 
@@ -340,10 +350,10 @@ def test_parallelism_config_caps_the_steps_running_at_once(deploy):
     assert_one_at_a_time(pipeline.start())
 
 
-def test_selective_execution_runs_the_selected_step_on_the_source_executions_results(deploy, tmp_path):
+def test_selective_execution_runs_the_selected_step_on_the_source_executions_results(deploy, shared):
     from stepflow.workflow.selective_execution_config import SelectiveExecutionConfig
 
-    runs = tmp_path / "runs.log"
+    runs = shared / "runs.log"
     pipeline = deploy(f"""
         def _note(name):
             with open({str(runs)!r}, "a") as f:
@@ -414,8 +424,8 @@ def test_selective_execution_refuses_a_step_whose_inputs_did_not_succeed(deploy)
             source_pipeline_execution_arn=source.arn, selected_steps=["train"]))
 
 
-def test_execution_retry_goes_on_in_place(deploy, tmp_path):
-    fixed = tmp_path / "fixed"
+def test_execution_retry_goes_on_in_place(deploy, shared):
+    fixed = shared / "fixed"
     pipeline = deploy(f"""
         @step
         def prepare():

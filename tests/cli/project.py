@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.fixtures import LAPTOP_STEPS
+
 STEPFLOW = str(Path(sys.executable).parent / "stepflow")
 
 HEADER = """
@@ -29,7 +31,7 @@ class Project:
         config.write_text("# nothing configured\n")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPFLOW_", "AWS_"))}
         self.env.update({"STEPFLOW_CONFIG": str(config), "STEPFLOW_USER_CONFIG": "", "STEPFLOW_ADMIN_CONFIG": "",
-                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "250"})
+                         "STEPFLOW_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "250", **LAPTOP_STEPS})
         if store_in_env:
             self.env["STEPFLOW_S3_ROOT_URI"] = self.store
 

@@ -11,7 +11,7 @@ _CONFIG_VARS = ("STEPFLOW_CONFIG", "STEPFLOW_S3_ROOT_URI", "STEPFLOW_S3_ENDPOINT
 
 
 @pytest.fixture
-def clean_env(tmp_path, monkeypatch):
+def clean_env(tmp_path, monkeypatch, step_env):
     """No configuration file, no region, a store in ``tmp_path/store``; returns the env."""
     for name in _CONFIG_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -22,7 +22,6 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", "")
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", "")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("STEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("STEPFLOW_S3_ROOT_URI", (tmp_path / "store").as_uri())
     return monkeypatch
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import textwrap
 
+from tests.fixtures import LAPTOP_STEPS
+
 from stepflow.compiler.loader import load_pipeline
 from stepflow.session import Session
 from stepflow.workflow.pipeline_execution import _PipelineExecution
@@ -93,6 +95,11 @@ pipeline = Pipeline(
 
 def test_the_abalone_notebook(clean_env, s3, tmp_path):
     for name, value in s3.env().items():
+        clean_env.setenv(name, value)
+    # The notebook's steps read S3 with the user's credentials, as on a data scientist's
+    # laptop (not root: the user code keeps the user's environment); as root they would run
+    # as uid 65534 with no credentials (docs/ISOLATION.md).
+    for name, value in LAPTOP_STEPS.items():
         clean_env.setenv(name, value)
     clean_env.delenv("STEPFLOW_S3_ROOT_URI")  # the notebook's config.yaml names the bucket
     clean_env.delenv("SAGEMAKER_USER_CONFIG_OVERRIDE")

@@ -205,6 +205,7 @@ def test_a_ported_script_upserts_starts_and_waits(moto, sagemaker_front, config_
     pipeline.upsert(role_arn=role_arn)
     execution = pipeline.start(parameters={"n": 2})
     assert execution.wait(delay=1, max_attempts=60)["PipelineExecutionStatus"] == "Succeeded"
+    # SageMaker's order, newest first, as the SDK returns it
     assert [(s["StepName"], s["StepStatus"]) for s in execution.list_steps()] == \
-        [("make", "Succeeded"), ("total", "Succeeded")]
+        [("total", "Succeeded"), ("make", "Succeeded")]
     assert [op for op, _ in sagemaker_front.requests] == ["ListPipelineExecutionSteps"] * 2

@@ -107,7 +107,7 @@ def test_list_steps_follows_every_page_and_keeps_sagemaker_metadata(client, comp
         steps = backend.list_steps("churn", "abc123def456")
         stub.assert_no_pending_responses()
     by_name = {s["StepName"]: s for s in steps}
-    assert [s["StepName"] for s in steps] == ["make", "total"]  # the definition's order
+    assert [s["StepName"] for s in steps] == ["total", "make"]  # newest first, as SageMaker lists them
     assert by_name["make"]["StepStatus"] == "Succeeded" and by_name["make"]["AttemptCount"] == 2
     assert by_name["make"]["Metadata"]["TrainingJob"]["Arn"].endswith("training-job/make-2")
     assert by_name["total"]["StepStatus"] == "Executing"
