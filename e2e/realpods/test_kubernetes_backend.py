@@ -62,8 +62,11 @@ def _jobs(cluster: Cluster, namespace: str, execution: str) -> list[dict]:
     return cluster.get(namespace, "jobs", selector=f"stepflow.dev/execution={execution}")["items"]
 
 
-def _log(bucket, pipeline: str, execution: str, step: str, attempt: int = 1) -> str:
-    key = f"stepflow/{layout.in_pipeline(pipeline, layout.attempt_log_key(execution, step, attempt))}"
+def _log(bucket, namespace: str, pipeline: str, execution: str, step: str, attempt: int = 1) -> str:
+    """A step attempt's log in the store of the Pipeline resource ``namespace/pipeline`` (the
+    operator keeps each resource's store under ``<root>/<namespace>/<name>``)."""
+    key = (f"stepflow/{layout.resource_prefix(namespace, pipeline)}/"
+           f"{layout.in_pipeline(pipeline, layout.attempt_log_key(execution, step, attempt))}")
     return bucket.client().get_object(Bucket=bucket.bucket, Key=key)["Body"].read().decode()
 
 
@@ -95,7 +98,7 @@ def test_the_churn_example_runs_one_job_per_step(cluster: Cluster, jobs_release,
     # The orchestrator moves on at the attempt record; the Job controller marks it Complete after.
     wait_for(all_complete, 60, "every Job Complete")
     # The pods' output is in the store, where `stepflow logs` reads it once the pod is gone.
-    assert "stepflow: step preprocess attempt 1 succeeded" in _log(bucket, "churn", execution, "preprocess")
+    assert "stepflow: step preprocess attempt 1 succeeded" in _log(bucket, namespace, "churn", execution, "preprocess")
 
 
 FAILURES = '''
@@ -182,7 +185,8 @@ def test_stopping_an_execution_deletes_its_running_job(cluster: Cluster, jobs_re
 
     wait_for(pod_running, 180, "the sleeper's pod running")
     # What `stepflow stop` writes: the orchestrator in the operator acts on it.
-    key = f"stepflow/{layout.in_pipeline(name, layout.stop_request_key(execution))}"
+    key = (f"stepflow/{layout.resource_prefix(namespace, name)}/"
+           f"{layout.in_pipeline(name, layout.stop_request_key(execution))}")
     bucket.client().put_object(Bucket=bucket.bucket, Key=key, Body=b"{}")
     wait_for(lambda: (cluster.get(namespace, "pipelineexecution", execution).get("status") or {})
              .get("phase") == "Stopped", 120, f"{execution} Stopped")
@@ -220,7 +224,7 @@ def test_a_step_pod_has_no_api_token_and_no_key_in_its_environment(cluster: Clus
     name = f"iso-{secrets.token_hex(2)}"
     done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": ISOLATION.replace("{name}", name)})
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    line = next(l for l in _log(bucket, name, done["metadata"]["name"], "probe").splitlines()
+    line = next(l for l in _log(bucket, namespace, name, done["metadata"]["name"], "probe").splitlines()
                 if l.startswith("ISOLATION "))
     found = json.loads(line.removeprefix("ISOLATION "))
     assert found == {"token_mounted": False, "uid": 65534, "integrity_key_in_env": False}
@@ -281,5 +285,5 @@ def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release,
     execution = done["metadata"]["name"]
     assert sorted(j["metadata"]["labels"]["stepflow.dev/step"] for j in _jobs(cluster, namespace, execution)) \
         == ["count", "prep"]
-    expected = f"s3://{bucket.bucket}/stepflow/{name}/{execution}/prep/output/train"
-    assert f"ROWS 3 FROM {expected}" in _log(bucket, name, execution, "count")
+    expected = f"s3://{bucket.bucket}/stepflow/{namespace}/{name}/{name}/{execution}/prep/output/train"
+    assert f"ROWS 3 FROM {expected}" in _log(bucket, namespace, name, execution, "count")

@@ -32,6 +32,7 @@ from stepflow.runtime import (
     EXIT_OK,
     EXIT_USER_ERROR,
     handoff,
+    oom,
 )
 from stepflow.runtime.arguments import StepInvocation, parse
 from stepflow.runtime.environment import EnvironmentError_, check_python_version
@@ -80,7 +81,11 @@ def _attempt(inv: StepInvocation, store: ObjectStore, key: bytes | None, user: S
         hand_over(attempt, user)
         env = user_environment(user, os.environ, home=attempt / handoff.HOME,
                                tmp=attempt / handoff.TMP, envs=envs)
+        oom_before = oom.oom_kills()
         status = run_user_part(attempt, user, env, keep=(envs,))
+        if status == -signal.SIGKILL and oom_before is not None and (oom.oom_kills() or 0) > oom_before:
+            raise _Outcome(EXIT_USER_ERROR, f"OutOfMemory: the step's process was killed for using more than "
+                           f"its memory limit ({oom.memory_limit()}); use a larger instance_type.")
         _collect(inv, store, key, attempt, status)
     finally:
         shutil.rmtree(attempt, ignore_errors=True)

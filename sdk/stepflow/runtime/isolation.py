@@ -119,8 +119,12 @@ def envs_dir(user: StepUser, cache: Path) -> Path:
         return cache / "envs"
     path = cache / f"step-envs-{user.uid}"
     path.mkdir(parents=True, exist_ok=True)
-    os.chown(path, user.uid, user.gid if user.gid is not None else user.uid)
-    path.chmod(0o700)
+    if path.stat().st_uid != user.uid:
+        # Mode first: once the folder is the step user's, changing its mode needs CAP_FOWNER,
+        # which the operator's pod does not have (the chart keeps CHOWN, DAC_OVERRIDE, KILL,
+        # SETUID, SETGID).
+        path.chmod(0o700)
+        os.chown(path, user.uid, user.gid if user.gid is not None else user.uid)
     for folder in reversed(path.resolve().parents):
         if not os.stat(folder).st_mode & stat.S_IXOTH:
             raise ConfigurationError(
