@@ -79,7 +79,7 @@ def test_push_upserts_starts_and_mirrors_sagemaker(world, git_remote, sagemaker_
     assert [(s["name"], s["phase"], s["attempts"]) for s in status["steps"]] == \
         [("make", "Succeeded", 2), ("total", "Succeeded", 1)]
     assert status["steps"][1]["resultUri"] == \
-        f"{world.s3.root_uri}/churn/{arn.rsplit('/', 1)[-1]}/total/results"
+        f"{world.s3.root_uri}/{world.namespace}/churn-gitops/churn/{arn.rsplit('/', 1)[-1]}/total/results"
     asked = [params["PipelineExecutionArn"] for op, params in sagemaker_front.requests
              if op == "ListPipelineExecutionSteps"]
     assert asked and set(asked) == {arn}

@@ -116,7 +116,9 @@ def user_environment(user: StepUser, environ: Mapping[str, str], *, home: Path, 
 def envs_dir(user: StepUser, cache: Path) -> Path:
     """The dependency venvs' folder, owned by the step's user (made on first use)."""
     if user.uid is None:
-        return cache / "envs"
+        path = cache / "envs"
+        path.mkdir(parents=True, exist_ok=True)  # confine keeps (bind-mounts) it: it must exist
+        return path
     path = cache / f"step-envs-{user.uid}"
     path.mkdir(parents=True, exist_ok=True)
     if path.stat().st_uid != user.uid:

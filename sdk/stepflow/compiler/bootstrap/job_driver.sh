@@ -66,4 +66,8 @@ if [ -z "$installed" ] || { [ -n "$client_version" ] && [ "$installed" != "$clie
   "$python" -m pip install --quiet --disable-pip-version-check "$spec"
 fi
 
+# A training job's container is the step's own: nothing of an operator's lives there, and
+# SageMaker's contract has the user's code write /opt/ml as the container's user. So the
+# user code keeps this user unless told otherwise (docs/ISOLATION.md).
+export STEPFLOW_STEP_UID="${STEPFLOW_STEP_UID:-none}"
 exec "$python" -m stepflow.runtime "$@"
