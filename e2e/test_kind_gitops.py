@@ -81,7 +81,8 @@ def test_push_builds_runs_and_shows_in_kubectl(cluster, operator: Release, names
         ("make", "Succeeded", 1), ("total", "Succeeded", 1)]
     assert done["status"]["definitionDigest"] == status["definition"]["digest"]
     result = next(s for s in done["status"]["steps"] if s["name"] == "total")["resultUri"]
-    assert result.startswith(f"{STORE}/{name}/"), result
+    # Each Pipeline resource has its own store, <root>/<namespace>/<name>, then the pipeline's folder.
+    assert result.startswith(f"{STORE}/{namespace}/{name}/{name}/"), result
     listed = operator.exec("ls", result.removeprefix("file://")).stdout.split()
     assert "payload.pkl" in listed, listed
 
