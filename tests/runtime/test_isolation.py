@@ -216,3 +216,21 @@ def test_a_result_forged_with_a_symlink_is_not_read_by_the_trusted_part(
     store = open_store(base)
     assert store.head(layout.payload_key(layout.results_prefix(EXEC, "f"))) is None
     assert KEY.hex() not in proc.stderr
+
+
+def test_a_cache_the_step_user_cannot_enter_falls_back_to_var_cache(tmp_path):
+    """Root's default cache is under a 0700 /root (``make demo`` as root): the step user's
+    venvs then go to /var/cache/stepflow instead of failing every step."""
+    import os
+
+    import pytest
+
+    from stepflow.runtime.isolation import FALLBACK_CACHE, StepUser, envs_dir
+
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    path = envs_dir(StepUser(65534, 65534), closed / "cache")
+    assert path == FALLBACK_CACHE / "step-envs-65534"
+    assert path.stat().st_uid == 65534 and (path.stat().st_mode & 0o777) == 0o700

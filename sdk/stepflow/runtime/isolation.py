@@ -113,13 +113,27 @@ def user_environment(user: StepUser, environ: Mapping[str, str], *, home: Path, 
     return env
 
 
+#: Where the step user's venvs go when the cache folder is under one it cannot enter (root's
+#: default cache, ``~/.cache`` under a 0700 ``/root``).
+FALLBACK_CACHE = Path("/var/cache/stepflow")
+
+
 def envs_dir(user: StepUser, cache: Path) -> Path:
     """The dependency venvs' folder, owned by the step's user (made on first use)."""
     if user.uid is None:
         path = cache / "envs"
         path.mkdir(parents=True, exist_ok=True)  # confine keeps (bind-mounts) it: it must exist
         return path
+    blocked = _blocking_folder(cache)
+    if blocked is not None and cache != FALLBACK_CACHE and _blocking_folder(FALLBACK_CACHE) is None:
+        cache, blocked = FALLBACK_CACHE, None
     path = cache / f"step-envs-{user.uid}"
+    if blocked is not None:
+        raise ConfigurationError(
+            f"steps run as uid {user.uid} and keep their dependencies under {path}, but "
+            f"{blocked} does not let others through (mode "
+            f"{stat.filemode(os.stat(blocked).st_mode)}); point STEPFLOW_CACHE_DIR at a "
+            f"folder under one others may traverse (chmod o+x), e.g. {FALLBACK_CACHE}")
     path.mkdir(parents=True, exist_ok=True)
     if path.stat().st_uid != user.uid:
         # Mode first: once the folder is the step user's, changing its mode needs CAP_FOWNER,
@@ -127,14 +141,19 @@ def envs_dir(user: StepUser, cache: Path) -> Path:
         # SETUID, SETGID).
         path.chmod(0o700)
         os.chown(path, user.uid, user.gid if user.gid is not None else user.uid)
-    for folder in reversed(path.resolve().parents):
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            raise ConfigurationError(
-                f"steps run as uid {user.uid} and keep their dependencies under {path}, but "
-                f"{folder} does not let others through (mode "
-                f"{stat.filemode(os.stat(folder).st_mode)}); point STEPFLOW_CACHE_DIR at a "
-                "folder under one others may traverse (chmod o+x), e.g. /var/cache/stepflow")
     return path
+
+
+def _blocking_folder(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` (made if missing) that others may not enter."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return path
+    for folder in [*reversed(path.resolve().parents), path.resolve()]:
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return folder
+    return None
 
 
 def hand_over(root: Path, user: StepUser) -> None:
@@ -156,9 +175,34 @@ _BOOT = ("import runpy, site, sys; [site.addsitedir(d) for d in sys.argv[1].spli
          "runpy.run_module('stepflow.runtime.user_code', run_name='__main__', alter_sys=True)")
 
 
-def user_python(environ: Mapping[str, str] = os.environ) -> str:
-    """The interpreter the user part runs with (see ``STEP_PYTHON_ENV``)."""
-    return environ.get(STEP_PYTHON_ENV) or environ.get(_BUILD_PYTHON_ENV) or sys.executable
+def user_python(environ: Mapping[str, str] = os.environ, user: StepUser | None = None) -> str:
+    """The interpreter the user part runs with (see ``STEP_PYTHON_ENV``).
+
+    Without a setting, the runtime's own; when the step's user could not execute it (a
+    pyenv or venv Python under a 0700 ``/root``: ``make demo`` run as root), the system's
+    Python of the same version, which reaches the runtime's packages through ``_BOOT``.
+    """
+    chosen = environ.get(STEP_PYTHON_ENV) or environ.get(_BUILD_PYTHON_ENV)
+    if chosen:
+        return chosen
+    if user is None or user.uid is None or _others_may_run(sys.executable):
+        return sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for folder in ("/usr/local/bin", "/usr/bin"):
+        candidate = os.path.join(folder, version)
+        if os.path.exists(candidate) and _others_may_run(candidate):
+            return candidate
+    return sys.executable  # the step then fails saying to set STEPFLOW_STEP_PYTHON
+
+
+def _others_may_run(path: str) -> bool:
+    """Whether a user who is neither the owner nor in the group may execute ``path``."""
+    real = Path(os.path.realpath(path))
+    try:
+        return bool(real.stat().st_mode & stat.S_IXOTH) and all(
+            folder.stat().st_mode & stat.S_IXOTH for folder in real.parents)
+    except OSError:
+        return False
 
 
 def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
@@ -168,7 +212,7 @@ def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
 
     Its output goes where the runtime's goes (the attempt's log).
     """
-    python = user_python()
+    python = user_python(os.environ, user)
     mode = os.environ.get(STEP_CONFINEMENT_ENV) or confine.best_mode(python)[0]
     if mode not in (confine.NAMESPACES, confine.REAPER):
         raise ConfigurationError(f"{STEP_CONFINEMENT_ENV}={mode!r}: use "
