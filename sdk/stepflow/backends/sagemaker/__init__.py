@@ -32,7 +32,7 @@ from stepflow.backends.sagemaker.client import sagemaker_client
 from stepflow.backends.sagemaker.mapping import execution_id_of, execution_state, step_metadata
 from stepflow.backends.sagemaker.poller import Backoff, Pollers
 from stepflow.backends.views import describe_execution, list_steps
-from stepflow.engine import ExecutionState, Plan, resolve_parameters
+from stepflow.engine import TERMINAL_EXECUTION_STATUSES, ExecutionState, Plan, resolve_parameters
 from stepflow.engine.rerun import Selection
 from stepflow.errors import BackendError, ConfigurationError
 from stepflow.serialization import deserialize
@@ -280,8 +280,15 @@ class SageMakerBackend(Backend):
             if record and record.get("executionArn"):
                 return self.execution_state(pipeline_name, execution_id)
         arn = self._start(pipeline_name, parameters, execution_id, display_name, parallelism, selection)
-        # Just started: no step has run yet, so DescribePipelineExecution says all there is.
-        return execution_state(self._plan(arn), self._describe_execution(arn), [],
+        # Just started: no step has run yet, so DescribePipelineExecution says all there is,
+        # unless the execution already ended (an empty pipeline, or a stand-in that ends them
+        # at once): then its steps are listed, or they would all read as skipped.
+        described = self._describe_execution(arn)
+        listed: list[dict[str, Any]] = []
+        if described.get("PipelineExecutionStatus") in TERMINAL_EXECUTION_STATUSES:
+            listed = self._pages("list an execution's steps", "list_pipeline_execution_steps",
+                                 "PipelineExecutionSteps", PipelineExecutionArn=arn, SortOrder="Descending")
+        return execution_state(self._plan(arn), described, listed,
                                execution_id=execution_id or execution_id_of(arn), pipeline_name=pipeline_name,
                                parameters=self._execution_parameters(arn))
 
