@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .procs import ServerFailed, ServerProcess, free_port, wait_for
+from .procs import ServerFailed, ServerProcess, free_port, start_http_server
 
 REGION = "us-east-1"
 #: moto's fixed account (its ARNs carry it).
@@ -60,33 +60,12 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> MotoServer:
         t0 = time.monotonic()
-        for attempt in range(1, attempts + 1):
-            port = free_port()
-            self.endpoint_url = f"http://{self.host}:{port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
-            self.process = ServerProcess(
-                "moto", [sys.executable, "-m", "moto.server", "--host", self.host, "--port", str(port)],
-                self.workdir / "logs" / "moto.log", env=env).start()
-
-            def healthy(port: int = port) -> bool:
-                self.process.ensure_running()  # type: ignore[union-attr]
-                conn = http.client.HTTPConnection(self.host, port, timeout=1)
-                try:
-                    conn.request("GET", "/moto-api/data.json")
-                    return conn.getresponse().status == 200
-                finally:
-                    conn.close()
-
-            try:
-                wait_for(healthy, timeout, 0.05, f"moto {self.endpoint_url}",
-                         ignore=(OSError, http.client.HTTPException))
-                break
-            except (ServerFailed, TimeoutError) as exc:
-                conflict = self.process.port_conflict()
-                tail = self.process.tail(30)
-                self.process.stop()
-                if not conflict or attempt == attempts:
-                    raise ServerFailed(f"moto did not start: {exc}\n{tail}") from exc
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        self.process, port = start_http_server(
+            "moto", lambda port: [sys.executable, "-m", "moto.server", "--host", self.host, "--port", str(port)],
+            self.workdir / "logs" / "moto.log", host=self.host, health_path="/moto-api/data.json", env=env,
+            timeout=timeout, attempts=attempts)
+        self.endpoint_url = f"http://{self.host}:{port}"
         self.ready_seconds = time.monotonic() - t0
         return self
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -202,6 +203,50 @@ class ServerProcess:
 
     def port_conflict(self) -> bool:
         return "address already in use" in self.log_text().lower()
+
+
+def start_http_server(
+    name: str,
+    argv: Callable[[int], Sequence[str]],
+    log_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    health_path: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    attempts: int = 3,
+) -> tuple[ServerProcess, int]:
+    """Start an HTTP server on a free port of ``host`` and wait until ``GET health_path``
+    answers 200; returns the process and its port.
+
+    A port taken between :func:`free_port` and the server's bind (another session's server)
+    is retried on a new port, up to ``attempts``; any other failure raises ``ServerFailed``
+    at once, with the tail of the server's log.
+    """
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        process = ServerProcess(name, argv(port), log_path, env=env).start()
+
+        def healthy(process: ServerProcess = process, port: int = port) -> bool:
+            process.ensure_running()
+            conn = http.client.HTTPConnection(host, port, timeout=1)
+            try:
+                conn.request("GET", health_path)
+                return conn.getresponse().status == 200
+            finally:
+                conn.close()
+
+        try:
+            wait_for(healthy, timeout, 0.02, f"{name} http://{host}:{port}{health_path}",
+                     ignore=(OSError, http.client.HTTPException))
+            return process, port
+        except (ServerFailed, TimeoutError) as exc:
+            conflict = process.port_conflict()
+            tail = process.tail(30)
+            process.stop()
+            if not conflict or attempt == attempts:
+                raise ServerFailed(f"{name} did not start: {exc}\n{tail}") from exc
+    raise AssertionError("unreachable")
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -8,7 +8,6 @@ xattrs, the server is started with ``--sidecar`` (metadata in files of a side di
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import secrets
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .binaries import bin_path
-from .procs import ServerFailed, ServerProcess, free_port, wait_for
+from .procs import ServerProcess, start_http_server
 
 REGION = "us-east-1"
 
@@ -82,39 +81,15 @@ class S3Server:
             self.sidecar_dir.mkdir(parents=True, exist_ok=True)
             backend += ["--sidecar", str(self.sidecar_dir)]
         backend.append(str(self.data_dir))
-        for attempt in range(1, attempts + 1):
-            port = free_port()
-            self.endpoint_url = f"http://{self.host}:{port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("VGW_", "ROOT_"))}
-            # credentials by environment, so they stay out of the logged command line
-            env.update(ROOT_ACCESS_KEY_ID=self.access_key, ROOT_SECRET_ACCESS_KEY=self.secret_key)
-            self.process = ServerProcess(
-                "versitygw",
-                [self._bin, "--region", self.region, "--port", f"{self.host}:{port}",
-                 "--health", "/health", "--quiet", *backend],
-                self.workdir / "logs" / "versitygw.log",
-                env=env,
-            ).start()
-
-            def healthy(port: int = port) -> bool:
-                self.process.ensure_running()  # type: ignore[union-attr]
-                conn = http.client.HTTPConnection(self.host, port, timeout=1)
-                try:
-                    conn.request("GET", "/health")
-                    return conn.getresponse().status == 200
-                finally:
-                    conn.close()
-
-            try:
-                wait_for(healthy, timeout, 0.02, f"versitygw {self.endpoint_url}/health",
-                         ignore=(OSError, http.client.HTTPException))
-                break
-            except (ServerFailed, TimeoutError) as exc:
-                conflict = self.process.port_conflict()
-                tail = self.process.tail(30)
-                self.process.stop()
-                if not conflict or attempt == attempts:
-                    raise ServerFailed(f"versitygw did not start: {exc}\n{tail}") from exc
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VGW_", "ROOT_"))}
+        # credentials by environment, so they stay out of the logged command line
+        env.update(ROOT_ACCESS_KEY_ID=self.access_key, ROOT_SECRET_ACCESS_KEY=self.secret_key)
+        self.process, port = start_http_server(
+            "versitygw", lambda port: [self._bin, "--region", self.region, "--port", f"{self.host}:{port}",
+                                       "--health", "/health", "--quiet", *backend],
+            self.workdir / "logs" / "versitygw.log", host=self.host, health_path="/health", env=env,
+            timeout=timeout, attempts=attempts)
+        self.endpoint_url = f"http://{self.host}:{port}"
         self.ready_seconds = time.monotonic() - t0
         return self
 
