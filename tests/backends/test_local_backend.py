@@ -357,3 +357,31 @@ def test_container_steps_are_refused_at_publish_naming_the_backends_that_run_the
     assert info.value.reason == "UnsupportedStepType" and info.value.kind == "User"
     assert ("step 'prep' (Processing) runs its own container image, which the local backend cannot "
             "run; backends that can: kubernetes, sagemaker") in info.value.message
+
+
+def test_the_backends_limit_caps_every_execution_and_a_pipeline_can_only_lower_it(root, tmp_path):
+    """``LocalBackend(parallelism=N)`` is an installation's limit (the kubernetes backend's
+    ``steps.maxParallelJobs``): a pipeline asking for more runs N at a time, one asking for
+    fewer keeps its own."""
+    from stepflow.workflow.parallelism_config import ParallelismConfiguration
+
+    path = tmp_path / f"pipe_{next(_MODULE_NUMBERS)}.py"
+    path.write_text(HEADER + textwrap.dedent("""
+        @step
+        def one():
+            return 1
+
+        pipeline = Pipeline(name="capped", steps=[one()])
+    """))
+    pipeline = load_pipeline(str(path))
+    backend = LocalBackend(open_store(root), run_dir=tmp_path / "runs", parallelism=3)
+    pipeline._session = Session(root, backend=backend)
+
+    pipeline.upsert()
+    assert backend.create_execution("capped").parallelism == 3
+    assert backend.create_execution("capped", parallelism=1).parallelism == 1
+    pipeline.upsert(parallelism_config=ParallelismConfiguration(max_parallel_execution_steps=50))
+    assert backend.create_execution("capped").parallelism == 3
+    pipeline.upsert(parallelism_config=ParallelismConfiguration(max_parallel_execution_steps=2))
+    assert backend.create_execution("capped").parallelism == 2
+    assert backend.create_execution("capped", parallelism=10).parallelism == 3

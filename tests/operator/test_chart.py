@@ -242,6 +242,19 @@ def test_steps_run_as_jobs_by_default_with_the_runner_image_and_instance_table()
     assert config["data"]["STEPFLOW_INSTANCE_TYPES_FILE"].startswith(mounts["instance-types"] + "/")
 
 
+def test_the_step_jobs_limit_reaches_the_operator_as_the_backends_setting():
+    from stepflow.backends.kubernetes.settings import step_pods_from_env
+
+    def settings(*values: str):
+        docs = _render(*values)
+        config = next(d for d in docs if d["kind"] == "ConfigMap" and not d["metadata"]["name"].endswith("-types"))
+        env = {k: v for k, v in config["data"].items() if k != "STEPFLOW_INSTANCE_TYPES_FILE"}  # a pod's file
+        return step_pods_from_env(env)
+
+    assert settings().max_parallel_jobs is None  # 0, the default: no limit
+    assert settings("steps.maxParallelJobs=8").max_parallel_jobs == 8
+
+
 @pytest.mark.parametrize("values", [[], ["watchNamespaces={a}", "leaderElection.enabled=true", "replicaCount=2"]])
 def test_every_rendered_object_is_labelled(values):
     for doc in _render(*values):

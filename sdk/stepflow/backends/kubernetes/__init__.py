@@ -100,9 +100,8 @@ class KubernetesBackend(LocalBackend):
 
     def __init__(self, store: ObjectStore | Callable[[], ObjectStore], target: KubernetesTarget, *,
                  api: client.ApiClient | Callable[[], client.ApiClient] | None = None,
-                 owner: OwnerOf | None = None, run_dir: Path | None = None,
-                 parallelism: int | None = None) -> None:
-        super().__init__(store, run_dir=run_dir, parallelism=parallelism)
+                 owner: OwnerOf | None = None, run_dir: Path | None = None) -> None:
+        super().__init__(store, run_dir=run_dir, parallelism=target.settings.max_parallel_jobs)
         self.target = target
         self._api = api
         self.owner = owner

@@ -46,6 +46,8 @@ class StepPodSettings:
     integrity_key_secret: str | None = None
     ttl_seconds_after_finished: int = 3600
     run_as_user: int = 65534
+    #: The most Jobs one execution runs at once (a fan-out waits for a slot); None: no limit.
+    max_parallel_jobs: int | None = None
     instance_types: Mapping[str, InstanceType] = field(default_factory=dict)
 
 

@@ -24,7 +24,8 @@ def step_pods_from_env(env: Mapping[str, str]) -> StepPodSettings | None:
         s3_credentials_secret=env.get("STEPFLOW_STEP_S3_CREDENTIALS_SECRET") or None,
         s3_endpoint_url=env.get("STEPFLOW_S3_ENDPOINT_URL") or None, region=env.get("AWS_REGION") or None,
         integrity_key_secret=env.get("STEPFLOW_STEP_INTEGRITY_KEY_SECRET") or None,
-        ttl_seconds_after_finished=_positive_int(env, "STEPFLOW_STEP_TTL_SECONDS", 3600),
+        ttl_seconds_after_finished=_positive_int(env, "STEPFLOW_STEP_TTL_SECONDS") or 3600,
+        max_parallel_jobs=_positive_int(env, "STEPFLOW_STEP_MAX_PARALLEL_JOBS"),
         instance_types=load_table(env.get("STEPFLOW_INSTANCE_TYPES_FILE")))
 
 
@@ -36,11 +37,11 @@ def patience_from_env(env: Mapping[str, str]) -> Patience:
                                      "STEPFLOW_STEP_UNSCHEDULABLE_TIMEOUT", 300.0))
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name)
     if not raw:
-        return default
+        return None
     if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"{name}={raw!r} is not a positive integer; unset it or give e.g. {default}",
+        raise ConfigurationError(f"{name}={raw!r} is not a positive integer; unset it or give a number such as 10",
                                  reason="InvalidConfig")
     return int(raw)

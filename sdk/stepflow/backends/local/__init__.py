@@ -59,11 +59,21 @@ def _pipeline_parallelism(record: Mapping[str, Any]) -> int | None:
     return (record.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps")
 
 
+def _lowest(*limits: int | None) -> int | None:
+    """The tightest of the limits that are set (None: no limit)."""
+    given = [limit for limit in limits if limit]
+    return min(given) if given else None
+
+
 class LocalBackend(Backend):
     """``store`` is the store root (``s3_root_uri``), or a callable returning it.
 
     ``region`` goes into the ARNs of pipelines this backend records (default: the session's
     default region); their account is :data:`stepflow.arns.PLACEHOLDER_ACCOUNT`.
+
+    ``parallelism`` is the installation's limit on the steps of one execution that run at
+    once (the kubernetes backend's ``steps.maxParallelJobs``); an execution's own limit (its
+    pipeline's ``ParallelismConfiguration``, or the start request's) can only lower it.
 
     ``env`` is what step processes start with (default: this process's environment) and
     ``integrity_key`` the key they verify and sign with (default: the one ``env``
@@ -164,7 +174,7 @@ class LocalBackend(Backend):
             return self.execution_state(pipeline_name, execution_id)
         state = new_execution(plan, execution_id=execution_id, pipeline_name=pipeline_name,
                               parameters=parameters, now=utcnow(),
-                              parallelism=parallelism or _pipeline_parallelism(record) or self.parallelism,
+                              parallelism=_lowest(parallelism or _pipeline_parallelism(record), self.parallelism),
                               pipeline_arn=record["PipelineArn"],
                               execution_arn=arns.execution_arn_of(record["PipelineArn"], execution_id,
                                                                   region=self.region))
