@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,8 +98,10 @@ class KubernetesBackend(LocalBackend):
 
     def __init__(self, store: ObjectStore | Callable[[], ObjectStore], target: KubernetesTarget, *,
                  api: client.ApiClient | Callable[[], client.ApiClient] | None = None,
-                 owner: OwnerOf | None = None, run_dir: Path | None = None) -> None:
-        super().__init__(store, run_dir=run_dir, parallelism=target.settings.max_parallel_jobs)
+                 owner: OwnerOf | None = None, run_dir: Path | None = None,
+                 integrity_key: bytes | None = None) -> None:
+        super().__init__(store, run_dir=run_dir, parallelism=target.settings.max_parallel_jobs,
+                         integrity_key=integrity_key)
         self.target = target
         self._api = api
         self.owner = owner
@@ -169,17 +169,10 @@ class KubernetesBackend(LocalBackend):
         if data is not None:
             pstore.put_bytes(layout.attempt_log_key(execution_id, step, attempt), data)
 
-    def _spawn(self, pipeline_name: str, execution_id: str) -> None:
-        """The detached orchestrator of ``start``/``resume``: this backend's, not the local one."""
-        log = self.run_dir / execution_id / "orchestrator.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "stepflow.backends.kubernetes", "--root", self.store.root_uri,
-                "--pipeline", pipeline_name, "--execution", execution_id, "--run-dir", str(self.run_dir)]
-        env = {**os.environ, TARGET_ENV: self.target.to_json()}
-        with open(log, "ab") as out:
-            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                             start_new_session=True)
-        self._await_orchestrator(pipeline_name, execution_id)
+    orchestrator_module = "stepflow.backends.kubernetes"
+
+    def _orchestrator_env(self) -> dict[str, str]:
+        return {TARGET_ENV: self.target.to_json()}
 
 
 #: How a detached orchestrator receives its target (JSON).

@@ -295,16 +295,25 @@ class LocalBackend(Backend):
     def orchestrator_alive(self, pipeline_name: str, execution_id: str) -> bool:
         return is_locked(self._lock_path(pipeline_name, execution_id))
 
+    #: The module whose ``__main__`` is this backend's detached orchestrator.
+    orchestrator_module = "stepflow.backends.local"
+
+    def _orchestrator_env(self) -> dict[str, str]:
+        """What this backend's detached orchestrator needs besides the launcher's environment."""
+        return {}
+
     def _spawn(self, pipeline_name: str, execution_id: str) -> None:
+        """Start the detached orchestrator of ``start``/``resume``/``retry``; the key reaches it
+        on a pipe, never in its environment."""
         log = self.run_dir / execution_id / "orchestrator.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "stepflow.backends.local", "--root", self.store.root_uri,
+        args = [sys.executable, "-m", self.orchestrator_module, "--root", self.store.root_uri,
                 "--pipeline", pipeline_name, "--execution", execution_id, "--run-dir", str(self.run_dir)]
         key_fd, key_env = key_pipe(self.integrity_key)
         try:
             with open(log, "ab") as out:
                 subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 env={**self.env, **key_env}, start_new_session=True,
+                                 env={**self.env, **self._orchestrator_env(), **key_env}, start_new_session=True,
                                  pass_fds=() if key_fd is None else (key_fd,))
         finally:
             if key_fd is not None:
