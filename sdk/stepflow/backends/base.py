@@ -33,6 +33,17 @@ class Backend(ABC):
     """Where pipelines are recorded and executions run."""
 
     name: str = "backend"
+    #: The store root, or a callable making it: called on first use, so a backend made for a
+    #: command that never touches the store never opens one.
+    _store: ObjectStore | Callable[[], ObjectStore]
+
+    @property
+    def store(self) -> ObjectStore:
+        from stepflow.storage import ObjectStore
+
+        if callable(self._store) and not isinstance(self._store, ObjectStore):
+            self._store = self._store()
+        return self._store
 
     @abstractmethod
     def upsert(self, bundle: Bundle, store: ObjectStore, *, role_arn: str | None,

@@ -100,12 +100,6 @@ class LocalBackend(Backend):
         return self._key
 
     @property
-    def store(self) -> ObjectStore:
-        if callable(self._store) and not isinstance(self._store, ObjectStore):
-            self._store = self._store()
-        return self._store
-
-    @property
     def region(self) -> str:
         from stepflow.workflow.defaults import default_region
 

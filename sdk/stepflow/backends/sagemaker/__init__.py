@@ -83,12 +83,6 @@ class SageMakerBackend(Backend):
         self._parameters: dict[str, dict[str, Any]] = {}
 
     @property
-    def store(self) -> ObjectStore:
-        if callable(self._store) and not isinstance(self._store, ObjectStore):
-            self._store = self._store()
-        return self._store
-
-    @property
     def client(self) -> Any:
         if self._client is None:
             self._client = sagemaker_client()
