@@ -156,7 +156,39 @@ class Step:
         return request
 
 
-class ProcessingStep(Step):
+class _JobStep(Step):
+    """A step SageMaker runs as a job of its own (processing, training): retry policies, a
+    cache setting, and local inputs shipped in the step's folder."""
+
+    step_args: Any
+    retry_policies: list[RetryPolicy]
+    cache_config: CacheConfig | None
+
+    def upstream_values(self) -> Any:
+        return self.step_args.upstream_values()
+
+    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
+        request = super().to_request(ctx)
+        if self.retry_policies:
+            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
+        if self.cache_config is not None:
+            request["CacheConfig"] = self.cache_config.config
+        return request
+
+
+def _local_input_uri(folder: str, name: str, path: Path) -> str:
+    """A file's URI is its object, as the SDK's upload returns it; a folder's is its prefix
+    with a slash, so input "data" never also matches "data2"'s objects."""
+    prefix = f"{folder}/{layout.input_prefix(name)}"
+    return f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+
+
+def _files_under(root: Path) -> list[Path]:
+    """The files of a folder, sorted (a stable archive), without Python's caches."""
+    return [path for path in sorted(root.rglob("*")) if path.is_file() and "__pycache__" not in path.parts]
+
+
+class ProcessingStep(_JobStep):
     """A container job: image, command, inputs and outputs.
 
     Give either ``step_args`` (what a processor's ``run(...)`` returned, as in the SDK) or
@@ -224,30 +256,15 @@ class ProcessingStep(Step):
                 found.append((index, item.channel_name(index), _resolved(local)))
         return found
 
-    def upstream_values(self) -> Any:
-        return self.step_args.upstream_values()
-
     def arguments(self, ctx: RenderContext) -> dict[str, Any]:
         args = self.step_args
         code_uri = None
         if args.code is not None:
             code_uri = (args.code if self.code_path is None
                         else f"{ctx.step_folder_uri(self)}/{layout.CODE_FOLDER}")
-        # A file's URI is its object, as the SDK's upload returns it; a folder's is its
-        # prefix with a slash, so input "data" never also matches "data2"'s objects.
-        input_uris = {}
-        for index, name, path in self.local_inputs():
-            prefix = f"{ctx.step_folder_uri(self)}/{layout.input_prefix(name)}"
-            input_uris[index] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        input_uris = {index: _local_input_uri(ctx.step_folder_uri(self), name, path)
+                      for index, name, path in self.local_inputs()}
         return args.to_request(ctx.s3_base_uri, self.name, code_uri, input_uris)
-
-    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
-        request = super().to_request(ctx)
-        if self.retry_policies:
-            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
-        if self.cache_config is not None:
-            request["CacheConfig"] = self.cache_config.config
-        return request
 
 
 def _resolved(local: str) -> Path:
@@ -255,7 +272,7 @@ def _resolved(local: str) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
-class TrainingStep(Step):
+class TrainingStep(_JobStep):
     """A training job on any image: ``step_args=estimator.fit(inputs=...)`` (or, as in the
     SDK's older form, ``estimator=`` and ``inputs=``).
 
@@ -291,9 +308,8 @@ class TrainingStep(Step):
         files: dict[str, Path] = {}
         if args.source_dir is not None:
             root = _resolved(args.source_dir)
-            for path in sorted(root.rglob("*")) if root.is_dir() else []:
-                if path.is_file() and "__pycache__" not in path.parts:
-                    files[path.relative_to(root).as_posix()] = path
+            for path in _files_under(root) if root.is_dir() else []:
+                files[path.relative_to(root).as_posix()] = path
             files.setdefault(args.entry_point, root / args.entry_point)
         else:
             entry = _resolved(args.entry_point)
@@ -301,9 +317,8 @@ class TrainingStep(Step):
         for dependency in args.dependencies:
             dep = _resolved(dependency)
             if dep.is_dir():
-                for path in sorted(dep.rglob("*")):
-                    if path.is_file() and "__pycache__" not in path.parts:
-                        files[f"{dep.name}/{path.relative_to(dep).as_posix()}"] = path
+                for path in _files_under(dep):
+                    files[f"{dep.name}/{path.relative_to(dep).as_posix()}"] = path
             else:
                 files[dep.name] = dep
         return files
@@ -313,31 +328,17 @@ class TrainingStep(Step):
         return [(channel, channel, _resolved(item.local_path))
                 for channel, item in self.step_args.inputs.items() if item.local_path is not None]
 
-    def upstream_values(self) -> Any:
-        return self.step_args.upstream_values()
-
     def arguments(self, ctx: RenderContext) -> dict[str, Any]:
         from stepflow.workflow.execution_variables import ExecutionVariables
         from stepflow.workflow.functions import Join
 
         folder = ctx.step_folder_uri(self) if (self.source_files() or self.local_inputs()) else ""
         source_uri = f"{folder}/{layout.CODE_FOLDER}/{SOURCEDIR_ARCHIVE}" if self.source_files() else None
-        input_uris = {}
-        for channel, name, path in self.local_inputs():
-            prefix = f"{folder}/{layout.input_prefix(name)}"
-            input_uris[channel] = f"{prefix}/{path.name}" if path.is_file() else f"{prefix}/"
+        input_uris = {channel: _local_input_uri(folder, name, path) for channel, name, path in self.local_inputs()}
         # Per execution, as a @step function's results: <s3_base>/<exec>/<step>/output
         default_output = Join(on="/", values=[
             ctx.s3_base_uri, ExecutionVariables.PIPELINE_EXECUTION_ID, self.name, "output"])
         return self.step_args.to_request(default_output, ctx.region, source_uri, input_uris)
-
-    def to_request(self, ctx: RenderContext) -> dict[str, Any]:
-        request = super().to_request(ctx)
-        if self.retry_policies:
-            request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
-        if self.cache_config is not None:
-            request["CacheConfig"] = self.cache_config.config
-        return request
 
 
 class _ServiceStep(Step):
