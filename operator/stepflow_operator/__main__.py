@@ -65,9 +65,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def kopf_arguments(args: argparse.Namespace) -> list[str]:
     """The ``kopf run`` command line these options stand for."""
+    from stepflow_operator.settings import watched_namespaces
+
     command = ["run", "--module=stepflow_operator.handlers", "--standalone"]
-    namespaces = args.namespace or [n.strip() for n in os.environ.get("STEPFLOW_WATCH_NAMESPACES", "").split(",")
-                                    if n.strip()]
+    namespaces = args.namespace or watched_namespaces()
     if namespaces and not args.all_namespaces:
         command += [f"--namespace={n}" for n in namespaces]
     else:
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     # replaces this handler with an identical one).
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet,
                    log_format=kopf.LogFormat[(args.log_format or "full").upper()])
+    from stepflow_operator.settings import WATCH_NAMESPACES_ENV
+
+    # What kopf is told to watch, where the handlers read it (configure_kopf).
+    os.environ[WATCH_NAMESPACES_ENV] = "" if args.all_namespaces else ",".join(
+        args.namespace or os.environ.get(WATCH_NAMESPACES_ENV, "").split(","))
     config = OperatorConfig.from_env()
     if config.metrics_address:  # alive and scraped while standing by
         monitoring.serve(config.metrics_address)

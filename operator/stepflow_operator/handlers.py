@@ -34,6 +34,7 @@ from stepflow_operator.settings import (
     OperatorConfig,
     QuietWakeups,
     configure_kopf,
+    watched_namespaces,
 )
 
 WAKE_HANDLER = "wake"
@@ -43,7 +44,7 @@ RECEIVER_WAKE_HANDLER = "receiver-wake"
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = OperatorConfig.from_env()
-    configure_kopf(settings)
+    configure_kopf(settings, watched_namespaces())
     logging.getLogger("kopf.objects").addFilter(QuietWakeups((WAKE_HANDLER, RECEIVER_WAKE_HANDLER)))
     # git, builds' process waits, S3 and API calls all go through asyncio.to_thread.
     asyncio.get_running_loop().set_default_executor(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,23 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str | None:
     return f"{host or '0.0.0.0'}:{port}"
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+#: The namespaces the operator watches, comma-separated (the chart's ``watchNamespaces``);
+#: empty: every namespace. ``stepflow-operator --namespace`` writes it for kopf's handlers.
+WATCH_NAMESPACES_ENV = "STEPFLOW_WATCH_NAMESPACES"
+#: What makes a watched namespace a kopf pattern rather than a name (the chart tests the same).
+_PATTERN = re.compile(r"[*?\[!]")
+
+
+def watched_namespaces(environ: Mapping[str, str] = os.environ) -> list[str]:
+    return [n.strip() for n in environ.get(WATCH_NAMESPACES_ENV, "").split(",") if n.strip()]
+
+
+def names_only(namespaces: Sequence[str]) -> bool:
+    """Whether the watched namespaces are plain names (no pattern, not every namespace)."""
+    return bool(namespaces) and not any(_PATTERN.search(n) for n in namespaces)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, namespaces: Sequence[str] = ()) -> None:
     """kopf's knobs for this operator.
 
     * Our status keys only: nothing is stored under handler ids (our handlers return None
@@ -127,7 +144,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     * Events are ours: kopf's own "Handler succeeded" chatter is not posted as Events
       (posting level WARNING); ours are posted with an explicit type, whatever the level.
     * Watches reconnect quickly after an API server restart.
+    * With plain namespace names, no namespace scanning: kopf would list namespaces, which
+      the chart's RBAC grants only for patterns, and retry the 403 for ~54 s (its error
+      backoffs) before falling back to the names; nothing is watched meanwhile, so every
+      start and every leader takeover would wait that long.
     """
+    settings.scanning.disabled = names_only(namespaces)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -47,6 +47,20 @@ def test_command_line_maps_to_kopf_run(argv, env, expected, monkeypatch):
     assert kopf_arguments(parse(argv)) == ["run", "--module=stepflow_operator.handlers", "--standalone", *expected]
 
 
+@pytest.mark.parametrize("namespaces, scans", [
+    (["ml"], False), (["a", "b"], False), (["ml-*"], True), (["a", "!b"], True), ([], True)])
+def test_kopf_lists_namespaces_only_to_match_patterns(namespaces, scans):
+    """With names, kopf must not list namespaces (the chart's RBAC does not grant it, and kopf
+    retries the 403 for ~54 s before watching anything); with patterns it must."""
+    import kopf
+
+    from stepflow_operator.settings import configure_kopf
+
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, namespaces)
+    assert settings.scanning.disabled is not scans
+
+
 def test_contradictory_flags_are_refused():
     with pytest.raises(SystemExit):
         parse(["-A", "-n", "x"])
