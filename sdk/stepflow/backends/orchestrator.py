@@ -5,7 +5,9 @@ is in the store (``execution.json``, the attempt records the runtime writes, the
 request), so a new orchestrator picks up where a dead one stopped: attempts recorded as
 started are found again by the launcher or judged by their records, never launched twice.
 The launcher is the only part that differs between the local backend (processes on this
-machine) and the operator.
+machine) and the operator. The orchestrator also describes each attempt's job, as SageMaker
+does (:mod:`~stepflow.backends.job_descriptions`), for the expressions that read its
+properties.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from stepflow import layout
+from stepflow.backends.job_descriptions import JobBook
 from stepflow.backends.local.launcher import ProcessStatus
 from stepflow.engine import (
     AttemptFailed,
@@ -27,12 +30,17 @@ from stepflow.engine import (
     AttemptStopping,
     AttemptSucceeded,
     Decision,
+    DocumentsNeeded,
     ExecutionState,
     Plan,
     StopRequested,
     UnreadableDocument,
     apply_all,
     decide,
+    execution_context,
+    resolve,
+    resolve_container_arguments,
+    resolve_container_environment,
 )
 from stepflow.errors import StepflowError
 from stepflow.storage import NotFound, ObjectStore, open_store
@@ -66,6 +74,7 @@ class Orchestrator:
         self.upload_log = upload_log
         self._documents: dict[str, Any] = {}
         self._persisted = state.to_json()
+        self.jobs = JobBook(store, plan, state, lambda state, value: self._evaluate(state, lambda c: resolve(value, c)))
 
     @property
     def execution_id(self) -> str:
@@ -77,12 +86,12 @@ class Orchestrator:
         """Observe, decide, record, act. Returns the decision (for its ``wake_at``)."""
         now = self.clock()
         state = apply_all(self.plan, self.state, self._observe(), now)
+        self.jobs.record(state)  # the jobs that ended, described before anything reads them
         while True:
-            decision = decide(self.plan, state, self._documents, now)
+            decision = decide(self.plan, state, self._documents, now, jobs=self.jobs.uris(state))
             if not decision.documents_needed:
                 break
-            for uri in decision.documents_needed:
-                self._documents[uri] = self._read_document(uri)
+            self._read_documents(state, decision.documents_needed)
         started = [AttemptStarted(l.step, l.attempt) for l in decision.launches]
         state = apply_all(self.plan, state, [*decision.events, *started], now)
         self._persist(state)  # write-ahead: recorded before any process starts
@@ -168,11 +177,18 @@ class Orchestrator:
                              record.get("failureKind") or "User", record.get("exitCode"))
 
     def _arguments_for(self, step: str) -> tuple[list[str], dict[str, str]]:
-        from stepflow.engine import execution_context, resolve_container_arguments, resolve_container_environment
+        return self._evaluate(self.state, lambda context: (resolve_container_arguments(self.plan, step, context),
+                                                          resolve_container_environment(self.plan, step, context)))
 
-        context = execution_context(self.plan, self.state, self._documents, self.clock())
-        return (resolve_container_arguments(self.plan, step, context),
-                resolve_container_environment(self.plan, step, context))
+    def _evaluate(self, state: ExecutionState, compute: Callable[[Any], Any]) -> Any:
+        """``compute(context)`` in this execution's context, once the documents it needs
+        (results read with JsonGet, job descriptions) are read."""
+        while True:
+            context = execution_context(self.plan, state, self._documents, self.clock(), self.jobs.uris(state))
+            try:
+                return compute(context)
+            except DocumentsNeeded as needed:
+                self._read_documents(state, needed.uris)
 
     def _record(self, step: str, number: int) -> dict[str, Any] | None:
         try:
@@ -190,17 +206,27 @@ class Orchestrator:
 
     # -- store I/O -----------------------------------------------------------------------
 
-    def _read_document(self, uri: str) -> Any:
+    def _read_documents(self, state: ExecutionState, uris: Sequence[str]) -> None:
+        jobs = set(self.jobs.uris(state).values())
+        for uri in uris:
+            self._documents[uri] = self._read_document(uri, job=uri in jobs)
+
+    @staticmethod
+    def _read_document(uri: str, *, job: bool = False) -> Any:
         parent, _, name = uri.rpartition("/")
         try:
             return json.loads(open_store(parent).get_bytes(name))
         except NotFound:
+            if job:
+                return UnreadableDocument(f"{uri} does not exist: the job's orchestrator did not describe it "
+                                          "(the attempt ran before stepflow described jobs)")
             return UnreadableDocument(f"{uri} does not exist: the step that should have written it "
                                       "did not serialize its output to JSON")
         except (ValueError, StepflowError) as exc:
             return UnreadableDocument(f"{uri} could not be read: {exc}")
 
     def _persist(self, state: ExecutionState) -> None:
+        self.jobs.record(state)  # before the state that implies them
         self.state = state
         text = state.to_json()
         if text == self._persisted:

@@ -17,7 +17,7 @@ from typing import Any
 
 from stepflow.backends.kubernetes.resources import InstanceType
 from stepflow.errors import ValidationError
-from stepflow.k8s_names import dns_label, label_value
+from stepflow.k8s_names import dns_label, job_name, label_value
 
 PIPELINE_LABEL = "stepflow.dev/pipeline"
 EXECUTION_LABEL = "stepflow.dev/execution"
@@ -47,11 +47,6 @@ class StepPodSettings:
     ttl_seconds_after_finished: int = 3600
     run_as_user: int = 65534
     instance_types: Mapping[str, InstanceType] = field(default_factory=dict)
-
-
-def job_name(execution_id: str, step: str, attempt: int) -> str:
-    """Deterministic and within a label's 63 characters (pods carry it as ``job-name``)."""
-    return dns_label(f"{execution_id}-{step}-{attempt}")
 
 
 def labels(pipeline: str, execution_id: str, step: str | None = None, attempt: int | None = None) -> dict[str, str]:
