@@ -179,26 +179,26 @@ def test_the_book_writes_each_change_before_it_is_read_and_locates_the_latest_jo
     def evaluate(state: ExecutionState, value: Any) -> Any:
         return resolve(value, execution_context(plan, state, {}, T0))
 
-    book = JobBook(store, plan, state, evaluate)
+    book = JobBook(store, plan, state)
     assert book.uris(state) == {}  # prep has not run a job yet
 
     def stored(attempt: int) -> dict:
         return json.loads(store.get_bytes(layout.job_description_key(EXECUTION, "prep", attempt)))
 
     state = apply_all(plan, state, [AttemptStarted("prep", 1)], T0)
-    book.record(state)
+    book.record(state, evaluate)
     first = stored(1)
     assert first["ProcessingJobStatus"] == "InProgress"
     # Container arguments and environment as the job gets them: text.
     assert first["AppSpecification"]["ContainerArguments"] == ["--depth", "3"]
     assert first["Environment"] == {"DEPTH": "3"}
     state = apply_all(plan, state, [AttemptFailed("prep", 1, "NodeLost", "Infrastructure")], T0)
-    book.record(state)
+    book.record(state, evaluate)
     assert (stored(1)["ProcessingJobStatus"], stored(1)["FailureReason"]) == ("Failed", "NodeLost")
 
     state = apply_all(plan, state, decide(plan, state, {}, T0).events, T0)  # the execution fails
     state = apply_all(plan, retry(plan, state, T0), [AttemptStarted("prep", 2), AttemptSucceeded("prep", 2)], T0)
-    book.record(state)
+    book.record(state, evaluate)
     assert stored(2)["ProcessingJobStatus"] == "Completed" and stored(1)["ProcessingJobStatus"] == "Failed"
     # The condition and the @step read prep's job: its latest attempt's.
     assert book.uris(state) == {"prep": store.uri(layout.job_description_key(EXECUTION, "prep", 2))}
@@ -207,4 +207,4 @@ def test_the_book_writes_each_change_before_it_is_read_and_locates_the_latest_jo
     # A selective execution reusing prep reads the job of the execution that ran it.
     rerun = select(plan, new_execution(plan, execution_id="again", pipeline_name="jobs", parameters={}, now=T0),
                    state, ["check"])
-    assert JobBook(store, plan, rerun, evaluate).uris(rerun) == book.uris(state)
+    assert JobBook(store, plan, rerun).uris(rerun) == book.uris(state)

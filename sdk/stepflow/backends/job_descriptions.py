@@ -126,8 +126,8 @@ class JobBook:
     attempts' jobs change status (:meth:`record`), located for the expressions that read
     them (:meth:`uris`). ``store`` is rooted at the pipeline's folder."""
 
-    def __init__(self, store: ObjectStore, plan: Plan, state: ExecutionState, evaluate: Evaluate) -> None:
-        self.store, self.plan, self.evaluate = store, plan, evaluate
+    def __init__(self, store: ObjectStore, plan: Plan, state: ExecutionState) -> None:
+        self.store, self.plan = store, plan
         #: (step, attempt) → the job status its stored description has (what the persisted
         #: state says: descriptions are written before the state that implies them).
         self._described = {(s.name, a.number): JOB_STATUS[a.status] for s in state.steps.values() for a in s.attempts}
@@ -135,8 +135,9 @@ class JobBook:
         self._read = sorted({step for _, step, _ in plan.job_property_reads})
         self._source_attempts: dict[tuple[str, str], int | None] = {}
 
-    def record(self, state: ExecutionState) -> None:
-        """Describe every attempt whose job's status differs from its stored description."""
+    def record(self, state: ExecutionState, evaluate: Evaluate) -> None:
+        """Describe every attempt whose job's status differs from its stored description
+        (``evaluate`` gives the fields it echoes their values)."""
         for step in state.steps.values():
             if step.type not in KINDS:
                 continue
@@ -145,7 +146,7 @@ class JobBook:
                 if self._described.get((step.name, attempt.number)) == status:
                     continue
                 name = job_name(state.execution_id, step.name, attempt.number)
-                description = describe(step.type, attempt, self._arguments(state, step.name), name=name,
+                description = describe(step.type, attempt, self._arguments(state, step.name, evaluate), name=name,
                                        arn=job_arn(step.type, state.execution_arn, name))
                 self.store.put_bytes(layout.job_description_key(state.execution_id, step.name, attempt.number),
                                      json.dumps(description, indent=1).encode())
@@ -166,7 +167,7 @@ class JobBook:
                 out[name] = self.store.uri(layout.job_description_key(execution, name, number))
         return out
 
-    def _arguments(self, state: ExecutionState, step: str) -> dict[str, Any]:
+    def _arguments(self, state: ExecutionState, step: str, evaluate: Evaluate) -> dict[str, Any]:
         """The fields a description echoes, evaluated as the service evaluates them for the
         job (container arguments and environment as text); a field that cannot be evaluated
         is left out (the attempt fails on it, and says why)."""
@@ -176,7 +177,7 @@ class JobBook:
             if field not in arguments:
                 continue
             try:
-                out[field] = self.evaluate(state, arguments[field])
+                out[field] = evaluate(state, arguments[field])
             except ExpressionError as exc:
                 log.warning("the description of step %s's job leaves out %s: %s", step, field, exc)
         section, key = CONTAINER_ARGUMENTS[self.plan.step(step).type]

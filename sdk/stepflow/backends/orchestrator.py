@@ -72,9 +72,9 @@ class Orchestrator:
         self.clock = clock
         self.on_change = on_change
         self.upload_log = upload_log
-        self._documents: dict[str, Any] = {}
         self._persisted = state.to_json()
-        self.jobs = JobBook(store, plan, state, lambda state, value: self._evaluate(state, lambda c: resolve(value, c)))
+        self.jobs = JobBook(store, plan, state)
+        self.documents = Documents(plan, self.jobs, clock)
 
     @property
     def execution_id(self) -> str:
@@ -86,12 +86,12 @@ class Orchestrator:
         """Observe, decide, record, act. Returns the decision (for its ``wake_at``)."""
         now = self.clock()
         state = apply_all(self.plan, self.state, self._observe(), now)
-        self.jobs.record(state)  # the jobs that ended, described before anything reads them
+        self._describe_jobs(state)  # the jobs that ended, described before anything reads them
         while True:
-            decision = decide(self.plan, state, self._documents, now, jobs=self.jobs.uris(state))
+            decision = decide(self.plan, state, self.documents.read, now, jobs=self.jobs.uris(state))
             if not decision.documents_needed:
                 break
-            self._read_documents(state, decision.documents_needed)
+            self.documents.fetch(state, decision.documents_needed)
         started = [AttemptStarted(l.step, l.attempt) for l in decision.launches]
         state = apply_all(self.plan, state, [*decision.events, *started], now)
         self._persist(state)  # write-ahead: recorded before any process starts
@@ -177,18 +177,12 @@ class Orchestrator:
                              record.get("failureKind") or "User", record.get("exitCode"))
 
     def _arguments_for(self, step: str) -> tuple[list[str], dict[str, str]]:
-        return self._evaluate(self.state, lambda context: (resolve_container_arguments(self.plan, step, context),
-                                                          resolve_container_environment(self.plan, step, context)))
+        return self.documents.evaluate(self.state, lambda context: (
+            resolve_container_arguments(self.plan, step, context),
+            resolve_container_environment(self.plan, step, context)))
 
-    def _evaluate(self, state: ExecutionState, compute: Callable[[Any], Any]) -> Any:
-        """``compute(context)`` in this execution's context, once the documents it needs
-        (results read with JsonGet, job descriptions) are read."""
-        while True:
-            context = execution_context(self.plan, state, self._documents, self.clock(), self.jobs.uris(state))
-            try:
-                return compute(context)
-            except DocumentsNeeded as needed:
-                self._read_documents(state, needed.uris)
+    def _describe_jobs(self, state: ExecutionState) -> None:
+        self.jobs.record(state, lambda state, value: self.documents.evaluate(state, lambda c: resolve(value, c)))
 
     def _record(self, step: str, number: int) -> dict[str, Any] | None:
         try:
@@ -206,27 +200,8 @@ class Orchestrator:
 
     # -- store I/O -----------------------------------------------------------------------
 
-    def _read_documents(self, state: ExecutionState, uris: Sequence[str]) -> None:
-        jobs = set(self.jobs.uris(state).values())
-        for uri in uris:
-            self._documents[uri] = self._read_document(uri, job=uri in jobs)
-
-    @staticmethod
-    def _read_document(uri: str, *, job: bool = False) -> Any:
-        parent, _, name = uri.rpartition("/")
-        try:
-            return json.loads(open_store(parent).get_bytes(name))
-        except NotFound:
-            if job:
-                return UnreadableDocument(f"{uri} does not exist: the job's orchestrator did not describe it "
-                                          "(the attempt ran before stepflow described jobs)")
-            return UnreadableDocument(f"{uri} does not exist: the step that should have written it "
-                                      "did not serialize its output to JSON")
-        except (ValueError, StepflowError) as exc:
-            return UnreadableDocument(f"{uri} could not be read: {exc}")
-
     def _persist(self, state: ExecutionState) -> None:
-        self.jobs.record(state)  # before the state that implies them
+        self._describe_jobs(state)  # before the state that implies them
         self.state = state
         text = state.to_json()
         if text == self._persisted:
@@ -235,6 +210,45 @@ class Orchestrator:
         self._persisted = text
         if self.on_change is not None:
             self.on_change(state)
+
+
+class Documents:
+    """The JSON documents an execution's expressions read from the store (a step's
+    ``results.json`` through JsonGet, a job's description), each read once, and evaluation
+    with them: what the engine asks for is read, then the expression evaluated again."""
+
+    def __init__(self, plan: Plan, jobs: JobBook, clock: Callable[[], datetime] = utcnow) -> None:
+        self.plan, self.jobs, self.clock = plan, jobs, clock
+        #: URI → the parsed document, or an ``UnreadableDocument``.
+        self.read: dict[str, Any] = {}
+
+    def evaluate(self, state: ExecutionState, compute: Callable[[Any], Any]) -> Any:
+        """``compute(context)`` in the execution's context, once the documents it needs are read."""
+        while True:
+            context = execution_context(self.plan, state, self.read, self.clock(), self.jobs.uris(state))
+            try:
+                return compute(context)
+            except DocumentsNeeded as needed:
+                self.fetch(state, needed.uris)
+
+    def fetch(self, state: ExecutionState, uris: Sequence[str]) -> None:
+        jobs = set(self.jobs.uris(state).values())
+        for uri in uris:
+            self.read[uri] = _read_document(uri, job=uri in jobs)
+
+
+def _read_document(uri: str, *, job: bool) -> Any:
+    parent, _, name = uri.rpartition("/")
+    try:
+        return json.loads(open_store(parent).get_bytes(name))
+    except NotFound:
+        if job:
+            return UnreadableDocument(f"{uri} does not exist: the orchestrator of the step's job did not describe "
+                                      "it (the attempt ran before stepflow described jobs)")
+        return UnreadableDocument(f"{uri} does not exist: the step that should have written it "
+                                  "did not serialize its output to JSON")
+    except (ValueError, StepflowError) as exc:
+        return UnreadableDocument(f"{uri} could not be read: {exc}")
 
 
 #: Step types a launcher runs unless it says otherwise (``step_types``): @step functions.
