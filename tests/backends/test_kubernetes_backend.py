@@ -30,7 +30,9 @@ from stepflow.workflow.conditions import ConditionEquals
 from stepflow.workflow.fail_step import FailStep
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
-from stepflow.workflow.processing import ProcessingOutput, ScriptProcessor
+from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from stepflow.workflow.properties import Properties
+from stepflow.workflow.step_outputs import get_step
 from stepflow.workflow.steps import ProcessingStep
 
 processor = ScriptProcessor(image_uri="stepflow.test/prep:1", command=["python3"], role="arn:aws:iam::1:role/R",
@@ -44,9 +46,14 @@ def use(job):
     return job
 
 
+used = use(prep.properties.ProcessingJobName)
+# A processing input read from an upstream job's properties: evaluated when its Job is made.
+score = ProcessingStep(name="score", step_args=processor.run(inputs=[ProcessingInput(
+    source=Properties(get_step(used)).ModelArtifacts.S3ModelArtifacts, destination="/opt/ml/processing/model")],
+    code="prep.py"))
 check = ConditionStep(name="check", conditions=[ConditionEquals(left=prep.properties.ProcessingJobStatus,
                                                                 right="Completed")],
-                      if_steps=[use(prep.properties.ProcessingJobName)],
+                      if_steps=[used, score],
                       else_steps=[FailStep(name="stop", error_message="prep did not complete")])
 pipeline = Pipeline(name="jobprops", steps=[check])
 """
@@ -100,6 +107,16 @@ def test_a_condition_reads_a_processing_jobs_status_and_a_step_its_name(kube, s3
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("Steps.prep.ProcessingJobName") + 1] == prep_job
         _pod_writes_its_record(store, execution, "use")
+
+        score_job = job_name(execution, "score", 1)
+        job = wait_for(lambda: _job(kube, namespace, score_job), 60, message=f"the Job {score_job}")
+        (download,) = job["spec"]["template"]["spec"]["initContainers"]
+        inputs = json.loads(download["command"][-1])["inputs"]
+        model = json.loads(store.get_bytes(layout.job_description_key(execution, "use", 1)))["ModelArtifacts"]
+        assert [model["S3ModelArtifacts"], "/opt/ml/processing/model"] in inputs  # beside the code's
+        assert model["S3ModelArtifacts"] == \
+            f"{s3.root_uri}/jobprops/{execution}/use/results/{use_job}/output/model.tar.gz"
+        _pod_writes_its_record(store, execution, "score")
         orchestrator.join(60)
     finally:
         if orchestrator.is_alive():
