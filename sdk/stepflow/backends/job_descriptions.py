@@ -47,19 +47,19 @@ _SECONDARY_STATUS = {"InProgress": "Training", "Stopping": "Stopping", "Complete
 class JobKind:
     """How SageMaker describes one kind of job: the prefix of its own fields
     (``<prefix>JobName``, ``<prefix>JobStatus``, ``<prefix>StartTime``...), the resource
-    in its ARN, and the request fields its description echoes."""
+    in its ARN, the request fields its description echoes, and what else we report of it."""
 
     prefix: str
     resource: str
     echoed: tuple[str, ...]
+    extra: tuple[str, ...] = ()
 
     @property
     def reported(self) -> frozenset[str]:
         """The properties the job adds to what the step's definition says."""
         own = {f"{self.prefix}Job{field}" for field in ("Name", "Arn", "Status")}
         own |= {f"{self.prefix}StartTime", f"{self.prefix}EndTime"}
-        extra = {"SecondaryStatus", "ModelArtifacts", "TrainingTimeInSeconds"} if self.prefix == "Training" else set()
-        return frozenset(own | extra | {"FailureReason", "CreationTime", "LastModifiedTime"})
+        return frozenset(own | set(self.extra) | {"FailureReason", "CreationTime", "LastModifiedTime"})
 
 
 KINDS = {
@@ -71,7 +71,7 @@ KINDS = {
         "ResourceConfig", "VpcConfig", "StoppingCondition", "EnableNetworkIsolation",
         "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining", "CheckpointConfig",
         "DebugHookConfig", "ExperimentConfig", "TensorBoardOutputConfig", "ProfilerConfig", "Environment",
-        "RetryStrategy")),
+        "RetryStrategy"), extra=("SecondaryStatus", "ModelArtifacts", "TrainingTimeInSeconds")),
 }
 #: The job properties an engine-run backend reports, by step type (what the job adds to the
 #: step's definition; ``backends.capabilities`` refuses reads of others at publish).
