@@ -235,6 +235,9 @@ def test_a_step_pod_has_no_api_token_and_no_key_in_its_environment(cluster: Clus
 
 
 MIXED = '''
+from stepflow.workflow.condition_step import ConditionStep
+from stepflow.workflow.conditions import ConditionEquals
+from stepflow.workflow.fail_step import FailStep
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
 from stepflow.workflow.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
@@ -248,17 +251,21 @@ prep = ProcessingStep(name="prep", step_args=processor.run(
 
 
 @step(name="count")
-def count(uri: str) -> int:
+def count(uri: str, job: str) -> int:
     from stepflow.storage import open_store
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     rows = int(open_store("s3://" + bucket).get_bytes(prefix + "/rows.txt").decode())
-    print("ROWS", rows, "FROM", uri, flush=True)
+    print("ROWS", rows, "FROM", uri, "AFTER JOB", job, flush=True)
     return rows
 
 
 train_uri = prep.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
-pipeline = Pipeline(name="{name}", steps=[count(train_uri)])
+completed = ConditionStep(name="completed",
+                          conditions=[ConditionEquals(left=prep.properties.ProcessingJobStatus, right="Completed")],
+                          if_steps=[count(train_uri, prep.properties.ProcessingJobName)],
+                          else_steps=[FailStep(name="not-completed", error_message="prep did not complete")])
+pipeline = Pipeline(name="{name}", steps=[completed])
 '''
 
 PREP = '''
@@ -274,7 +281,9 @@ print("prepared", len(rows), "rows")
 
 def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release, repo, runner):
     """The seed's mixed example, on the runner image: inputs downloaded before the processing
-    container starts, its output uploaded after it exits, read by the @step downstream."""
+    container starts, its output uploaded after it exits, read by the @step downstream; a
+    condition on the processing job's status chooses the branch, and the @step receives the
+    job's name (its Job's), as on SageMaker."""
     release, namespace, bucket = jobs_release
     name = f"mixed-{secrets.token_hex(2)}"
     bucket.client().put_object(Bucket=bucket.bucket, Key=f"raw-{name}/data.csv", Body=b"a,1\nb,2\nc,3\n")
@@ -283,7 +292,11 @@ def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release,
     done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": flow, "prep.py": PREP})
     assert done["status"]["phase"] == "Succeeded", done["status"]
     execution = done["metadata"]["name"]
-    assert sorted(j["metadata"]["labels"]["stepflow.dev/step"] for j in _jobs(cluster, namespace, execution)) \
-        == ["count", "prep"]
+    jobs = {j["metadata"]["labels"]["stepflow.dev/step"]: j["metadata"]["name"]
+            for j in _jobs(cluster, namespace, execution)}
+    assert sorted(jobs) == ["count", "prep"]
+    phases = {s["name"]: s["phase"] for s in done["status"]["steps"]}
+    assert (phases["completed"], phases["not-completed"]) == ("Succeeded", "Skipped")
     expected = f"s3://{bucket.bucket}/stepflow/{namespace}/{name}/{name}/{execution}/prep/output/train"
-    assert f"ROWS 3 FROM {expected}" in _log(bucket, namespace, name, execution, "count")
+    log = _log(bucket, namespace, name, execution, "count")
+    assert f"ROWS 3 FROM {expected} AFTER JOB {jobs['prep']}" in log

@@ -1,10 +1,11 @@
-"""Pipeline and execution ARNs: the one place their format is written and read.
+"""Pipeline, execution and job ARNs: the one place their format is written and read.
 
-Every backend names pipelines and executions as SageMaker does, so code and tooling that
+Every backend names pipelines, executions and jobs as SageMaker does, so code and tooling that
 parse SageMaker ARNs work unchanged::
 
     arn:aws:sagemaker:<region>:<account>:pipeline/<name>
     arn:aws:sagemaker:<region>:<account>:pipeline/<name>/execution/<id>
+    arn:aws:sagemaker:<region>:<account>:processing-job/<job name>   (training-job/...)
 
 Backends that have no AWS account (local, kubernetes) use :data:`PLACEHOLDER_ACCOUNT`.
 SageMaker lower-cases the pipeline name inside its ARNs; we keep the name as written,
@@ -52,6 +53,12 @@ def pipeline_arn(pipeline_name: str, *, region: str, account: str | None = None)
 def execution_arn(pipeline_name: str, execution_id: str, *, region: str,
                   account: str | None = None) -> str:
     return f"{pipeline_arn(pipeline_name, region=region, account=account)}/execution/{execution_id}"
+
+
+def job_arn(resource: str, job_name: str, *, region: str, account: str | None = None) -> str:
+    """A SageMaker job's ARN: ``resource`` is ``processing-job`` or ``training-job``; SageMaker
+    lower-cases the job's name inside it."""
+    return f"arn:aws:sagemaker:{region}:{account or PLACEHOLDER_ACCOUNT}:{resource}/{job_name.lower()}"
 
 
 def schedule_arn(schedule_name: str, *, region: str, account: str | None = None) -> str:

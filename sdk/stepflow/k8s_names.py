@@ -48,3 +48,11 @@ def dns_label(text: str) -> str:
     digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH]
     head = safe[:LABEL_LIMIT - _HASH - 1].rstrip("-")
     return f"{head}-{digest}" if head else digest
+
+
+def job_name(execution_id: str, step: str, attempt: int) -> str:
+    """The name of an attempt's job: its Kubernetes Job's name (a DNS label, which its pods
+    carry as ``job-name``), and the name the local backend gives it; both are valid SageMaker
+    job names (63 characters of letters, digits and hyphens). Deterministic, so a restarted
+    orchestrator finds the Job it created."""
+    return dns_label(f"{execution_id}-{step}-{attempt}")

@@ -20,7 +20,7 @@ The operator roots each ``Pipeline`` resource's store at ``<root>/<namespace>/<n
 <pipeline>/<step>/<ts>/{code,input/<input name>}/...   (processing steps)
 <pipeline>/<execution>/{meta.json,execution.json,stop-requested}
 <pipeline>/<execution>/<step>/{results,exception}/...
-<pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log
+<pipeline>/<execution>/<step>/attempts/<n>.json, logs/<n>.log, jobs/<n>.json
 <pipeline>/.stepflow/{index.json,pipeline.json,triggers.json}
 <pipeline>/.stepflow/definitions/<hex>.json
 <pipeline>/.stepflow/executions/<id>.json
@@ -209,6 +209,13 @@ def attempt_record_key(execution_id: str, step: str, attempt: int) -> str:
 
 def attempt_log_key(execution_id: str, step: str, attempt: int) -> str:
     return f"{execution_id}/{step}/logs/{attempt}.log"
+
+
+def job_description_key(execution_id: str, step: str, attempt: int) -> str:
+    """The job an attempt ran, as SageMaker's DescribeProcessingJob/DescribeTrainingJob
+    answers: written by the orchestrator (never the attempt), read by the expressions of
+    later steps (``backends.job_descriptions``)."""
+    return f"{execution_id}/{step}/jobs/{attempt}.json"
 
 
 # -- GitOps resources ---------------------------------------------------------------------

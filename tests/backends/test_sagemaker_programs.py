@@ -310,6 +310,54 @@ def test_list_steps_returns_the_started_steps_newest_first_without_skipped_branc
     assert "evaluated to true" in everything["retrain"]["SkipReason"]
 
 
+def test_a_step_functions_training_job_properties_are_read_downstream_on_the_local_backend(deploy):
+    """The SDK refuses ``.properties`` on a @step, but a ``Properties`` built on the step reads
+    its job's (``Properties(step_name=..., shape_name="DescribeTrainingJobResponse")`` in
+    the SDK): the local backend describes each attempt's job, as SageMaker does."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    from stepflow import layout
+
+    pipeline = deploy("""
+        from stepflow.workflow.conditions import ConditionEquals
+        from stepflow.workflow.properties import Properties
+        from stepflow.workflow.step_outputs import get_step
+
+        @step
+        def train():
+            return 1
+
+        model = train()
+        job = Properties(get_step(model))
+
+        @step
+        def report(name, arn, artifacts):
+            return {"name": name, "arn": arn, "artifacts": artifacts}
+
+        check = ConditionStep(name="check", conditions=[ConditionEquals(left=job.TrainingJobStatus, right="Completed")],
+                              if_steps=[report(job.TrainingJobName, job.TrainingJobArn,
+                                               job.ModelArtifacts.S3ModelArtifacts)],
+                              else_steps=[FailStep(name="stop", error_message="train did not complete")])
+        pipeline = Pipeline(name="training-job", steps=[check])
+    """)
+    execution = pipeline.start()
+    assert execution.wait(timeout=120)["PipelineExecutionStatus"] == "Succeeded"
+    reported = execution.result("report")
+    key = layout.in_pipeline("training-job", layout.job_description_key(execution.execution_id, "train", 1))
+    described = json.loads(pipeline.session.store.get_bytes(key))
+    assert described["TrainingJobStatus"] == "Completed"
+    assert reported == {"name": described["TrainingJobName"], "arn": described["TrainingJobArn"],
+                        "artifacts": described["ModelArtifacts"]["S3ModelArtifacts"]}
+    assert reported["name"] == f"{execution.execution_id}-train-1"
+    assert reported["arn"] == f"{execution.arn.split(':pipeline/')[0]}:training-job/{reported['name']}"
+    assert by_name(execution)["train"]["Metadata"] == {"TrainingJob": {"Arn": reported["arn"]}}
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
+        "DescribeTrainingJob").output_shape
+    report = ParamValidator().validate(described, shape)
+    assert not report.has_errors(), report.generate_report()
+
+
 # -- bug 10: parallelism_config and selective_execution_config -----------------------------
 
 
@@ -466,40 +514,61 @@ prep = ProcessingStep(name="prep", step_args=processor.run(
 """
 
 
-@pytest.mark.parametrize("use, line_marker", [
-    ("""
+@pytest.mark.parametrize("use", [
+    """
 @step
 def train(status):
     return status
 
 result = train(prep.properties.ProcessingJobStatus)  # reads a job property
 pipeline = Pipeline(name="job-props", steps=[result])
-""", "result = train("),
-    ("""
+""",
+    """
 check = ConditionStep(name="check", conditions=[ConditionEquals(left=prep.properties.ProcessingJobArn,
                                                                 right="x")], if_steps=[], else_steps=[])
 pipeline = Pipeline(name="job-props", steps=[check])
-""", "check = ConditionStep("),
+""",
 ])
-def test_a_job_property_compiles_as_in_sagemaker_and_a_backend_that_cannot_report_it_refuses_it_at_publish(
-        tmp_path, monkeypatch, use, line_marker):
+def test_a_job_property_compiles_as_in_sagemaker_and_the_backends_that_run_the_job_report_it(tmp_path, monkeypatch,
+                                                                                            use):
+    from stepflow.backends.capabilities import check_runnable
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prep.py").write_text("print('prep')\n")
+    path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
+    path.write_text(HEADER + PROCESSING + use)
+    pipeline = load_pipeline(str(path))
+    pipeline._session = Session(f"file://{tmp_path / 'store'}")
+    definition = json.loads(pipeline.definition())  # legal SageMaker: compiles
+    check_runnable("job-props", definition, "sagemaker")  # SageMaker's jobs report their properties
+    check_runnable("job-props", definition, "kubernetes")  # and so do the Jobs the engine describes
+
+
+def test_a_job_property_a_backend_does_not_report_is_refused_at_publish(tmp_path, monkeypatch):
     from stepflow.backends.capabilities import check_runnable
     from stepflow.errors import BackendError
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prep.py").write_text("print('prep')\n")
-    source = HEADER + PROCESSING + use
     path = tmp_path / f"smprog_{next(_MODULE_NUMBERS)}.py"
-    path.write_text(source)
+    path.write_text(HEADER + PROCESSING + """
+@step
+def train(message):
+    return message
+
+result = train(prep.properties.ExitMessage)  # SageMaker's processing jobs report it; Kubernetes Jobs do not
+pipeline = Pipeline(name="job-props", steps=[result])
+""")
     pipeline = load_pipeline(str(path))
     pipeline._session = Session(f"file://{tmp_path / 'store'}")
-    definition = json.loads(pipeline.definition())  # legal SageMaker: compiles
-    check_runnable("job-props", definition, "sagemaker")  # SageMaker reports job properties
+    definition = json.loads(pipeline.definition())
+    check_runnable("job-props", definition, "sagemaker")
     with pytest.raises(BackendError) as info:
         check_runnable("job-props", definition, "kubernetes")
     message = info.value.message
-    assert "reads Steps.prep.ProcessingJob" in message and "the kubernetes backend does not report" in message
-    assert "backends that do: sagemaker" in message
+    assert "step 'train' reads Steps.prep.ExitMessage, a property of the job which the kubernetes backend " \
+           "does not report (of a Processing step's job it reports: CreationTime, FailureReason, " in message
+    assert "ProcessingJobStatus" in message and "backends that do: sagemaker" in message
     assert info.value.reason == "PropertyNotAvailable" and info.value.kind == "User"
 
 

@@ -29,6 +29,7 @@ from stepflow.engine import (
 from stepflow.errors import ValidationError
 
 from .helpers import (
+    ROOT,
     T0,
     Driver,
     condition,
@@ -180,6 +181,28 @@ def test_condition_needs_its_document_then_takes_the_if_branch():
     assert launched(driver.tick()) == ["after_good"]
     driver.succeed("after_good")
     assert driver.tick().status == "Succeeded"
+
+
+def test_a_condition_on_a_job_property_reads_the_description_of_the_jobs_latest_attempt():
+    prep = {"Name": "prep", "Type": "Processing", "Arguments": {"AppSpecification": {"ImageUri": "img"}}}
+    check = condition("check", [{"Type": "Equals", "LeftValue": get("Steps.prep.ProcessingJobStatus"),
+                                 "RightValue": "Completed"}],
+                      [training("use", extra_args=("--job", get("Steps.prep.ProcessingJobName")))],
+                      [fail("stop", "not completed")])
+    driver = Driver(definition(prep, check))
+    driver.tick()
+    driver.succeed("prep")
+    uri = f"{ROOT}/e1/prep/jobs/1.json"
+    jobs = {"prep": uri}
+    decision = decide(driver.plan, driver.state, driver.documents, driver.now, jobs=jobs)
+    assert decision.documents_needed == (uri,) and not decision.events and not decision.launches
+    driver.documents[uri] = {"ProcessingJobName": "e1-prep-1", "ProcessingJobStatus": "Completed"}
+    decision = decide(driver.plan, driver.state, driver.documents, driver.now, jobs=jobs)
+    assert decision.conditions == {"check": True} and decision.skipped == ("stop",)
+    assert decision.launches[0].container_arguments[-2:] == ("--job", "e1-prep-1")
+    driver.documents[uri] = {"ProcessingJobName": "e1-prep-1", "ProcessingJobStatus": "Failed"}
+    assert decide(driver.plan, driver.state, driver.documents, driver.now, jobs=jobs).fail_steps == {
+        "stop": "not completed"}
 
 
 def test_condition_takes_the_else_branch():

@@ -74,9 +74,54 @@ def test_condition_outcome_property():
         evaluate(get("Steps.check.Outcome"), context())
 
 
-def test_unknown_runtime_property_fails_with_what_is_readable():
+def test_a_property_the_definition_does_not_set_is_not_read_into_the_definition():
     with pytest.raises(ExpressionError, match="only properties the definition sets"):
-        evaluate(get("Steps.train.ModelArtifacts.S3ModelArtifacts"), context())
+        evaluate(get("Steps.train.OutputDataConfig.KmsKeyId"), context())
+
+
+# -- properties the step's job reports: read from the description of its latest job -------
+
+JOB_URI = "s3://bucket/stepflow/pipe/e1/prep/jobs/1.json"
+DESCRIPTION = {"ProcessingJobName": "e1-prep-1", "ProcessingJobStatus": "Completed",
+               "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:000000000000:processing-job/e1-prep-1",
+               "ProcessingOutputConfig": {"Outputs": [{"OutputName": "train", "S3Output": {"S3Uri": "s3://b/e1/tr"}}]}}
+
+
+def job_context(documents=None, jobs=None) -> Context:
+    return Context(parameters={}, execution={"PipelineExecutionId": "e1"}, steps=STEPS,
+                   documents=documents or {}, jobs={"prep": JOB_URI} if jobs is None else jobs)
+
+
+def test_a_job_property_is_read_from_the_description_of_the_steps_job():
+    ctx = job_context({JOB_URI: DESCRIPTION})
+    assert evaluate(get("Steps.prep.ProcessingJobStatus"), ctx) == "Completed"
+    assert evaluate(join("/", get("Steps.prep.ProcessingJobName"), "x"), ctx) == "e1-prep-1/x"
+    # What the definition sets is still read from the definition (evaluated), never the job's copy.
+    assert evaluate(get("Steps.prep.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"), ctx) == "s3://b/e1/tr"
+
+
+def test_a_job_property_asks_for_the_description_as_a_document_with_the_others():
+    expr = join(" ", get("Steps.prep.ProcessingJobArn"), json_get("a", "Result"))
+    with pytest.raises(DocumentsNeeded) as info:
+        evaluate(expr, job_context())
+    assert info.value.uris == tuple(sorted((JOB_URI, results_uri("a"))))
+
+
+def test_a_job_property_without_a_description_says_why():
+    with pytest.raises(ExpressionError, match=r"ProcessingJobStatus is a property the job of step 'prep' reports, "
+                                              "and this execution has no description of that job"):
+        evaluate(get("Steps.prep.ProcessingJobStatus"), job_context(jobs={}))
+    with pytest.raises(ExpressionError, match="cannot read the description of the job of step 'prep': NoSuchKey"):
+        evaluate(get("Steps.prep.ProcessingJobStatus"), job_context({JOB_URI: UnreadableDocument("NoSuchKey")}))
+
+
+def test_a_job_property_the_description_lacks_names_what_the_job_reports():
+    with pytest.raises(ExpressionError) as info:
+        evaluate(get("Steps.prep.FailureReason"), job_context({JOB_URI: DESCRIPTION}))
+    message = str(info.value)
+    assert "FailureReason is not in the description of the step's job" in message
+    assert "its job reports: ProcessingJobArn, ProcessingJobName, ProcessingJobStatus" in message
+    assert JOB_URI in message
 
 
 def test_execution_variable_not_set_by_the_backend():

@@ -1,10 +1,12 @@
-"""Which backend runs which kind of step, checked when a definition is recorded.
+"""Which backend runs which kind of step, and reports which job properties, checked when a
+definition is recorded.
 
 A step's kind is what it takes to run it: an ``@step`` function (the stepflow runtime, in
 any Python), a container job (a classic Processing or Training step: the image's own
 entrypoint), or nothing but the engine (Condition, Fail). A backend refuses at upsert, with
 the step's name and the backends that can run it, a definition holding a kind it cannot
-run: a user error found at publish, not a failed execution later.
+run, or reading a property of a step's job that it does not report: a user error found at
+publish, not a failed execution later.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from stepflow.backends.job_descriptions import REPORTED
 from stepflow.compiler.definition import ENTRYPOINT
 from stepflow.errors import USER, BackendError
 
@@ -29,9 +32,16 @@ BACKEND_KINDS: dict[str, frozenset[str]] = {
     "sagemaker": frozenset({FUNCTION, CONTAINER, SERVICE, ENGINE}),
 }
 
-#: The backends whose steps' jobs report their properties (``ProcessingJobStatus``,
-#: ``ModelArtifacts.S3ModelArtifacts``, ...) to the expressions that read them.
-REPORTS_JOB_PROPERTIES = frozenset({"sagemaker"})
+#: The job properties (``ProcessingJobStatus``, ``TrainingJobName``,
+#: ``ModelArtifacts.S3ModelArtifacts``, ...) each backend reports to the expressions that
+#: read them, by step type. SageMaker's jobs report every property of their description
+#: (``None``); the backends stepflow's engine runs describe each attempt's job themselves
+#: (``backends.job_descriptions``). A backend absent here reports none.
+REPORTS_JOB_PROPERTIES: dict[str, Mapping[str, frozenset[str]] | None] = {
+    "local": REPORTED,
+    "kubernetes": REPORTED,
+    "sagemaker": None,
+}
 
 _DESCRIPTIONS = {CONTAINER: "runs its own container image", FUNCTION: "is a @step function",
                  SERVICE: "creates a SageMaker resource (a model or a transform job)"}
@@ -69,23 +79,38 @@ def check_runnable(pipeline_name: str, definition: Mapping[str, Any], backend: s
             f"Pipeline '{pipeline_name}': {'; '.join(refused)}. Choose one of those backends "
             "(spec.backend, or Session(backend=...)), or turn the step into a @step function.",
             reason="UnsupportedStepType", kind=USER)
+    _check_job_properties(pipeline_name, definition, backend)
+
+
+def reports(backend: str, step_type: str, prop: str) -> bool:
+    """Whether ``backend`` reports property ``prop`` of a ``step_type`` step's job."""
     if backend not in REPORTS_JOB_PROPERTIES:
-        _check_job_properties(pipeline_name, definition, backend)
+        return False
+    reported = REPORTS_JOB_PROPERTIES[backend]
+    return reported is None or prop in reported.get(step_type, frozenset())
 
 
 def _check_job_properties(pipeline_name: str, definition: Mapping[str, Any], backend: str) -> None:
     """A read of a property a job reports while it runs is legal SageMaker, but only a
-    backend that reports them can resolve it: refuse it here, not in the middle of a run."""
+    backend that reports it can resolve it: refuse it here, not in the middle of a run."""
     from stepflow.engine import Plan
+    from stepflow.engine.paths import parse_path
 
-    reads = Plan.from_definition(definition).job_property_reads
-    if reads:
-        listed = "; ".join(f"step '{reader}' reads Steps.{step}.{path}" for reader, step, path in reads)
+    plan = Plan.from_definition(definition)
+    refused = []
+    for reader, step, path in plan.job_property_reads:
+        step_type, prop = plan.step(step).type, str(parse_path(path)[0])
+        if reports(backend, step_type, prop):
+            continue
+        reported = sorted((REPORTS_JOB_PROPERTIES.get(backend) or {}).get(step_type, ()))
+        able = [b for b in REPORTS_JOB_PROPERTIES if reports(b, step_type, prop)]
+        refused.append(f"step '{reader}' reads Steps.{step}.{path}, a property of the job which the {backend} "
+                       f"backend does not report (of a {step_type} step's job it reports: "
+                       f"{', '.join(reported) or 'nothing'}); backends that do: {', '.join(able) or 'none'}")
+    if refused:
         raise BackendError(
-            f"Pipeline '{pipeline_name}': {listed}: a property the job reports while it runs, which "
-            f"the {backend} backend does not report; backends that do: "
-            f"{', '.join(sorted(REPORTS_JOB_PROPERTIES))}. Read a property the step's definition "
-            "sets (e.g. an output's S3Uri), or choose one of those backends.",
+            f"Pipeline '{pipeline_name}': {'; '.join(refused)}. Read a property the step's definition sets "
+            "(e.g. an output's S3Uri) or one the backend reports, or choose one of those backends.",
             reason="PropertyNotAvailable", kind=USER)
 
 

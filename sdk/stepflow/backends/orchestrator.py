@@ -5,7 +5,9 @@ is in the store (``execution.json``, the attempt records the runtime writes, the
 request), so a new orchestrator picks up where a dead one stopped: attempts recorded as
 started are found again by the launcher or judged by their records, never launched twice.
 The launcher is the only part that differs between the local backend (processes on this
-machine) and the operator.
+machine) and the operator. The orchestrator also describes each attempt's job, as SageMaker
+does (:mod:`~stepflow.backends.job_descriptions`), for the expressions that read its
+properties.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from stepflow import layout
+from stepflow.backends.job_descriptions import JobBook
 from stepflow.backends.local.launcher import ProcessStatus
 from stepflow.engine import (
     AttemptFailed,
@@ -27,12 +30,17 @@ from stepflow.engine import (
     AttemptStopping,
     AttemptSucceeded,
     Decision,
+    DocumentsNeeded,
     ExecutionState,
     Plan,
     StopRequested,
     UnreadableDocument,
     apply_all,
     decide,
+    execution_context,
+    resolve,
+    resolve_container_arguments,
+    resolve_container_environment,
 )
 from stepflow.errors import StepflowError
 from stepflow.storage import NotFound, ObjectStore, open_store
@@ -64,8 +72,9 @@ class Orchestrator:
         self.clock = clock
         self.on_change = on_change
         self.upload_log = upload_log
-        self._documents: dict[str, Any] = {}
         self._persisted = state.to_json()
+        self.jobs = JobBook(store, plan, state)
+        self.documents = Documents(plan, self.jobs, clock)
 
     @property
     def execution_id(self) -> str:
@@ -77,12 +86,12 @@ class Orchestrator:
         """Observe, decide, record, act. Returns the decision (for its ``wake_at``)."""
         now = self.clock()
         state = apply_all(self.plan, self.state, self._observe(), now)
+        self._describe_jobs(state)  # the jobs that ended, described before anything reads them
         while True:
-            decision = decide(self.plan, state, self._documents, now)
+            decision = decide(self.plan, state, self.documents.read, now, jobs=self.jobs.uris(state))
             if not decision.documents_needed:
                 break
-            for uri in decision.documents_needed:
-                self._documents[uri] = self._read_document(uri)
+            self.documents.fetch(state, decision.documents_needed)
         started = [AttemptStarted(l.step, l.attempt) for l in decision.launches]
         state = apply_all(self.plan, state, [*decision.events, *started], now)
         self._persist(state)  # write-ahead: recorded before any process starts
@@ -168,11 +177,12 @@ class Orchestrator:
                              record.get("failureKind") or "User", record.get("exitCode"))
 
     def _arguments_for(self, step: str) -> tuple[list[str], dict[str, str]]:
-        from stepflow.engine import execution_context, resolve_container_arguments, resolve_container_environment
+        return self.documents.evaluate(self.state, lambda context: (
+            resolve_container_arguments(self.plan, step, context),
+            resolve_container_environment(self.plan, step, context)))
 
-        context = execution_context(self.plan, self.state, self._documents, self.clock())
-        return (resolve_container_arguments(self.plan, step, context),
-                resolve_container_environment(self.plan, step, context))
+    def _describe_jobs(self, state: ExecutionState) -> None:
+        self.jobs.record(state, lambda state, value: self.documents.evaluate(state, lambda c: resolve(value, c)))
 
     def _record(self, step: str, number: int) -> dict[str, Any] | None:
         try:
@@ -190,17 +200,8 @@ class Orchestrator:
 
     # -- store I/O -----------------------------------------------------------------------
 
-    def _read_document(self, uri: str) -> Any:
-        parent, _, name = uri.rpartition("/")
-        try:
-            return json.loads(open_store(parent).get_bytes(name))
-        except NotFound:
-            return UnreadableDocument(f"{uri} does not exist: the step that should have written it "
-                                      "did not serialize its output to JSON")
-        except (ValueError, StepflowError) as exc:
-            return UnreadableDocument(f"{uri} could not be read: {exc}")
-
     def _persist(self, state: ExecutionState) -> None:
+        self._describe_jobs(state)  # before the state that implies them
         self.state = state
         text = state.to_json()
         if text == self._persisted:
@@ -209,6 +210,45 @@ class Orchestrator:
         self._persisted = text
         if self.on_change is not None:
             self.on_change(state)
+
+
+class Documents:
+    """The JSON documents an execution's expressions read from the store (a step's
+    ``results.json`` through JsonGet, a job's description), each read once, and evaluation
+    with them: what the engine asks for is read, then the expression evaluated again."""
+
+    def __init__(self, plan: Plan, jobs: JobBook, clock: Callable[[], datetime] = utcnow) -> None:
+        self.plan, self.jobs, self.clock = plan, jobs, clock
+        #: URI → the parsed document, or an ``UnreadableDocument``.
+        self.read: dict[str, Any] = {}
+
+    def evaluate(self, state: ExecutionState, compute: Callable[[Any], Any]) -> Any:
+        """``compute(context)`` in the execution's context, once the documents it needs are read."""
+        while True:
+            context = execution_context(self.plan, state, self.read, self.clock(), self.jobs.uris(state))
+            try:
+                return compute(context)
+            except DocumentsNeeded as needed:
+                self.fetch(state, needed.uris)
+
+    def fetch(self, state: ExecutionState, uris: Sequence[str]) -> None:
+        jobs = set(self.jobs.uris(state).values())
+        for uri in uris:
+            self.read[uri] = _read_document(uri, job=uri in jobs)
+
+
+def _read_document(uri: str, *, job: bool) -> Any:
+    parent, _, name = uri.rpartition("/")
+    try:
+        return json.loads(open_store(parent).get_bytes(name))
+    except NotFound:
+        if job:
+            return UnreadableDocument(f"{uri} does not exist: the orchestrator of the step's job did not describe "
+                                      "it (the attempt ran before stepflow described jobs)")
+        return UnreadableDocument(f"{uri} does not exist: the step that should have written it "
+                                  "did not serialize its output to JSON")
+    except (ValueError, StepflowError) as exc:
+        return UnreadableDocument(f"{uri} could not be read: {exc}")
 
 
 #: Step types a launcher runs unless it says otherwise (``step_types``): @step functions.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from stepflow.backends.job_descriptions import KINDS, job_arn
 from stepflow.engine import ExecutionState, Plan, StepState
+from stepflow.k8s_names import job_name
 
 
 def describe_execution(state: ExecutionState, *, display_name: str | None = None) -> dict[str, Any]:
@@ -34,9 +36,10 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     return str(value)
 
-def step_view(step: StepState, step_type: str, execution_arn: str | None = None) -> dict[str, Any]:
+def step_view(step: StepState, step_type: str, state: ExecutionState) -> dict[str, Any]:
     out: dict[str, Any] = {"StepName": step.name, "StepType": step_type, "StepStatus": step.status,
                            "AttemptCount": len(step.attempts)}
+    execution_arn = state.execution_arn
     if step.reused_from is not None:  # selective execution: the source's outcome, not run here
         source = step.reused_from
         if execution_arn is not None:
@@ -55,8 +58,9 @@ def step_view(step: StepState, step_type: str, execution_arn: str | None = None)
         metadata["Condition"] = {"Outcome": "True" if step.condition_outcome else "False"}
     if step_type == "Fail" and step.failure_reason:
         metadata["Fail"] = {"ErrorMessage": step.failure_reason}
-    if step_type == "Training" and step.attempts:
-        metadata["TrainingJob"] = {"Arn": f"stepflow:training-job/{step.name}/{len(step.attempts)}"}
+    if step_type in KINDS and step.attempts:  # the latest attempt's job (backends.job_descriptions)
+        name = job_name(state.execution_id, step.name, step.attempts[-1].number)
+        metadata[f"{KINDS[step_type].prefix}Job"] = {"Arn": job_arn(step_type, execution_arn, name)}
     out["Metadata"] = metadata
     return out
 
@@ -70,10 +74,10 @@ def list_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
     position = {name: i for i, name in enumerate(plan.order)}
     started = [s for s in state.steps.values() if s.started_at is not None]
     started.sort(key=lambda s: (s.started_at, position[s.name]), reverse=True)
-    return [step_view(s, plan.step(s.name).type, state.execution_arn) for s in started]
+    return [step_view(s, plan.step(s.name).type, state) for s in started]
 
 
 def all_steps(plan: Plan, state: ExecutionState) -> list[dict[str, Any]]:
     """Every step in plan order, Pending and Skipped included (with ``SkipReason``): the
     CLI's view, which shows what has yet to run and why a step will not."""
-    return [step_view(state.steps[name], plan.step(name).type, state.execution_arn) for name in plan.order]
+    return [step_view(state.steps[name], plan.step(name).type, state) for name in plan.order]

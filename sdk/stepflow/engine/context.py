@@ -14,11 +14,12 @@ from .state import ExecutionState
 
 
 def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str, Any] | None,
-                      now: datetime) -> Context:
+                      now: datetime, jobs: Mapping[str, str] | None = None) -> Context:
     """What expressions of this execution can read at ``now``.
 
     ``PipelineArn`` and ``PipelineExecutionArn`` exist only when the backend set them on
-    the state; reading them otherwise fails the step with a message saying so.
+    the state; reading them otherwise fails the step with a message saying so. ``jobs``
+    maps a step to the URI of its latest job's description (``Context.jobs``).
     """
     execution = {
         "PipelineName": state.pipeline_name,
@@ -38,6 +39,7 @@ def execution_context(plan: Plan, state: ExecutionState, documents: Mapping[str,
         condition_outcomes={name: s.condition_outcome for name, s in state.steps.items()
                             if s.condition_outcome is not None},
         sources={name: s.reused_from for name, s in state.steps.items() if s.reused_from is not None},
+        jobs=jobs or {},
     )
 
 

@@ -2,7 +2,7 @@
 
 The orchestrator's loop, the same for the local backend and the operator::
 
-    decision = decide(plan, state, documents, now)
+    decision = decide(plan, state, documents, now, jobs=jobs)
     if decision.documents_needed:        # read them from the store, then decide again
         documents |= read(decision.documents_needed); continue
     state = apply_all(plan, state, [*decision.events,
@@ -102,11 +102,13 @@ class Decision:
 
 
 def decide(plan: Plan, state: ExecutionState, documents: Mapping[str, Any] | None, now: datetime,
-           parallelism: int | None = None) -> Decision:
+           parallelism: int | None = None, jobs: Mapping[str, str] | None = None) -> Decision:
     """The next decision for ``state`` at ``now``.
 
     ``documents`` maps a URI to the parsed JSON read from it (or an
     ``UnreadableDocument``). ``parallelism`` overrides the limit stored in the state.
+    ``jobs`` maps a step to the URI of its latest job's description, which expressions
+    reading the job's properties need as a document (``Context.jobs``).
     """
     now = require_utc(now)
     if set(plan.steps) != set(state.steps):
@@ -115,7 +117,7 @@ def decide(plan: Plan, state: ExecutionState, documents: Mapping[str, Any] | Non
     if state.terminal:
         return Decision(status=state.status, failure_reason=state.failure_reason)
     return _Decider(plan, state, documents or {}, now,
-                    parallelism if parallelism is not None else state.parallelism).run()
+                    parallelism if parallelism is not None else state.parallelism, jobs or {}).run()
 
 
 class _Decider:
@@ -123,10 +125,11 @@ class _Decider:
     conditions unlocked by other conditions resolve in the same decision."""
 
     def __init__(self, plan: Plan, state: ExecutionState, documents: Mapping[str, Any], now: datetime,
-                 parallelism: int | None) -> None:
+                 parallelism: int | None, jobs: Mapping[str, str]) -> None:
         if parallelism is not None and parallelism < 1:
             raise ValueError(f"parallelism must be >= 1 or None, got {parallelism!r}")
         self.plan, self.state, self.documents, self.now = plan, state.copy(), documents, now
+        self.jobs = jobs
         self.parallelism = parallelism
         self.events: list[ev.EngineEvent] = []
         self.needed: set[str] = set()
@@ -212,7 +215,7 @@ class _Decider:
     def _evaluate_step(self, name: str) -> bool:
         """Evaluate a ready Condition or Fail step; False when it waits for documents."""
         step = self.plan.step(name)
-        context = execution_context(self.plan, self.state, self.documents, self.now)
+        context = execution_context(self.plan, self.state, self.documents, self.now, self.jobs)
         try:
             if step.type == "Condition":
                 outcome = evaluate_conditions(step.arguments.get("Conditions", []), context)
@@ -241,7 +244,7 @@ class _Decider:
             elif not (step.status == PENDING and plan_step.runs_container and not self._halted
                       and self._ready(name)):
                 continue
-            context = execution_context(self.plan, self.state, self.documents, self.now)
+            context = execution_context(self.plan, self.state, self.documents, self.now, self.jobs)
             try:
                 arguments = resolve_container_arguments(self.plan, name, context)
                 environment = resolve_container_environment(self.plan, name, context)

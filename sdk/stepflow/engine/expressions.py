@@ -10,7 +10,12 @@ document the orchestrator could not read (absent object, invalid JSON) is passed
 
 Step properties (``Steps.S.<path>``) are read from the step's own definition, because for
 the steps we run they are inputs, not outputs: ``OutputDataConfig.S3OutputPath`` of a
-Training step is the ``Std:Join`` in its ``Arguments``, evaluated. A Condition step also
+Training step is the ``Std:Join`` in its ``Arguments``, evaluated. What only the step's
+*job* reports while it runs (``ProcessingJobStatus``, ``TrainingJobName``,
+``ModelArtifacts.S3ModelArtifacts``) is read from the description of that job, a document
+in the shape of SageMaker's DescribeProcessingJob/DescribeTrainingJob answer that the
+backend records for each attempt: :attr:`Context.jobs` says where the description of each
+step's latest job is, and it is passed in with the other documents. A Condition step also
 has ``Outcome``, once it has been evaluated.
 """
 
@@ -36,6 +41,9 @@ EXECUTION_VARIABLES = (
 )
 
 _EXPRESSION_KEYS = ("Get", "Std:Join", "Std:JsonGet")
+#: Step types whose jobs report properties beyond their definition (SageMaker's names for
+#: them are checked at compile, ``stepflow.compiler.validate``).
+JOB_STEP_TYPES = ("Processing", "Training", "Model", "Transform")
 
 
 class ExpressionError(StepflowError):
@@ -79,6 +87,9 @@ class Context:
     #: step → the execution it was reused from (selective execution): its properties
     #: evaluate with that execution's id, so they name the source's results.
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: step → the URI of the description of its latest job (read like any document), for the
+    #: steps whose job properties the definition reads and the backend reports.
+    jobs: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_expression(value: Any) -> bool:
@@ -196,8 +207,15 @@ class Evaluator:
             chain = " -> ".join([*self._resolving, reference])
             raise ExpressionError(f"step properties refer to each other in a loop: {chain}")
         try:
-            raw = lookup_property(definition.get("Arguments", {}), parse_path(path))
-        except (LookupError, PathSyntaxError) as exc:
+            segments = parse_path(path)
+        except PathSyntaxError as exc:
+            raise ExpressionError(f"{{'Get': {reference!r}}}: {exc}") from None
+        arguments = definition.get("Arguments", {})
+        if segments[0] not in arguments and definition.get("Type") in JOB_STEP_TYPES:
+            return self._job_property(step, segments, reference)
+        try:
+            raw = lookup_property(arguments, segments)
+        except LookupError as exc:
             raise ExpressionError(f"{{'Get': {reference!r}}}: {exc}") from None
         self._resolving.append(reference)
         context = self.context
@@ -209,6 +227,28 @@ class Evaluator:
         finally:
             self.context = context
             self._resolving.pop()
+
+    def _job_property(self, step: str, path: tuple[PathSegment, ...], reference: str) -> Any:
+        """A property only the step's job reports, from the description of its latest job."""
+        uri = self.context.jobs.get(step)
+        if uri is None:
+            raise ExpressionError(
+                f"{{'Get': {reference!r}}}: {format_path(path[:1])} is a property the job of step {step!r} "
+                "reports, and this execution has no description of that job (the step ran no job, "
+                "or its backend does not report job properties)")
+        if uri not in self.context.documents:
+            self.missing.add(uri)
+            return MISSING
+        description = self.context.documents[uri]
+        if isinstance(description, UnreadableDocument):
+            raise ExpressionError(f"{{'Get': {reference!r}}}: cannot read the description of the job of "
+                                  f"step {step!r}: {description.reason}")
+        try:
+            return lookup_property(description, path, where="the description of the step's job")
+        except LookupError as exc:
+            keys = ", ".join(sorted(description)) if isinstance(description, Mapping) else "none"
+            raise ExpressionError(f"{{'Get': {reference!r}}}: {exc}; its job reports: {keys} "
+                                  f"({uri})") from None
 
     def _join(self, body: Mapping[str, Any]) -> Any:
         values = [self.value(item) for item in body["Values"]]
@@ -295,12 +335,13 @@ class OpaquePropertyError(LookupError):
     """The path goes inside an expression's value, which only evaluation can tell."""
 
 
-def lookup_property(arguments: Any, path: tuple[PathSegment, ...]) -> Any:
-    """Follow a property path into a step's Arguments.
+def lookup_property(arguments: Any, path: tuple[PathSegment, ...], *, where: str | None = None) -> Any:
+    """Follow a property path into a step's Arguments (or, ``where`` naming it, into the
+    description of the step's job).
 
     A string key on a list selects the item whose ``...Name`` field equals it, the way
     SageMaker addresses ``Outputs['train']`` or ``InputDataConfig['training']``. Raises
-    ``LookupError`` saying which part of the path is not in the definition.
+    ``LookupError`` saying which part of the path is not there.
     """
     current = arguments
     for depth, segment in enumerate(path):
@@ -318,6 +359,9 @@ def lookup_property(arguments: Any, path: tuple[PathSegment, ...]) -> Any:
             current = current[segment]
         elif isinstance(current, Mapping) and isinstance(segment, str) and segment in current:
             current = current[segment]
+        elif where is not None:
+            raise LookupError(f"property {_dotted(path)} is not in {where} (stopped at "
+                              f"{_dotted(path[:depth + 1])})")
         else:
             raise LookupError(
                 f"property {_dotted(path)} is not in the step's definition (stopped at "

@@ -22,7 +22,7 @@ from typing import Any
 from stepflow.errors import ValidationError
 
 from .conditions import scan_conditions
-from .expressions import OpaquePropertyError, References, lookup_property, scan
+from .expressions import JOB_STEP_TYPES, OpaquePropertyError, References, lookup_property, scan
 from .parameters import ParameterSpec, parse_parameter_specs
 from .paths import parse_path
 from .retry import RetrySettings, parse_retry_settings
@@ -79,7 +79,8 @@ class Plan:
     order: tuple[str, ...]
     #: (reader, step, path) of every read of a property the step's *job* reports while it
     #: runs (``ProcessingJobStatus``, ``ModelArtifacts.S3ModelArtifacts``): legal SageMaker,
-    #: available only on backends that report job properties (backends.capabilities).
+    #: available on backends that report job properties (backends.capabilities), which
+    #: describe the job of each of these steps (``Context.jobs``).
     job_property_reads: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
@@ -192,11 +193,6 @@ def _references(item: _Flat) -> References:
     if item.type == "Fail":
         return scan(arguments.get("ErrorMessage", ""), f"{where}.ErrorMessage", refs)
     return scan(arguments, where, refs)
-
-
-#: Step types whose jobs report properties beyond their definition (their names are
-#: checked against SageMaker's model at compile, ``stepflow.compiler.validate``).
-JOB_STEP_TYPES = ("Processing", "Training", "Model", "Transform")
 
 
 def _check_properties(reader: str, refs: References, steps: Mapping[str, StepPlan]) -> list[tuple[str, str, str]]:

@@ -152,15 +152,22 @@ class KubernetesBackend(LocalBackend):
     def _processing_channels(self, plan: Plan, pipeline_name: str, execution_id: str, step: str
                              ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The step's inputs ``(s3 uri, path)`` and outputs ``(path, s3 uri)``, their expressions
-        (an upstream step's output, the execution id in a default destination) evaluated."""
-        from stepflow.engine import execution_context, resolve, to_text
-        from stepflow.timefmt import utcnow
+        (an upstream step's output or model, the execution id in a default destination) evaluated
+        from the state the orchestrator recorded before launching."""
+        from stepflow.backends.job_descriptions import JobBook
+        from stepflow.backends.orchestrator import Documents
+        from stepflow.engine import resolve, to_text
 
-        context = execution_context(plan, self.execution_state(pipeline_name, execution_id), None, utcnow())
+        state = self.execution_state(pipeline_name, execution_id)
+        documents = Documents(plan, JobBook(self.pipeline_store(pipeline_name), plan, state))
+
+        def text(value: Any) -> str:
+            return to_text(documents.evaluate(state, lambda context: resolve(value, context)))
+
         arguments = plan.step(step).arguments
-        inputs = [(to_text(resolve(i["S3Input"]["S3Uri"], context)), i["S3Input"]["LocalPath"])
+        inputs = [(text(i["S3Input"]["S3Uri"]), i["S3Input"]["LocalPath"])
                   for i in arguments.get("ProcessingInputs") or ()]
-        outputs = [(o["S3Output"]["LocalPath"], to_text(resolve(o["S3Output"]["S3Uri"], context)))
+        outputs = [(o["S3Output"]["LocalPath"], text(o["S3Output"]["S3Uri"]))
                    for o in (arguments.get("ProcessingOutputConfig") or {}).get("Outputs") or ()]
         return inputs, outputs
 

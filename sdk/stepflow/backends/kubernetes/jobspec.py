@@ -17,7 +17,7 @@ from typing import Any
 
 from stepflow.backends.kubernetes.resources import InstanceType
 from stepflow.errors import ValidationError
-from stepflow.k8s_names import dns_label, label_value
+from stepflow.k8s_names import dns_label, job_name, label_value
 
 PIPELINE_LABEL = "stepflow.dev/pipeline"
 EXECUTION_LABEL = "stepflow.dev/execution"
@@ -49,11 +49,6 @@ class StepPodSettings:
     #: The most Jobs one execution runs at once (a fan-out waits for a slot); None: no limit.
     max_parallel_jobs: int | None = None
     instance_types: Mapping[str, InstanceType] = field(default_factory=dict)
-
-
-def job_name(execution_id: str, step: str, attempt: int) -> str:
-    """Deterministic and within a label's 63 characters (pods carry it as ``job-name``)."""
-    return dns_label(f"{execution_id}-{step}-{attempt}")
 
 
 def labels(pipeline: str, execution_id: str, step: str | None = None, attempt: int | None = None) -> dict[str, str]:
