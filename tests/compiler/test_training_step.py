@@ -140,8 +140,8 @@ def test_the_local_backend_refuses_a_training_job_at_publish(project, session):
     pipeline, _ = _pipeline()
     pipeline._session = session
     with pytest.raises(BackendError, match=(
-            r"step 'Train' \(Training\) runs its own container image, which the local backend "
-            r"cannot run; backends that can: kubernetes, sagemaker")):
+            r"step 'Train' \(Training\) is a training job on its own image \(SageMaker's training "
+            r"contract\), which the local backend cannot run; backends that can: sagemaker")):
         pipeline.upsert()
 
 
@@ -149,10 +149,12 @@ def test_step_kinds(compile_, project):
     bundle = compile_(_pipeline()[0])
     steps = steps_by_name(bundle.definition)
     assert step_kind("Training", steps["evaluate"]["Arguments"]) == "function"
-    assert step_kind("Training", steps["Train"]["Arguments"]) == "container"
+    assert step_kind("Training", steps["Train"]["Arguments"]) == "training"
     assert step_kind("Condition", {}) == "engine"
     check_runnable("classic", bundle.definition, "sagemaker")  # runs everything here
-    check_runnable("classic", bundle.definition, "kubernetes")  # describes the job: ModelArtifacts included
+    # Step pods run @step functions and processing containers, not yet the training contract.
+    with pytest.raises(BackendError, match=r"step 'Train' \(Training\) is a training job on its own image"):
+        check_runnable("classic", bundle.definition, "kubernetes")
     check_runnable("classic", bundle.definition, "some-future-backend")  # unknown: not judged
 
 

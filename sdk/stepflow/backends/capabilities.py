@@ -2,8 +2,10 @@
 definition is recorded.
 
 A step's kind is what it takes to run it: an ``@step`` function (the stepflow runtime, in
-any Python), a container job (a classic Processing or Training step: the image's own
-entrypoint), or nothing but the engine (Condition, Fail). A backend refuses at upsert, with
+any Python), a container job (a classic Processing step: the image's own command, with
+SageMaker's processing contract), a training job on its own image (SageMaker's training
+contract: channels, hyperparameters, the model archive), a SageMaker resource, or nothing
+but the engine (Condition, Fail). A backend refuses at upsert, with
 the step's name and the backends that can run it, a definition holding a kind it cannot
 run, or reading a property of a step's job that it does not report: a user error found at
 publish, not a failed execution later.
@@ -20,16 +22,18 @@ from stepflow.errors import USER, BackendError
 
 FUNCTION = "function"
 CONTAINER = "container"
+TRAINING = "training"
 SERVICE = "service"
 ENGINE = "engine"
 
 #: The kinds each backend runs. ``local`` runs @step functions as processes here;
-#: ``kubernetes`` (pods) also runs containers; ``sagemaker`` also SageMaker's own
-#: resources (models, transform jobs).
+#: ``kubernetes`` (pods) also runs processing containers (not yet SageMaker's training
+#: contract); ``sagemaker`` also training images and SageMaker's own resources (models,
+#: transform jobs).
 BACKEND_KINDS: dict[str, frozenset[str]] = {
     "local": frozenset({FUNCTION, ENGINE}),
     "kubernetes": frozenset({FUNCTION, CONTAINER, ENGINE}),
-    "sagemaker": frozenset({FUNCTION, CONTAINER, SERVICE, ENGINE}),
+    "sagemaker": frozenset({FUNCTION, CONTAINER, TRAINING, SERVICE, ENGINE}),
 }
 
 #: The job properties (``ProcessingJobStatus``, ``TrainingJobName``,
@@ -44,16 +48,17 @@ REPORTS_JOB_PROPERTIES: dict[str, Mapping[str, frozenset[str]] | None] = {
 }
 
 _DESCRIPTIONS = {CONTAINER: "runs its own container image", FUNCTION: "is a @step function",
+                 TRAINING: "is a training job on its own image (SageMaker's training contract)",
                  SERVICE: "creates a SageMaker resource (a model or a transform job)"}
 
 
 def step_kind(step_type: str, arguments: Mapping[str, Any]) -> str:
     """``function`` for a compiled @step (a Training job whose entrypoint is the job
-    driver), ``container`` for other Processing and Training steps, ``service`` for
-    Model and Transform steps, ``engine`` otherwise."""
+    driver), ``training`` for other Training steps, ``container`` for Processing steps,
+    ``service`` for Model and Transform steps, ``engine`` otherwise."""
     if step_type == "Training":
         entrypoint = (arguments.get("AlgorithmSpecification") or {}).get("ContainerEntrypoint")
-        return FUNCTION if entrypoint == ENTRYPOINT else CONTAINER
+        return FUNCTION if entrypoint == ENTRYPOINT else TRAINING
     if step_type == "Processing":
         return CONTAINER
     if step_type in ("Model", "Transform"):
