@@ -73,10 +73,10 @@ def _namespace(env: Env) -> str:
 
 
 def _operator(env: Env, namespace: str, bucket: Any, work: Path, log: Path,
-              receiver_port: int | None = None) -> subprocess.Popen:
+              receiver_port: int | None = None, metrics_port: int | None = None) -> subprocess.Popen:
     environment = {**os.environ, **env.kube.env, **bucket.env(), "STEPFLOW_CACHE_DIR": str(work),
                    "STEPFLOW_S3_ROOT_URI": bucket.root_uri, "STEPFLOW_BUILD_PYTHON": BUILD_PYTHON,
-                   "STEPFLOW_METRICS_ADDRESS": "off",
+                   "STEPFLOW_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}" if metrics_port else "off",
                    "STEPFLOW_RECEIVER_ADDRESS": f"127.0.0.1:{receiver_port}" if receiver_port else "off"}
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
     return subprocess.Popen([sys.executable, "-m", "stepflow_operator", "--standalone",
@@ -106,6 +106,45 @@ def _apply(env: Env, namespace: str, manifests: list[dict]) -> None:
 
 def _pipelines(api: Any, namespace: str) -> list[dict]:
     return api.list_namespaced_custom_object("stepflow.dev", "v1alpha1", namespace, "pipelines")["items"]
+
+
+def _stage_seconds(metrics_port: int) -> dict[str, float]:
+    """The operator's cumulative seconds per reconcile stage, and of whole reconciles."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "stepflow_reconcile_stage_duration_seconds_sum":
+                stage = sample.labels["stage"]
+                totals[stage] = totals.get(stage, 0.0) + sample.value
+            elif sample.name == "stepflow_reconcile_duration_seconds_sum":
+                totals["reconcile"] = totals.get("reconcile", 0.0) + sample.value
+    return totals
+
+
+def _building(item: dict, short: str) -> bool:
+    """The operator has started on ``short``: the reconcile's progress patch says so."""
+    status = item.get("status") or {}
+    reconciling = next((c for c in status.get("conditions") or () if c["type"] == "Reconciling"), {})
+    return reconciling.get("status") == "True" and short in (reconciling.get("message") or "")
+
+
+def _until_ready(get: Any, short: str, since: float) -> tuple[float, float]:
+    """Seconds from ``since`` until Ready on ``short``, and until the operator was seen on it."""
+    seen: list[float] = []
+
+    def ready() -> bool:
+        item = get()
+        if not seen and (_building(item, short) or _ready_on(item, short)):
+            seen.append(time.monotonic() - since)
+        return _ready_on(item, short)
+    wait_for(ready, 60, 0.02, f"Ready on {short}")
+    return time.monotonic() - since, seen[0]
 
 
 def _ready_on(item: dict, short: str | None = None) -> bool:
@@ -162,8 +201,10 @@ def webhook(env: Env, pushes: int) -> dict[str, Any]:
          "spec": {"type": "github", "secretRef": {"name": "hook"}}}])
     work = Path(tempfile.mkdtemp(prefix="webhook-", dir="/var/tmp"))
     work.chmod(0o711)
-    port = free_port()
-    proc = _operator(env, namespace, bucket, work / "work", env.base / "webhook-operator.log", receiver_port=port)
+    port, metrics_port = free_port(), free_port()
+    proc = _operator(env, namespace, bucket, work / "work", env.base / "webhook-operator.log", receiver_port=port,
+                     metrics_port=metrics_port)
+    breakdown: list[dict[str, float]] = []
     try:
         get = lambda: api.get_namespaced_custom_object("stepflow.dev", "v1alpha1", namespace, "pipelines", "webhook")  # noqa: E731
         wait_for(lambda: _ready_on(get()), 120, 0.05, "first Ready")
@@ -178,16 +219,25 @@ def webhook(env: Env, pushes: int) -> dict[str, Any]:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}{path}", data=body, method="POST",
                 headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(token.encode(), body)})
+            before = _stage_seconds(metrics_port)
             posted = time.monotonic()
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 202, response.status
-            wait_for(lambda sha=sha: _ready_on(get(), sha[:7]), 60, 0.02, f"Ready on {sha[:7]}")
-            samples.append(time.monotonic() - posted)
+            total, seen = _until_ready(get, sha[:7], posted)
+            samples.append(total)
+            after = _stage_seconds(metrics_port)
+            stages = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+            stages["seen_reconciling"] = seen
+            breakdown.append(stages)
     finally:
         _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+    keys = sorted({k for b in breakdown for k in b})
     return {"pushes": pushes, "seconds": [round(s, 3) for s in samples],
-            "median": round(statistics.median(samples), 3), "max": round(max(samples), 3)}
+            "median": round(statistics.median(samples), 3), "max": round(max(samples), 3),
+            # Per push, median seconds: each reconcile stage (the operator's metrics), the whole
+            # reconcile, and when the progress patch (Reconciling on the new revision) was seen.
+            "breakdown_median": {k: round(statistics.median(b.get(k, 0.0) for b in breakdown), 3) for k in keys}}
 
 
 def resync(env: Env, count: int) -> dict[str, Any]:
@@ -240,6 +290,7 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=5)
     parser.add_argument("--pipelines", type=int, default=200)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--logs", type=Path, help="copy the operators' logs into this folder")
     parser.add_argument("--figures", default="latency,webhook,resync",
                         help="comma-separated: latency, webhook, resync (default: all)")
     args = parser.parse_args()
@@ -257,6 +308,10 @@ def main() -> None:
             print(json.dumps({figure: results[figure]}), flush=True)
     finally:
         env.stop()
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in base.glob("*-operator*.log"):
+                shutil.copy(log, args.logs / log.name)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     shutil.rmtree(base, ignore_errors=True)
