@@ -111,6 +111,9 @@ class Sandbox:
         """The warm worker of the venv without requirements, made on first use."""
         if not self.settings.warm:
             return None
+        if self.worker is not None and self.worker.python != python:
+            self.worker.close()
+            self.worker = None
         if self.worker is None:
             work = self.settings.work_dir
             self.worker = WarmWorker(python, env=scrubbed_environment(

@@ -98,6 +98,9 @@ class _Output(asyncio.Protocol):
 class WarmWorker:
     """One fork server for one interpreter, on the event loop that started it."""
 
+    #: The server's module (``python -m``).
+    MODULE = "stepflow.gitops.sandbox.forkserver"
+
     def __init__(self, python: str, *, env: Mapping[str, str], cwd: Path) -> None:
         self.python, self.env, self.cwd = python, dict(env), cwd
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +146,7 @@ class WarmWorker:
         try:
             # Started from the loop's thread: PR_SET_PDEATHSIG follows the thread that forked.
             self._proc = subprocess.Popen(
-                [self.python, "-s", "-P", "-m", "stepflow.gitops.sandbox.forkserver",
+                [self.python, "-s", "-P", "-m", self.MODULE,
                  str(theirs.fileno()), str(os.getpid())],
                 env=self.env, cwd=self.cwd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=sys.stderr, start_new_session=True)
