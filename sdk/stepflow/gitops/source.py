@@ -288,32 +288,33 @@ class GitSource:
     def _fetch_commit(repo: git.Repo, url: str, ref: Ref, commit: str,
                       credentials: GitCredentials | None, env: dict[str, str],
                       deadline: float) -> None:
-        """Shallow-fetch ``commit``: by its ref when it is still the tip, else by its SHA.
+        """Shallow-fetch ``commit``: by its SHA, else by its ref when it is still the tip.
 
-        Fetching by ref works with every server; by SHA needs protocol v2 (all current
-        servers), and is only needed for pinned commits or a branch that moved since resolve.
+        By SHA, git lists no refs first: one request fewer on the push → Ready path (about
+        half of a fetch over HTTP). Protocol v2 servers (all current ones) serve any
+        reachable commit so; one that refuses (protocol v0 without
+        ``uploadpack.allowReachableSHA1InWant``) gets the ref instead.
         """
         common = ["--depth=1", "--no-tags", "--no-write-fetch-head", "--quiet"]
         remote_ref = ref.remote_ref()
-        if remote_ref is not None:
-            local = f"refs/stepflow/{'heads' if ref.branch else 'tags'}/{ref.name}"
-            _run(repo.git, "fetch", *common, url, f"+{remote_ref}:{local}", env=env,
-                 deadline=deadline, url=url, credentials=credentials,
-                 what=f"fetch {ref.describe()}", missing=ref.describe())
-            if _has_commit(repo, commit, deadline):
-                _keep(repo, commit, deadline, url)
-                return
         try:
             _run(repo.git, "fetch", *common, url, f"{commit}:refs/stepflow/commits/{commit}",
                  env=env, deadline=deadline, url=url, credentials=credentials,
                  what=f"fetch commit {commit[:12]}", missing=f"commit {commit}")
+            return
         except SourceError as exc:
-            if exc.reason == REF_NOT_FOUND and remote_ref is not None:
-                raise SourceError(
-                    f"commit {commit[:12]} is no longer reachable from {ref.describe()} in "
-                    f"{safe_url(url)} (was the branch force-pushed?); the next reconcile "
-                    f"resolves the new tip", reason=REF_NOT_FOUND) from exc
-            raise
+            if exc.reason != REF_NOT_FOUND or remote_ref is None:
+                raise
+        local = f"refs/stepflow/{'heads' if ref.branch else 'tags'}/{ref.name}"
+        _run(repo.git, "fetch", *common, url, f"+{remote_ref}:{local}", env=env,
+             deadline=deadline, url=url, credentials=credentials,
+             what=f"fetch {ref.describe()}", missing=ref.describe())
+        if not _has_commit(repo, commit, deadline):
+            raise SourceError(
+                f"commit {commit[:12]} is no longer reachable from {ref.describe()} in "
+                f"{safe_url(url)} (was the branch force-pushed?); the next reconcile "
+                f"resolves the new tip", reason=REF_NOT_FOUND)
+        _keep(repo, commit, deadline, url)
 
 
 def _submodules_of(repo: git.Repo, commit: str, deadline: float, url: str) -> list[Submodule]:
