@@ -235,11 +235,12 @@ class GitSource:
                 with git_environment(url, credentials) as env:
                     self._fetch_commit(repo, url, ref, commit, credentials, env, deadline)
                 fetched = True
-            committed_at = int(_run(repo.git, "show", "-s", "--format=%ct", commit,
-                                    deadline=deadline, url=url, what="read the commit"))
             path = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._checkouts))
             try:
-                _materialise(repo, commit, path, deadline, url)
+                committed_at = _materialise(repo, commit, path, deadline, url)
+                if committed_at is None:  # an empty tree: no file carries the time
+                    committed_at = int(_run(repo.git, "show", "-s", "--format=%ct", commit,
+                                            deadline=deadline, url=url, what="read the commit"))
                 submodules = _submodules_of(repo, commit, deadline, url)
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
@@ -453,8 +454,12 @@ def _keep(repo: git.Repo, commit: str, deadline: float, url: str) -> None:
          deadline=deadline, url=url, what="record the commit")
 
 
-def _materialise(repo: git.Repo, commit: str, dest: Path, deadline: float, url: str) -> None:
-    """Write the commit's tree into ``dest`` via ``git archive``; nothing of .git comes along."""
+def _materialise(repo: git.Repo, commit: str, dest: Path, deadline: float, url: str) -> int | None:
+    """Write the commit's tree into ``dest`` via ``git archive``; nothing of .git comes along.
+
+    Returns the commit's time (``%ct``), which ``git archive`` gives every entry of a
+    commit's tree; None when the tree is empty.
+    """
     with tempfile.TemporaryFile(dir=Path(repo.git_dir).parent) as stream:
         _run(repo.git, "archive", "--format=tar", commit, output_stream=stream,
              deadline=deadline, url=url, what=f"read the files of {commit[:12]}")
@@ -470,6 +475,8 @@ def _materialise(repo: git.Repo, commit: str, dest: Path, deadline: float, url: 
                         raise SourceError(f"commit {commit[:12]} holds a path outside the checkout: "
                                           f"{member.name!r}; it was refused")
                 tar.extractall(dest)
+            members = tar.getmembers()
+    return int(members[0].mtime) if members else None
 
 
 def _run(cmd: git.Git, command: str, *args: str, deadline: float, url: str, what: str,
