@@ -101,6 +101,7 @@ class Context:
                    reconcile_slots=asyncio.Semaphore(config.max_reconciles))
 
     def close(self) -> None:
+        self.reconciler.close()
         self.kube.api.close()
 
 

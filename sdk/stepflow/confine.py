@@ -38,7 +38,8 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 NAMESPACES = "namespaces"
 REAPER = "reaper"
@@ -48,6 +49,7 @@ NOBODY = 65534
 CANNOT_START = 127
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWPID = 0x20000000
@@ -55,17 +57,50 @@ _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 409
 _PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 
 
-def argv(python: str, command: Sequence[str], *, mode: str, uid: int | None = None,
-         gid: int | None = None, memory_bytes: int | None = None, cpu_seconds: int | None = None,
-         tmpfs_bytes: int = 512 * 1024**2, keep: Sequence[os.PathLike[str] | str] = ()) -> list[str]:
-    """The command line that runs ``command`` confined; the caller's pid becomes the starter.
+def spec(*, mode: str, uid: int | None = None, gid: int | None = None, memory_bytes: int | None = None,
+         cpu_seconds: int | None = None, tmpfs_bytes: int = 512 * 1024**2,
+         keep: Sequence[os.PathLike[str] | str] = ()) -> dict:
+    """What the supervisor is told (JSON-able); the caller's pid is the starter.
 
     ``keep``: folders the command needs that may lie under a private temp dir (namespaces).
     """
-    spec = {"mode": mode, "uid": uid, "gid": gid, "as": memory_bytes or 0, "cpu": cpu_seconds or 0,
+    return {"mode": mode, "uid": uid, "gid": gid, "as": memory_bytes or 0, "cpu": cpu_seconds or 0,
             "tmpfs": tmpfs_bytes, "starter": os.getpid(),
             "keep": [os.path.realpath(path) for path in keep]}
-    return [python, "-I", "-S", __file__, json.dumps(spec), *command]
+
+
+def command(python: str, argv: Sequence[str], spec: dict) -> list[str]:
+    """The command line that runs ``argv`` confined as ``spec`` says."""
+    return [python, "-I", "-S", __file__, json.dumps(spec), *argv]
+
+
+def argv(python: str, command_argv: Sequence[str], **options: Any) -> list[str]:
+    """The command line that runs ``command_argv`` confined (``options``: :func:`spec`'s)."""
+    return command(python, command_argv, spec(**options))
+
+
+def die_with(starter: int, sig: int = signal.SIGKILL) -> None:
+    """Get ``sig`` when the parent dies; exit now if it already did (it is not ``starter``)."""
+    _prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != starter:
+        os._exit(1)
+
+
+def supervise_call(spec: dict, function: Callable[[], int]) -> NoReturn:
+    """Become the supervisor of ``function``, called in the confined final child, as another
+    process would be executed there; its return value is that child's exit code.
+
+    For a fork server (``gitops.sandbox.forkserver``): the caller is a fresh fork of a
+    process that holds no secret, ``spec["starter"]`` is its parent's pid. The final child
+    is left dumpable, as an ``exec`` would leave it, so the command's user may read its own
+    ``/proc/self``.
+    """
+    def call() -> None:
+        _enter(spec)
+        _prctl(_PR_SET_DUMPABLE, 1)
+        os._exit(function())
+
+    _supervise(spec, call)
 
 
 def probe(python: str) -> str | None:
@@ -140,25 +175,42 @@ def _private_mounts(tmpfs_bytes: int, keep: Sequence[str]) -> None:
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
 
 
-def _exec_command(spec: dict, command: list[str]) -> None:
-    """In the final child: drop to the sandbox user, set limits, become the command."""
+def _enter(spec: dict) -> None:
+    """In the final child: default signal handling, the sandbox user, the limits."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if spec["uid"] is not None:
+        os.setgroups([])
+        os.setgid(spec["gid"] if spec["gid"] is not None else spec["uid"])
+        os.setuid(spec["uid"])
+    if spec["as"]:
+        resource.setrlimit(resource.RLIMIT_AS, (spec["as"], spec["as"]))
+    if spec["cpu"]:
+        resource.setrlimit(resource.RLIMIT_CPU, (spec["cpu"], spec["cpu"] + 2))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _final(spec: dict, start: Callable[[], None]) -> NoReturn:
+    """The final child: ``start`` (which execs or exits); it never returns from here."""
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        if spec["uid"] is not None:
-            os.setgroups([])
-            os.setgid(spec["gid"] if spec["gid"] is not None else spec["uid"])
-            os.setuid(spec["uid"])
-        if spec["as"]:
-            resource.setrlimit(resource.RLIMIT_AS, (spec["as"], spec["as"]))
-        if spec["cpu"]:
-            resource.setrlimit(resource.RLIMIT_CPU, (spec["cpu"], spec["cpu"] + 2))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.execv(command[0], command)
+        start()
     except OSError as exc:
-        os.write(2, f"confine: cannot start {command[0]}: {exc}\n".encode())
-    os._exit(CANNOT_START)
+        os.write(2, f"confine: cannot start the command: {exc}\n".encode())
+    finally:
+        os._exit(CANNOT_START)
+
+
+def _exec_command(spec: dict, command: list[str]) -> Callable[[], None]:
+    """What the final child does for a command: enter the confinement, become the command."""
+    def start() -> None:
+        try:
+            _enter(spec)
+            os.execv(command[0], command)
+        except OSError as exc:
+            os.write(2, f"confine: cannot start {command[0]}: {exc}\n".encode())
+            os._exit(CANNOT_START)
+    return start
 
 
 def _children() -> list[int]:
@@ -197,7 +249,7 @@ def _reap_all() -> None:
             time.sleep(0.005)
 
 
-def _end_like(status: int) -> None:
+def _end_like(status: int) -> NoReturn:
     """Exit the way a process with this wait status did."""
     sys.stdout.flush()
     if os.WIFSIGNALED(status):
@@ -218,7 +270,7 @@ def _wait_for(main: int) -> int:
             return status
 
 
-def _init(spec: dict, command: list[str], report: int) -> None:
+def _init(spec: dict, start: Callable[[], None], report: int) -> None:
     """PID 1 of the namespace: private mounts, the command, reaping; its status on ``report``."""
     status = 127 << 8
     try:
@@ -229,7 +281,7 @@ def _init(spec: dict, command: list[str], report: int) -> None:
         main = os.fork()
         if main == 0:
             os.close(report)
-            _exec_command(spec, command)
+            _final(spec, start)
         status = _wait_for(main)
     except BaseException as exc:  # noqa: BLE001 - the init must report, whatever happened
         os.write(2, f"confine: {exc}\n".encode())
@@ -237,7 +289,7 @@ def _init(spec: dict, command: list[str], report: int) -> None:
     os._exit(0)  # the kernel now kills whatever is left in the namespace
 
 
-def _supervise(spec: dict, command: list[str]) -> None:
+def _supervise(spec: dict, start: Callable[[], None]) -> NoReturn:
     def stop(signum: int, frame: object) -> None:
         raise _Stop()
 
@@ -253,7 +305,7 @@ def _supervise(spec: dict, command: list[str]) -> None:
             init = os.fork()
             if init == 0:
                 os.close(read)
-                _init(spec, command, write)
+                _init(spec, start, write)
             os.close(write)
             _wait_for(init)
             reported = os.read(read, 64)
@@ -261,7 +313,7 @@ def _supervise(spec: dict, command: list[str]) -> None:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
         main = os.fork()
         if main == 0:
-            _exec_command(spec, command)
+            _final(spec, start)
         status = _wait_for(main)
         _reap_all()
         _end_like(status)
@@ -269,6 +321,7 @@ def _supervise(spec: dict, command: list[str]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _reap_all()
         os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")  # _end_like and SIGKILL do not return
 
 
 def _probe() -> int:
@@ -294,4 +347,5 @@ def _probe() -> int:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--probe"]:
         sys.exit(_probe())
-    _supervise(json.loads(sys.argv[1]), sys.argv[2:])
+    _spec = json.loads(sys.argv[1])
+    _supervise(_spec, _exec_command(_spec, sys.argv[2:]))

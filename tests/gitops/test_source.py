@@ -117,6 +117,18 @@ def test_a_pinned_older_commit_needs_no_ls_remote_and_is_fetched_by_sha(source, 
     assert _requests(git_remote) == before
 
 
+def test_a_pushed_commit_is_fetched_by_sha_without_listing_the_refs_again(source, git_remote):
+    first = git_remote.commit({"a.py": "1\n"})
+    source.fetch(git_remote.url, Ref(branch="main"), first).cleanup()
+    pushed = git_remote.commit({"a.py": "2\n"})
+    assert source.resolve(git_remote.url, Ref(branch="main")) == pushed
+    before = _requests(git_remote)
+    with source.fetch(git_remote.url, Ref(branch="main"), pushed) as checkout:
+        assert _files(checkout.path) == {"a.py": "2\n"}
+    # The capabilities, then the fetch itself: no ls-refs (a fetch by ref makes three).
+    assert _requests(git_remote) - before == 2
+
+
 def test_file_urls_work_too(source, git_remote):
     sha = git_remote.commit({"m.py": "1\n"})
     assert source.resolve(git_remote.file_url, Ref(branch="main")) == sha

@@ -157,6 +157,7 @@ async def _main(loop: EmbeddedLoop, once: bool) -> bool:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             running.remove_signal_handler(signum)
+        loop.reconciler.close()
 
 
 def _report_failures(loop: EmbeddedLoop, out: Console) -> None:

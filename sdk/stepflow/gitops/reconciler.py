@@ -160,6 +160,10 @@ class Reconciler:
         own["observedGeneration"] = generation
         return out
 
+    def close(self) -> None:
+        """Stop what the reconciler keeps running between reconciles (the warm build worker)."""
+        self.sandbox.close()
+
     async def forget(self, name: str, *, namespace: str | None = None) -> None:
         """The resource is deleted: drop its kept build, if any. What it published stays in
         the store (``stepflow gc`` and the bucket's lifecycle rules deal with it)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from stepflow.gitops.sandbox.jail import Jail
+from stepflow.gitops.sandbox.jail import Jail, scrubbed_environment
 from stepflow.gitops.sandbox.paths import check_bundle, check_module_path, requirements_file
 from stepflow.gitops.sandbox.protocol import (
     INVALID_BUNDLE,
@@ -15,12 +16,16 @@ from stepflow.gitops.sandbox.protocol import (
     INVALID_REQUIREMENTS_PATH,
     BuildRequest,
     BuildResult,
+    entrypoint_args,
     entrypoint_argv,
     interpret,
     not_started,
 )
 from stepflow.gitops.sandbox.settings import SandboxSettings
 from stepflow.gitops.sandbox.venvs import Venvs
+from stepflow.gitops.sandbox.warm import WarmWorker, WorkerLost
+
+log = logging.getLogger(__name__)
 
 
 class Sandbox:
@@ -28,12 +33,17 @@ class Sandbox:
 
     ``<work_dir>`` holds ``runs/`` (each process's private HOME and TMPDIR), ``builds/``
     (bundle folders) and ``venvs/``.
+
+    Builds without requirements (the venv no user code ever wrote to) are forked from a warm
+    worker when ``settings.warm`` (see :mod:`.forkserver`); the others, and every build
+    while the worker cannot start, run a fresh interpreter.
     """
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
         self.jail = Jail(settings)
         self.venvs = Venvs(self.jail)
+        self.worker: WarmWorker | None = None
         for sub, mode in (("", 0o711), ("runs", 0o711), ("builds", 0o711), ("venvs", 0o755)):
             path = settings.work_dir / sub
             path.mkdir(parents=True, exist_ok=True)
@@ -66,10 +76,19 @@ class Sandbox:
             index = out.parent / f"{out.name}.previous-index.json"
             shutil.copyfile(request.previous_index, index)
             os.chmod(index, 0o644)
-        argv = entrypoint_argv(python, request, checkout=checkout, out=out, previous_index=index)
+        args = entrypoint_args(request, checkout=checkout, out=out, previous_index=index)
+        argv = entrypoint_argv(python, args)
+        worker = self._worker(python) if requirements is None else None
         try:
-            proc = await self.jail.run(argv, cwd=checkout, limits=request.limits,
-                                       source_date_epoch=request.source_date_epoch)
+            try:
+                proc = await self.jail.run(argv, cwd=checkout, limits=request.limits,
+                                           source_date_epoch=request.source_date_epoch,
+                                           worker=worker, worker_args=args)
+            except WorkerLost as exc:
+                log.warning("the build of %r ran again in a fresh interpreter: %s", request.module, exc)
+                _empty(out)
+                proc = await self.jail.run(argv, cwd=checkout, limits=request.limits,
+                                           source_date_epoch=request.source_date_epoch)
         except OSError as exc:
             result = not_started(request, exc)
         else:
@@ -87,3 +106,30 @@ class Sandbox:
             return BuildResult(False, None, INVALID_BUNDLE, problem, log_tail=result.log_tail,
                                user_error=True)
         return result
+
+    def _worker(self, python: str) -> WarmWorker | None:
+        """The warm worker of the venv without requirements, made on first use."""
+        if not self.settings.warm:
+            return None
+        if self.worker is not None and self.worker.python != python:
+            self.worker.close()
+            self.worker = None
+        if self.worker is None:
+            work = self.settings.work_dir
+            self.worker = WarmWorker(python, env=scrubbed_environment(
+                home=work, tmp=work / "runs", bin_dir=Path(python).parent, source_date_epoch=None), cwd=work)
+        return self.worker
+
+    def close(self) -> None:
+        """Stop the warm worker, if one runs (it also dies with this process)."""
+        if self.worker is not None:
+            self.worker.close()
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a killed build left in its bundle folder, keeping the folder."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

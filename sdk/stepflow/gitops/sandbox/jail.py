@@ -44,10 +44,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from stepflow import confine
 from stepflow.gitops.sandbox.paths import walk
 from stepflow.gitops.sandbox.settings import Limits, SandboxError, SandboxSettings
+from stepflow.gitops.sandbox.warm import WarmWorker, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,18 @@ class Jail:
                     "folder others may traverse (chmod o+x), e.g. /var/cache/stepflow")
 
     async def run(self, argv: Sequence[str], *, cwd: Path, limits: Limits,
-                  source_date_epoch: int | None = None) -> ProcessResult:
+                  source_date_epoch: int | None = None, worker: WarmWorker | None = None,
+                  worker_args: Sequence[str] = ()) -> ProcessResult:
         """Run ``argv`` sandboxed; the output is merged, bounded, and returned at the end.
 
-        Raises ``OSError`` when the process cannot be started at all. (When the sandbox
-        user may not execute the command, it exits 127 saying so: see
-        ``Venvs._check_runnable``, which turns that into a ``SandboxError`` up front.)
+        With a ``worker`` (whose interpreter is ``argv[0]``), its fork server runs
+        ``worker_args`` (what ``argv`` runs, less the interpreter and module) in a confined
+        child, the same confinement, user, environment and limits, unless it cannot start
+        (then ``argv`` runs as usual). Raises ``WorkerLost`` when the worker died during the
+        run (the caller runs it again cold), and ``OSError`` when the process cannot be
+        started at all. (When the sandbox user may not execute the command, it exits 127
+        saying so: see ``Venvs._check_runnable``, which turns that into a ``SandboxError``
+        up front.)
         """
         settings = self.settings
         scratch = Path(tempfile.mkdtemp(prefix="run-", dir=settings.work_dir / "runs"))
@@ -106,36 +114,38 @@ class Jail:
         self.hand_over(scratch)
         env = scrubbed_environment(home=home, tmp=tmp, bin_dir=Path(argv[0]).parent,
                                    source_date_epoch=source_date_epoch)
-        command = confine.argv(settings.python, argv, mode=await self.mode(),
-                               uid=settings.uid, gid=settings.gid,
-                               memory_bytes=limits.memory_bytes,
-                               cpu_seconds=limits.effective_cpu_seconds,
-                               tmpfs_bytes=settings.tmpfs_bytes,
-                               keep=[settings.work_dir, cwd, *settings.site_dirs])
+        spec = confine.spec(mode=await self.mode(), uid=settings.uid, gid=settings.gid,
+                            memory_bytes=limits.memory_bytes, cpu_seconds=limits.effective_cpu_seconds,
+                            tmpfs_bytes=settings.tmpfs_bytes, keep=[settings.work_dir, cwd, *settings.site_dirs])
         tail = _Tail(settings.output_limit)
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            transport, protocol = await loop.subprocess_exec(
-                lambda: _Protocol(loop, tail), *command, cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                process_group=0, close_fds=True)
-        except OSError:
+            if worker is not None and await worker.ensure():
+                warm = worker.run(worker_args, cwd=cwd, env=env, spec=spec, on_output=tail.add)
+                try:
+                    await warm.started
+                except asyncio.CancelledError:
+                    warm.abandon()
+                    raise
+                process: _Running = warm
+            else:
+                process = await _Cold.start(settings.python, argv, spec, cwd=cwd, env=env, tail=tail)
+        except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         timed_out = False
         try:
-            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=limits.timeout)
+            await asyncio.wait_for(asyncio.shield(process.exited), timeout=limits.timeout)
         except TimeoutError:
             timed_out = True
         finally:
-            await _stop(transport.get_pid(), protocol)
+            await _stop(process)
             # A process that left the group could hold the pipe open: do not wait for it.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.closed), timeout=2.0)
-            transport.close()
+                await asyncio.wait_for(asyncio.shield(process.closed), timeout=2.0)
+            process.close()
             shutil.rmtree(scratch, ignore_errors=True)
-        returncode = transport.get_returncode()
+        returncode = process.returncode
         assert returncode is not None
         return ProcessResult(returncode=returncode, timed_out=timed_out, output=tail.text(),
                              output_bytes=tail.total, duration=time.monotonic() - started)
@@ -206,20 +216,61 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid, follow_symlinks=False)
 
 
-async def _stop(pid: int, protocol: _Protocol) -> None:
+async def _stop(process: _Running) -> None:
     """End a confined process and everything it started; it is reaped when this returns.
 
     SIGTERM makes the supervisor kill what the command started (see ``stepflow.confine``);
     SIGKILL to its group is the backstop when it does not exit within the grace period.
     """
-    if not protocol.exited.done():
+    pid = process.pid
+    if not process.exited.done():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout=_STOP_GRACE)
+        with contextlib.suppress(asyncio.TimeoutError, WorkerLost):
+            await asyncio.wait_for(asyncio.shield(process.exited), timeout=_STOP_GRACE)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    await protocol.exited
+    await process.exited
+
+
+class _Running(Protocol):
+    """A started confined process, cold (:class:`_Cold`) or forked by the warm worker."""
+
+    pid: int
+    exited: asyncio.Future[None]
+    closed: asyncio.Future[None]
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class _Cold:
+    """The supervisor started as a fresh process (``confine.command``)."""
+
+    def __init__(self, transport: asyncio.SubprocessTransport, protocol: _Protocol) -> None:
+        self.transport, self.pid = transport, transport.get_pid()
+        self.exited, self.closed = protocol.exited, protocol.closed
+
+    @classmethod
+    async def start(cls, python: str, argv: Sequence[str], spec: dict, *, cwd: Path,
+                    env: dict[str, str], tail: _Tail) -> _Cold:
+        """``python`` runs the supervisor, which runs ``argv``."""
+        loop = asyncio.get_running_loop()
+        command = confine.command(python, argv, spec)
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(loop, tail), *command, cwd=cwd, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            process_group=0, close_fds=True)
+        return cls(transport, protocol)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.transport.get_returncode()
+
+    def close(self) -> None:
+        self.transport.close()
 
 
 class _Tail:

@@ -76,16 +76,21 @@ class BuildResult:
     user_error: bool = False
 
 
-def entrypoint_argv(python: str, request: BuildRequest, *, checkout: Path, out: Path,
+def entrypoint_args(request: BuildRequest, *, checkout: Path, out: Path,
                     previous_index: Path | None) -> list[str]:
-    """The build command; ``previous_index`` is the copy the sandbox user may read."""
-    argv = [python, "-s", "-P", "-m", BUILD_MODULE, "--module", request.module,
-            "--workdir", str(checkout), "--s3-root-uri", request.s3_root_uri, "--out", str(out)]
+    """The build entrypoint's arguments; ``previous_index`` is the copy the sandbox user may read."""
+    args = ["--module", request.module, "--workdir", str(checkout), "--s3-root-uri", request.s3_root_uri,
+            "--out", str(out)]
     if request.attr:
-        argv += ["--attr", request.attr]
+        args += ["--attr", request.attr]
     if previous_index is not None:
-        argv += ["--previous-index", str(previous_index)]
-    return argv
+        args += ["--previous-index", str(previous_index)]
+    return args
+
+
+def entrypoint_argv(python: str, args: list[str]) -> list[str]:
+    """The build command: ``python -m stepflow.compiler.build ARGS`` (no user site, no cwd on the path)."""
+    return [python, "-s", "-P", "-m", BUILD_MODULE, *args]
 
 
 def not_started(request: BuildRequest, error: OSError) -> BuildResult:

@@ -52,3 +52,7 @@ class SandboxSettings:
     #: The size of each private tmpfs (/tmp, /var/tmp, /dev/shm) in namespaces mode.
     tmpfs_bytes: int = 512 * 1024**2
     pip_limits: Limits = Limits(timeout=900.0, memory_bytes=4 * 1024**3)
+    #: Builds without requirements fork from a warm worker (``sandbox.forkserver``) instead
+    #: of starting an interpreter each; ``STEPFLOW_BUILD_WARM=0`` turns it off.
+    warm: bool = field(default_factory=lambda: os.environ.get("STEPFLOW_BUILD_WARM", "1").lower()
+                       not in ("0", "false", "no", "off"))
