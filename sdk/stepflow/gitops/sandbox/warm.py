@@ -172,7 +172,7 @@ class WarmWorker:
             try:
                 socket.send_fds(self._sock, [json.dumps(request).encode()], [write])
             except OSError as exc:
-                self._died(f"the request could not be sent: {exc}")
+                self._gone(f"the request could not be sent: {exc}")
                 process._lost(f"the warm build worker is gone ({exc})")
                 os.close(read)
                 return process
@@ -195,10 +195,10 @@ class WarmWorker:
             except BlockingIOError:
                 return
             except OSError as exc:
-                self._died(f"its socket failed: {exc}")
+                self._gone(f"its socket failed: {exc}")
                 return
             if not data:
-                self._died(self._exit_description())
+                self._gone(None)
                 return
             self._message(json.loads(data))
 
@@ -223,27 +223,29 @@ class WarmWorker:
             del self._pending[message["id"]]
             process._lost(f"the warm build worker could not fork the build: {message['error']}")
 
-    def _exit_description(self) -> str:
-        proc = self._proc
-        if proc is None:
-            return "it exited"
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1.0)
-        code = proc.returncode
-        if code is None:
-            return "it closed its socket"
-        return f"it was killed by {signal.Signals(-code).name}" if code < 0 else f"it exited with code {code}"
-
-    def _died(self, why: str) -> None:
-        was_ready = self.alive
+    def _gone(self, why: str | None) -> None:
+        """The worker is gone: forget it now (the next build starts a new one), and tell its
+        builds and the log why once known (``why`` None: its exit status, reaped in a thread,
+        never on the event loop)."""
+        assert self.loop is not None
+        was_ready, pid, proc, ready = self.alive, self.pid, self._proc, self._ready
         pending, self._pending = self._pending, {}
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(WorkerLost(why))
-            self._ready.exception()
         self._close_socket()
+        self.loop.create_task(self._tell(why, was_ready, pid, proc, ready, pending))
+
+    async def _tell(self, why: str | None, was_ready: bool, pid: int | None, proc: subprocess.Popen[bytes] | None,
+                    ready: asyncio.Future[int] | None, pending: dict[int, WarmProcess]) -> None:
+        if why is None:
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(proc.wait, 1.0)
+            why = _exit_description(proc)
+        if ready is not None and not ready.done():
+            ready.set_exception(WorkerLost(why))
+            ready.exception()
         if was_ready:
             log.warning("the warm build worker (pid %s) died: %s; %d build(s) in flight run again cold, "
-                        "the next build starts a new worker", self.pid, why, len(pending))
+                        "the next build starts a new worker", pid, why, len(pending))
         for process in pending.values():
             process._lost(f"the warm build worker died: {why}")
 
@@ -271,3 +273,10 @@ class WarmWorker:
                 proc.wait(timeout=5.0)
         self.pid = None
         self.loop = None
+
+
+def _exit_description(proc: subprocess.Popen[bytes] | None) -> str:
+    code = None if proc is None else proc.returncode
+    if code is None:
+        return "it closed its socket"
+    return f"it was killed by {signal.Signals(-code).name}" if code < 0 else f"it exited with code {code}"
