@@ -247,7 +247,9 @@ def probe() -> dict:
     look("os.environ", "\\n".join(f"{k}={v}" for k, v in os.environ.items()).encode())
     token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     found = {"key_file": os.path.exists("/etc/stepflow/integrity/key"), "etc_stepflow": etc, "proc_roots": roots,
-             "variables": sorted(k for k in os.environ if "INTEGRITY" in k or k.startswith("AWS_")),
+             # AWS_DEFAULT_REGION is declared (the step's Environment): not a credential.
+             "variables": sorted(k for k in os.environ if "INTEGRITY" in k
+                                 or (k.startswith("AWS_") and k != "AWS_DEFAULT_REGION")),
              "token_mounted": os.path.exists(token), "uid": os.getuid(), "processes": processes,
              "looked": looked, "tokens": sorted(tokens)}
     print("ISOLATION " + json.dumps(found), flush=True)
