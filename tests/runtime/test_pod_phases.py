@@ -53,7 +53,8 @@ def _publish(store: ObjectStore, step: str, func) -> None:
 def _phase(phase: str, attempt: Path, env: dict, store: ObjectStore, step: str, **kw) -> subprocess.Popen:
     args = [sys.executable, "-m", "stepflow.runtime.pod", phase, str(attempt)]
     if phase != "user":
-        args += ["--s3_base_uri", store.uri(PIPELINE).removesuffix(f"/{PIPELINE}"), "--pipeline_step_name", step, "--pipeline_execution_id", EXEC,
+        args += ["--s3_base_uri", store.uri(PIPELINE).removesuffix(f"/{PIPELINE}"), "--pipeline_step_name", step,
+                 "--pipeline_execution_id", EXEC,
                  "--func_step_s3_dir", TS, "--client_python_version",
                  f"{sys.version_info.major}.{sys.version_info.minor}", "--attempt", "1"]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
