@@ -41,12 +41,15 @@ def jobs_release(cluster: Cluster, image: str, runner: str, pod_s3) -> Iterator[
 
 
 def _run(cluster: Cluster, repo, namespace: str, name: str, files: dict[str, str],
-         module: str = "pipelines/flow.py", timeout: float = 420) -> dict:
-    """Push ``files``, apply the Pipeline, wait for its first execution to end; the execution."""
+         module: str = "pipelines/flow.py", timeout: float = 420, kubernetes: dict | None = None) -> dict:
+    """Push ``files``, apply the Pipeline (with ``spec.kubernetes``), wait for its first
+    execution to end; the execution."""
     flow = repo(name)
     flow.commit(files, name)
     manifest = pipeline_manifest(name, flow.url)
     manifest["spec"]["module"] = module
+    if kubernetes:
+        manifest["spec"]["kubernetes"] = kubernetes
     cluster.apply(namespace, manifest)
     execution = wait_for(lambda: executions_of(cluster, namespace, name), 300,
                          f"the first execution of {name}")[0]["metadata"]["name"]
@@ -198,40 +201,114 @@ def test_stopping_an_execution_deletes_its_running_job(cluster: Cluster, jobs_re
 
 ISOLATION = '''
 import json
-import os
 
 from stepflow.workflow.function_step import step
 from stepflow.workflow.pipeline import Pipeline
 
 
 @step(name="probe")
-def probe() -> int:
+def probe() -> dict:
+    """Everywhere the step's code could find the integrity key; 64-hex tokens only as digests."""
+    import hashlib
+    import os
+    import re
+
+    tokens, looked = set(), []
+
+    def look(where, data):
+        looked.append(where)
+        tokens.update(hashlib.sha256(t).hexdigest() for t in re.findall(rb"[0-9a-f]{64}", data))
+
+    def read(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    etc = []
+    for folder, _, files in os.walk("/etc/stepflow"):
+        for name in files:
+            etc.append(os.path.join(folder, name))
+            data = read(os.path.join(folder, name))
+            if data is not None:
+                look(etc[-1], data)
+    processes, roots = {}, []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        processes[pid] = (read(f"/proc/{pid}/cmdline") or b"").replace(b"\\0", b" ").decode(errors="replace")
+        environ = read(f"/proc/{pid}/environ")
+        if environ is not None:
+            look(f"/proc/{pid}/environ", environ)
+        for root, _, files in os.walk(f"/proc/{pid}/root/etc/stepflow"):
+            roots += [os.path.join(root, name) for name in files]
+        key = read(f"/proc/{pid}/root/etc/stepflow/integrity/key")
+        if key is not None:
+            look(f"/proc/{pid}/root/etc/stepflow/integrity/key", key)
+    look("os.environ", "\\n".join(f"{k}={v}" for k, v in os.environ.items()).encode())
     token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    found = {"token_mounted": os.path.exists(token), "uid": os.getuid(),
-             "integrity_key_in_env": "STEPFLOW_INTEGRITY_KEY" in os.environ}
+    found = {"key_file": os.path.exists("/etc/stepflow/integrity/key"), "etc_stepflow": etc, "proc_roots": roots,
+             # AWS_DEFAULT_REGION is declared (the step's Environment): not a credential.
+             "variables": sorted(k for k in os.environ if "INTEGRITY" in k
+                                 or (k.startswith("AWS_") and k != "AWS_DEFAULT_REGION")),
+             "token_mounted": os.path.exists(token), "uid": os.getuid(), "processes": processes,
+             "looked": looked, "tokens": sorted(tokens)}
     print("ISOLATION " + json.dumps(found), flush=True)
-    return 1
+    return found
 
 
-pipeline = Pipeline(name="{name}", steps=[probe()])
+@step(name="downstream")
+def downstream(found: dict) -> int:
+    """Reads the probe's result: signed by the pod's collector, verified by this pod's stage."""
+    print("DOWNSTREAM " + json.dumps(found), flush=True)
+    return len(found["looked"])
+
+
+pipeline = Pipeline(name="{name}", steps=[downstream(probe())])
 '''
 
 
-def test_a_step_pod_has_no_api_token_and_no_key_in_its_environment(cluster: Cluster, jobs_release, repo):
+def test_a_step_pod_never_reaches_the_integrity_key_and_its_results_stay_signed(cluster: Cluster, jobs_release,
+                                                                                  repo):
+    import base64
+    import hashlib
     import json
 
     release, namespace, bucket = jobs_release
     name = f"iso-{secrets.token_hex(2)}"
     done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": ISOLATION.replace("{name}", name)})
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    line = next(l for l in _log(bucket, namespace, name, done["metadata"]["name"], "probe").splitlines()
+    execution = done["metadata"]["name"]
+    line = next(l for l in _log(bucket, namespace, name, execution, "probe").splitlines()
                 if l.startswith("ISOLATION "))
     found = json.loads(line.removeprefix("ISOLATION "))
-    assert found == {"token_mounted": False, "uid": 65534, "integrity_key_in_env": False}
-    # Not the operator's service account: the namespace's default one, whose token is not mounted.
-    (job,) = _jobs(cluster, namespace, done["metadata"]["name"])
+    key = base64.b64decode(cluster.get(namespace, "secret", "stepflow-step-signing")["data"]["key"]).strip()
+    # It looked: its own environment and every process it can see (its container's only).
+    assert "os.environ" in found["looked"] and any(w.startswith("/proc/") for w in found["looked"]), found
+    assert found["processes"] and all("stepflow.runtime.pod collect" not in c and "stage" not in c.split()
+                                      for c in found["processes"].values()), found["processes"]
+    # And found nothing: no key file, nothing under /etc/stepflow (its own or any process's
+    # root), no key or store-credential variable, no key in any environment block, no token.
+    assert hashlib.sha256(key).hexdigest() not in found["tokens"]
+    assert (found["key_file"], found["etc_stepflow"], found["proc_roots"], found["variables"],
+            found["token_mounted"], found["uid"]) == (False, [], [], [], False, 65534), found
+    # The downstream step loaded the probe's result: signed with the key, verified with it.
+    assert f"DOWNSTREAM {json.dumps(found)}" in _log(bucket, namespace, name, execution, "downstream")
+    results = (f"stepflow/{layout.resource_prefix(namespace, name)}/"
+               f"{layout.in_pipeline(name, layout.results_prefix(execution, 'probe'))}")
+    metadata = json.loads(bucket.client().get_object(Bucket=bucket.bucket, Key=layout.metadata_key(results))["Body"]
+                          .read())
+    assert "hmac_sha256" in metadata, metadata
+    # The pod: the key's volume in the runtime's containers only; the token not mounted.
+    job = next(j for j in _jobs(cluster, namespace, execution) if j["metadata"]["labels"]["stepflow.dev/step"]
+               == "probe")
     pod = job["spec"]["template"]["spec"]
     assert pod.get("serviceAccountName") in (None, "default") and pod["automountServiceAccountToken"] is False
+    keyed = {c["name"] for c in pod["initContainers"] + pod["containers"]
+             if any(m["name"] == "integrity-key" for m in c.get("volumeMounts") or ())}
+    assert keyed == {"stage", "collect"}
+    # `stepflow logs` keeps every container's output: the runtime's and the user's.
+    log = _log(bucket, namespace, name, execution, "probe")
+    assert all(f"==> {c} <==" in log for c in ("stage", "step", "collect")), log
 
 
 MIXED = '''
@@ -279,17 +356,24 @@ print("prepared", len(rows), "rows")
 '''
 
 
-def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release, repo, runner):
+def test_a_processing_step_feeds_a_step_function(cluster: Cluster, jobs_release, repo, runner, pod_s3):
     """The seed's mixed example, on the runner image: inputs downloaded before the processing
     container starts, its output uploaded after it exits, read by the @step downstream; a
     condition on the processing job's status chooses the branch, and the @step receives the
-    job's name (its Job's), as on SageMaker."""
+    job's name (its Job's), as on SageMaker. The store's credentials are the runtime's: the
+    @step reading S3 itself gets its own through its Pipeline's spec.kubernetes
+    (docs/ISOLATION.md)."""
     release, namespace, bucket = jobs_release
     name = f"mixed-{secrets.token_hex(2)}"
     bucket.client().put_object(Bucket=bucket.bucket, Key=f"raw-{name}/data.csv", Body=b"a,1\nb,2\nc,3\n")
     flow = MIXED.replace("{runner}", runner).replace("{raw}", f"s3://{bucket.bucket}/raw-{name}").replace(
         "{name}", name)
-    done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": flow, "prep.py": PREP})
+    credentials = [{"name": k, "valueFrom": {"secretKeyRef": {"name": "stepflow-step-s3", "key": k}}}
+                   for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    own_s3 = {"podTemplate": {"spec": {"containers": [{"name": "step", "env": [
+        *credentials, {"name": "STEPFLOW_S3_ENDPOINT_URL", "value": pod_s3.endpoint_url},
+        {"name": "AWS_REGION", "value": pod_s3.region}]}]}}}
+    done = _run(cluster, repo, namespace, name, {"pipelines/flow.py": flow, "prep.py": PREP}, kubernetes=own_s3)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     execution = done["metadata"]["name"]
     jobs = {j["metadata"]["labels"]["stepflow.dev/step"]: j["metadata"]["name"]

@@ -59,24 +59,55 @@ def test_the_job_carries_the_step_its_size_deadline_and_environment():
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (0, 600, 3600)
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
-    (container,) = pod["containers"]
+    assert "shareProcessNamespace" not in pod
+    (stage,) = pod["initContainers"]
+    container, collect = pod["containers"]
     assert container["image"] == "stepflow.test/runner:1"  # the compiler's placeholder: the runner image
-    assert container["command"] == ["python", "-m", "stepflow.runtime"]
-    assert container["args"] == ["--s3_base_uri", "s3://b/churn", "--attempt", "2"]
+    runtime_args = ["--s3_base_uri", "s3://b/churn", "--attempt", "2"]
+    assert stage["command"] == ["python", "-m", "stepflow.runtime.pod", "stage", "/stepflow/attempt", *runtime_args]
+    assert container["command"] == ["python", "-m", "stepflow.runtime.pod", "user", "/stepflow/attempt"]
+    assert collect["command"] == ["python", "-m", "stepflow.runtime.pod", "collect", "/stepflow/attempt",
+                                  *runtime_args]
     assert container["resources"]["limits"] == {"memory": "8Gi", "ephemeral-storage": "30Gi"}
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "0"}
-    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
-    assert env["MODE"] == "fast" and env["STEPFLOW_S3_ENDPOINT_URL"] == "http://10.0.0.1:9000"
-    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}
-    assert env["STEPFLOW_INTEGRITY_KEY_FILE"] == "/etc/stepflow/integrity/key"
-    assert "STEPFLOW_INTEGRITY_KEY" not in env
+    step_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert step_env["MODE"] == "fast" and step_env["STEPFLOW_ATTEMPT_ID"] == "churn-20261201t0100-ab12/train/2"
+    for trusted in (stage, collect):
+        assert trusted["image"] == "stepflow.test/runner:1"
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in trusted["env"]}
+        assert env["STEPFLOW_S3_ENDPOINT_URL"] == "http://10.0.0.1:9000"
+        assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}
+        assert env["STEPFLOW_INTEGRITY_KEY_FILE"] == "/etc/stepflow/integrity/key"
+        assert "STEPFLOW_INTEGRITY_KEY" not in env and "MODE" not in env
+    # Every container shares the attempt folder; the key's volume only the runtime's own two.
+    mounts = {c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]} for c in (stage, container, collect)}
+    assert all(m["stepflow"] == "/stepflow" for m in mounts.values())
+    assert mounts["stage"]["integrity-key"] == mounts["collect"]["integrity-key"] == "/etc/stepflow/integrity"
+    assert "integrity-key" not in mounts["step"]
+    (secret_volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert secret_volume["name"] == "integrity-key" and secret_volume["secret"]["secretName"] == "signing"
+    # The step's container: neither the key nor the store's credentials, by value or by reference.
+    assert not any(name.startswith(("STEPFLOW_INTEGRITY", "AWS_ACCESS", "AWS_SECRET")) or "valueFrom" in e
+                   for e in container["env"] for name in [e["name"]]), container["env"]
+    assert not container.get("envFrom")
+    assert {c["name"]: c["securityContext"] for c in (stage, container, collect)} == {
+        n: {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}} for n in ("stage", "step", "collect")}
+
+
+def test_without_a_key_secret_no_container_gets_a_key():
+    job = _job(settings=StepPodSettings(runner_image="r:1", instance_types=DEFAULT_INSTANCE_TYPES))
+    pod = job["spec"]["template"]["spec"]
+    assert not any("secret" in v for v in pod["volumes"])
+    assert not any(e["name"].startswith("STEPFLOW_INTEGRITY") for c in pod["containers"] + pod["initContainers"]
+                   for e in c["env"])
 
 
 def test_a_gpu_type_requests_gpus_and_a_step_image_is_used_as_given():
     job = _job(arguments=_arguments(AlgorithmSpecification={"TrainingImage": "team/train:7"},
                                     ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1}))
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "team/train:7"
+    container, collect = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "team/train:7" and collect["image"] == "stepflow.test/runner:1"
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     assert container["resources"]["limits"] == {"memory": "16Gi", "nvidia.com/gpu": "1"}
 
@@ -190,6 +221,26 @@ def test_a_pod_is_over_when_all_its_containers_are():
     """A processing step's uploader runs on after the step's own container exited."""
     pod = _pod(terminated={"exitCode": 0, "reason": "Completed"}, phase="Running")
     assert classify(_job_with(), pod, NOW).state == "running"
+
+
+def _staging(state: dict, phase: str = "Pending") -> dict:
+    """A @step pod whose init container (the runtime's staging) is in ``state``."""
+    pod = _pod(waiting={"reason": "PodInitializing"}, phase=phase)
+    pod["status"]["initContainerStatuses"] = [{"name": "stage", "image": "stepflow.test/runner:gone", "state": state}]
+    return pod
+
+
+def test_the_runtime_containers_failures_are_named_too():
+    pull = classify(_job_with(), _staging({"waiting": {"reason": "ErrImageNeverPull"}}), NOW)
+    assert pull.reason.startswith("ImagePullFailed: image 'stepflow.test/runner:gone'") and pull.kind == "User"
+    failed = classify(_job_with(("Failed", "BackoffLimitExceeded")),
+                      _staging({"terminated": {"exitCode": 3, "reason": "Error"}}, phase="Failed"), NOW)
+    assert failed.reason.startswith("StagingFailed: ") and "'stage' exited with code 3" in failed.reason
+    assert failed.kind == "Infrastructure"
+    staging = _staging({"running": {}})
+    assert classify(_job_with(), staging, NOW).state == "running"
+    staging["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
+    assert classify(_job_with(), staging, NOW).state == "running"
 
 
 def test_stuck_pods_get_their_patience_first():

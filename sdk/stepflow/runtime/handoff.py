@@ -9,7 +9,10 @@
       home/, tmp/         HOME and TMPDIR of the user part
       outputs/            written by the user part: result.pkl + result.json (its
                           metadata.json), results.json, exception.pkl + exception.json,
-                          outcome.json ({"code", "reason"})
+                          outcome.json ({"code", "reason"}); in a pod also exit.json, the
+                          user part's exit status, written by the step container
+      started             when the trusted part began the attempt (a pod's stage phase)
+      running.lock        in a pod: held by the step container while it lives
 
 The trusted part reads ``outputs/`` as files the user part may have replaced by anything,
 symlinks included: :func:`read_output` opens them without following links.
@@ -30,6 +33,7 @@ FUNCTION, ARGUMENTS = "function.pkl", "arguments.pkl"
 RESULT, RESULT_METADATA, RESULT_DOCUMENT = "result.pkl", "result.json", "results.json"
 EXCEPTION, EXCEPTION_METADATA = "exception.pkl", "exception.json"
 OUTCOME = "outcome.json"
+EXIT, STARTED, RUNNING = "exit.json", "started", "running.lock"
 #: Where the user part keeps its dependency venvs (shared by the steps of one uid).
 STEP_ENVS_ENV = "STEPFLOW_STEP_ENVS"
 
@@ -42,6 +46,8 @@ class Invocation:
     dependency_file: str | None
     property_references: dict[str, str]
     serialize_output_to_json: bool
+    #: major.minor of the Python that compiled the pipeline: the user part's must match.
+    client_python_version: str | None = None
     #: Upstream result URI -> its verified payload under ``inputs/``.
     upstream: dict[str, str] = field(default_factory=dict)
 
@@ -83,6 +89,14 @@ def read_output(attempt: Path, name: str) -> bytes | None:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def write_output(attempt: Path, name: str, data: bytes) -> None:
+    (attempt / OUTPUTS / name).write_bytes(data)
+
+
+def write_outcome(attempt: Path, code: int, reason: str | None) -> None:
+    write_output(attempt, OUTCOME, json.dumps({"code": code, "reason": reason}).encode())
 
 
 def read_outcome(attempt: Path) -> dict[str, Any] | None:

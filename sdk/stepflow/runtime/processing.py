@@ -13,20 +13,15 @@ to ``exit_file`` (a shell wrapper in its container), so no API access is needed 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from stepflow import layout
 from stepflow.errors import StepflowError
+from stepflow.runtime.record import write_record
+from stepflow.runtime.sidecar import wait_for_exit
 from stepflow.storage import open_store
 from stepflow.timefmt import millis
-
-#: How often the uploader looks for the user's exit file (a local file: cheap).
-_POLL = 0.2
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -67,11 +62,16 @@ def upload(outputs: list[list[str]]) -> int:
 
 
 def _record(spec: dict[str, Any], started: str, code: int, reason: str | None, kind: str | None) -> None:
-    record = {"attempt": spec["attempt"], "status": "Succeeded" if code == 0 else "Failed", "exitCode": code,
-              "failureReason": reason, "failureKind": kind, "startedAt": started, "finishedAt": millis(),
-              "host": socket.gethostname(), "pid": os.getpid(), "python": sys.version.split()[0]}
-    open_store(spec["store"]).put_bytes(layout.attempt_record_key(spec["execution"], spec["step"], spec["attempt"]),
-                                        json.dumps(record, indent=1, sort_keys=True).encode())
+    write_record(open_store(spec["store"]), spec["execution"], spec["step"], spec["attempt"], started=started,
+                 code=code, reason=reason, kind=kind)
+
+
+def _exit_code(exit_file: Path) -> int | None:
+    """What the step's shell wrapper wrote (1 if unreadable), or None before it ends."""
+    if not exit_file.exists():
+        return None
+    text = exit_file.read_text().strip()
+    return int(text) if text.lstrip("-").isdigit() else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = millis()
     exit_file = Path(spec["exit_file"])
-    while not exit_file.exists():
-        time.sleep(_POLL)
-    text = exit_file.read_text().strip()
-    code = int(text) if text.lstrip("-").isdigit() else 1
+    code = wait_for_exit(lambda: _exit_code(exit_file))
+    assert code is not None  # no lock: it waits for the file
     reason, kind = None, None
     if code != 0:
         reason, kind = f"AlgorithmError: the processing container exited with code {code}", "User"

@@ -45,7 +45,7 @@ def stage(inv: StepInvocation, store: ObjectStore, key: bytes | None, attempt: P
     handoff.Invocation(step_name=inv.step_name, dependency_file=inv.dependency_file,
                        property_references=dict(inv.property_references),
                        serialize_output_to_json=inv.serialize_output_to_json,
-                       upstream=upstream).write(attempt)
+                       client_python_version=inv.client_python_version, upstream=upstream).write(attempt)
 
 
 def signed_output(attempt: Path, payload_name: str, metadata_name: str,

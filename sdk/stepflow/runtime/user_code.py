@@ -19,7 +19,12 @@ from typing import Any
 from stepflow import layout
 from stepflow.errors import DeserializationError, SerializationError
 from stepflow.runtime import EXIT_ENVIRONMENT_ERROR, EXIT_OK, EXIT_USER_ERROR, handoff, userframes
-from stepflow.runtime.environment import EnvironmentError_, dependency_python, run_pre_exec
+from stepflow.runtime.environment import (
+    EnvironmentError_,
+    check_python_version,
+    dependency_python,
+    run_pre_exec,
+)
 from stepflow.runtime.resolve import ArgumentError, resolve_arguments
 from stepflow.serialization import SerializedArtifact, failure_reason, loads, serialize, serialize_exception
 
@@ -57,10 +62,6 @@ def results_document(result: Any) -> bytes:
         return json.dumps({"Result": None, "Exception": reason}).encode()
 
 
-def _write(attempt: Path, name: str, data: bytes) -> None:
-    (attempt / handoff.OUTPUTS / name).write_bytes(data)
-
-
 def _prepare(attempt: Path, inv: handoff.Invocation, workspace: Path) -> None:
     """Pre-exec commands and dependencies; re-exec under the venv when there is one."""
     if os.environ.get(_PREPARED_ENV):
@@ -77,6 +78,7 @@ def _prepare(attempt: Path, inv: handoff.Invocation, workspace: Path) -> None:
 def _run(attempt: Path, inv: handoff.Invocation) -> None:
     workspace = attempt / handoff.WORKSPACE / layout.WORKSPACE_ROOT
     try:
+        check_python_version(inv.client_python_version)
         os.chdir(workspace)
         _prepare(attempt, inv, workspace)
         sys.path.insert(0, str(workspace))
@@ -112,9 +114,9 @@ def _run(attempt: Path, inv: handoff.Invocation) -> None:
             f"SerializationError: the return value of step {inv.step_name!r} cannot be "
             f"pickled: {exc}. Return plain data (dicts, lists, numbers, arrays) instead."), exc) from exc
     if inv.serialize_output_to_json:
-        _write(attempt, handoff.RESULT_DOCUMENT, results_document(result))
-    _write(attempt, handoff.RESULT, artifact.payload)
-    _write(attempt, handoff.RESULT_METADATA, artifact.metadata)
+        handoff.write_output(attempt, handoff.RESULT_DOCUMENT, results_document(result))
+    handoff.write_output(attempt, handoff.RESULT, artifact.payload)
+    handoff.write_output(attempt, handoff.RESULT_METADATA, artifact.metadata)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         code, reason = outcome.code, outcome.reason
         if outcome.exc is not None:
             artifact: SerializedArtifact = serialize_exception(outcome.exc)
-            _write(attempt, handoff.EXCEPTION, artifact.payload)
-            _write(attempt, handoff.EXCEPTION_METADATA, artifact.metadata)
-    _write(attempt, handoff.OUTCOME, json.dumps({"code": code, "reason": reason}).encode())
+            handoff.write_output(attempt, handoff.EXCEPTION, artifact.payload)
+            handoff.write_output(attempt, handoff.EXCEPTION_METADATA, artifact.metadata)
+    handoff.write_outcome(attempt, code, reason)
     return code
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stepflow.backends.kubernetes.jobspec import CONTAINER
 from stepflow.backends.local.launcher import ProcessStatus
 from stepflow.timefmt import parse as parse_time
 
@@ -22,6 +23,7 @@ MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
 UNSCHEDULABLE = "Unschedulable"
 EVICTED = "Evicted"
 CONTAINER_CONFIG = "ContainerConfigError"
+STAGING_FAILED = "StagingFailed"
 
 RUNNING = ProcessStatus("running")
 #: Waiting reasons that will not go away by waiting.
@@ -47,9 +49,15 @@ def _conditions(obj: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
 
 
 def _container(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The step's container status (a processing step's pod has a second container)."""
+    """The step's container status (the user's code; the pod's other containers are the runtime's)."""
     statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or ()
-    return next((c for c in statuses if c.get("name") == "step"), statuses[0] if statuses else {})
+    return next((c for c in statuses if c.get("name") == CONTAINER), statuses[0] if statuses else {})
+
+
+def _init_container(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The status of the init container that has not succeeded (staging, downloading inputs), or {}."""
+    statuses = ((pod or {}).get("status") or {}).get("initContainerStatuses") or ()
+    return next((c for c in statuses if ((c.get("state") or {}).get("terminated") or {}).get("exitCode") != 0), {})
 
 
 def _age(obj: Mapping[str, Any], now: datetime) -> float:
@@ -90,6 +98,12 @@ def classify(job: Mapping[str, Any], pod: Mapping[str, Any] | None, now: datetim
         return ProcessStatus("exited", code)
     if "Complete" in job_conditions or "SuccessCriteriaMet" in job_conditions:
         return ProcessStatus("exited", 0)
+    init = _init_container(pod)
+    init_ended = (init.get("state") or {}).get("terminated")
+    if init_ended and ((pod or {}).get("status") or {}).get("phase") == "Failed":
+        return ProcessStatus("exited", None, f"{STAGING_FAILED}: the step's runtime could not prepare the attempt "
+                             f"(container {init.get('name')!r} exited with code {init_ended.get('exitCode')}); "
+                             "the attempt's log says why.", "Infrastructure")
     pod_status = (pod or {}).get("status") or {}
     if pod_status.get("reason") == EVICTED:
         return ProcessStatus("exited", None, f"{EVICTED}: {pod_status.get('message') or 'the pod was evicted'}",
@@ -99,9 +113,10 @@ def classify(job: Mapping[str, Any], pod: Mapping[str, Any] | None, now: datetim
                              f"{failed.get('message') or 'the Job failed'}", "Infrastructure")
     if pod is None:
         return RUNNING
-    waiting = state.get("waiting") or {}
+    stuck = init if (init.get("state") or {}).get("waiting") else _container(pod)
+    waiting = (stuck.get("state") or {}).get("waiting") or {}
     why, message = waiting.get("reason"), waiting.get("message") or ""
-    image = _container(pod).get("image") or _spec_container(pod).get("image")
+    image = stuck.get("image") or _spec_container(pod).get("image")
     if why in _NEVER_PULLS or (why in _PULL_ERRORS and _age(pod, now) > patience.image_pull):
         return ProcessStatus("exited", None, f"{IMAGE_PULL_FAILED}: image {image!r} could not be pulled ({why}"
                              f"{': ' + message if message else ''}).", "User")

@@ -20,7 +20,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from stepflow.backends.kubernetes.failures import DEFAULT_PATIENCE, Patience, classify
-from stepflow.backends.kubernetes.jobspec import CONTAINER, EXECUTION_LABEL, job_name, labels
+from stepflow.backends.kubernetes.jobspec import EXECUTION_LABEL, job_name, labels
 from stepflow.backends.local.launcher import ProcessStatus
 from stepflow.errors import BackendError
 from stepflow.timefmt import utcnow
@@ -177,17 +177,27 @@ class JobLauncher:
     # -- logs ------------------------------------------------------------------------------
 
     def log(self, execution_id: str, step: str, attempt: int) -> bytes | None:
-        """The attempt's pod output, or None when there is no pod (any more)."""
+        """The attempt's pod output, every container's in the order they ran, each under a
+        ``==> name <==`` line (the runtime's staging, the user's code, the collector); None
+        when there is no pod (any more)."""
         pod = self._pod_of(job_name(execution_id, step, attempt))
         if pod is None:
             return None
-        try:
-            response = self.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
-                                                         container=CONTAINER, _preload_content=False)
-            return bytes(cast(Any, response).data)
-        except ApiException as exc:
-            log.warning("no log for pod %s: %s %s", pod["metadata"]["name"], exc.status, exc.reason)
+        name, spec = pod["metadata"]["name"], pod.get("spec") or {}
+        parts = []
+        for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+            try:
+                response = self.core.read_namespaced_pod_log(name, self.namespace, container=container["name"],
+                                                             _preload_content=False)
+            except ApiException as exc:  # a container that never started has no log
+                log.debug("no log for container %s of pod %s: %s %s", container["name"], name, exc.status,
+                          exc.reason)
+                continue
+            parts.append(f"==> {container['name']} <==\n".encode() + bytes(cast(Any, response).data))
+        if not parts:
+            log.warning("no log for pod %s", name)
             return None
+        return b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
 
     # -- helpers ---------------------------------------------------------------------------
 

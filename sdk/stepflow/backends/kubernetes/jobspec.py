@@ -23,7 +23,8 @@ PIPELINE_LABEL = "stepflow.dev/pipeline"
 EXECUTION_LABEL = "stepflow.dev/execution"
 STEP_LABEL = "stepflow.dev/step"
 ATTEMPT_LABEL = "stepflow.dev/attempt"
-CONTAINER = "step"
+#: The pod's containers: the step's own, and the trusted ones around a @step's (``job_manifest``).
+CONTAINER, STAGE_CONTAINER, COLLECT_CONTAINER = "step", "stage", "collect"
 KEY_DIR = "/etc/stepflow/integrity"
 #: The compiler's placeholder when a step names no image (``python:3.X-slim``): the runner image runs it.
 _PLACEHOLDER_IMAGE = re.compile(r"^python:\d+\.\d+-slim$")
@@ -115,48 +116,70 @@ def job_manifest(*, pipeline: str, execution_id: str, step: str, attempt: int, a
                  overrides: Mapping[str, Any] | None = None,
                  owner: Mapping[str, Any] | None = None,
                  environment: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``environment``: the step's ``Environment`` with its expressions resolved (the engine's
-    launch); None: the definition's literal values."""
+    """A @step attempt as three containers on one folder (``stepflow.runtime.pod``): the
+    init container ``stage`` downloads and verifies the artifacts, the step's container runs
+    the user's code, ``collect`` beside it signs and stores what it produced. Only the two
+    runner-image containers get the integrity key and the store's credentials; the step's
+    container gets its declared environment, nothing else. ``environment``: the step's
+    ``Environment`` with its expressions resolved (the engine's launch); None: the
+    definition's literal values."""
     check_step(step, arguments, settings)
     resources = step_resources(arguments)
     instance = settings.instance_types[resources["InstanceType"]]
     if environment is None:
         environment = arguments.get("Environment") or {}
-    env: list[dict[str, Any]] = [{"name": str(k), "value": str(v)} for k, v in environment.items()]
-    env += [{"name": "STEPFLOW_ATTEMPT_ID", "value": f"{execution_id}/{step}/{attempt}"}]
-    env += _store_env(settings)
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    attempt_id = [{"name": "STEPFLOW_ATTEMPT_ID", "value": f"{execution_id}/{step}/{attempt}"}]
+    mounts: list[dict[str, Any]] = [{"name": "stepflow", "mountPath": _SHARED_DIR},
+                                    {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": n, "emptyDir": {}} for n in ("stepflow", "tmp")]
+    trusted_env, trusted_mounts = attempt_id + _store_env(settings), list(mounts)
     if settings.integrity_key_secret:
-        env.append({"name": "STEPFLOW_INTEGRITY_KEY_FILE", "value": f"{KEY_DIR}/key"})
-        mounts.append({"name": "integrity-key", "mountPath": KEY_DIR, "readOnly": True})
+        trusted_env.append({"name": "STEPFLOW_INTEGRITY_KEY_FILE", "value": f"{KEY_DIR}/key"})
+        trusted_mounts.append({"name": "integrity-key", "mountPath": KEY_DIR, "readOnly": True})
         volumes.append({"name": "integrity-key", "secret": {"secretName": settings.integrity_key_secret,
                                                             "defaultMode": 0o440,
                                                             "items": [{"key": "key", "path": "key"}]}})
-    container = {
+    runtime_args = [*container_arguments, "--attempt", str(attempt)]
+    sized = instance.resources(resources.get("VolumeSizeInGB"))
+    trusted = {"image": settings.runner_image, "imagePullPolicy": settings.image_pull_policy,
+               "env": trusted_env, "volumeMounts": trusted_mounts, "securityContext": _CONTAINER_SECURITY}
+    # Staging runs before the step: sized like it, it costs the pod nothing more.
+    stage = {"name": STAGE_CONTAINER, **trusted, "resources": sized,
+             "command": [*_POD_RUNTIME, "stage", ATTEMPT_DIR, *runtime_args]}
+    # Collecting holds the result in memory: the step's memory limit, a small request.
+    collect = {"name": COLLECT_CONTAINER, **trusted,
+               "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": instance.memory}},
+               "command": [*_POD_RUNTIME, "collect", ATTEMPT_DIR, *runtime_args]}
+    user = {
         "name": CONTAINER, "image": resolved_image(arguments, settings),
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "stepflow.runtime"],
-        "args": [*container_arguments, "--attempt", str(attempt)],
-        "env": env, "volumeMounts": mounts,
-        "resources": instance.resources(resources.get("VolumeSizeInGB")),
-        "securityContext": _CONTAINER_SECURITY,
+        "command": [*_POD_RUNTIME, "user", ATTEMPT_DIR],
+        "env": [{"name": str(k), "value": str(v)} for k, v in environment.items()] + attempt_id + _home_env(),
+        "volumeMounts": mounts, "resources": sized, "securityContext": _CONTAINER_SECURITY,
     }
     return _job(pipeline, execution_id, step, attempt, arguments, settings, overrides, owner,
-                _pod([container], volumes, settings))
+                _pod([user, collect], volumes, settings, init=[stage]))
 
 
 _CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                        "capabilities": {"drop": ["ALL"]}}
 #: Where a processing step's inputs and outputs live in its pod (SageMaker's convention).
 PROCESSING_DIR = "/opt/ml/processing"
-_EXIT_FILE = "/stepflow/exit"
+#: The emptyDir a pod's containers share: a @step's attempt folder, a processing step's exit file.
+_SHARED_DIR = "/stepflow"
+ATTEMPT_DIR = f"{_SHARED_DIR}/attempt"
+_EXIT_FILE = f"{_SHARED_DIR}/exit"
+_POD_RUNTIME = ("python", "-m", "stepflow.runtime.pod")
+
+
+def _home_env() -> list[dict[str, Any]]:
+    """Where a container's Python may write (the root filesystem is read-only)."""
+    return [{"name": "HOME", "value": "/tmp"}, {"name": "STEPFLOW_CACHE_DIR", "value": "/tmp/stepflow-cache"}]
 
 
 def _store_env(settings: StepPodSettings) -> list[dict[str, Any]]:
-    """What a container needs to reach the store: endpoint, region, credentials from a Secret."""
-    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"},
-                                 {"name": "STEPFLOW_CACHE_DIR", "value": "/tmp/stepflow-cache"}]
+    """What a trusted container needs to reach the store: endpoint, region, credentials from a Secret."""
+    env = _home_env()
     if settings.s3_endpoint_url:
         env.append({"name": "STEPFLOW_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
     if settings.region:
@@ -204,7 +227,7 @@ def processing_job_manifest(*, pipeline: str, execution_id: str, step: str, atte
     spec = {"store": store_uri, "execution": execution_id, "step": step, "attempt": attempt,
             "inputs": [list(i) for i in inputs], "outputs": [list(o) for o in outputs], "exit_file": _EXIT_FILE}
     spec_json = json.dumps(spec)
-    mounts = [{"name": "processing", "mountPath": PROCESSING_DIR}, {"name": "stepflow", "mountPath": "/stepflow"},
+    mounts = [{"name": "processing", "mountPath": PROCESSING_DIR}, {"name": "stepflow", "mountPath": _SHARED_DIR},
               {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": n, "emptyDir": {}} for n in ("processing", "stepflow", "tmp")]
     store_env = _store_env(settings)
