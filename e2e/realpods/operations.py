@@ -99,9 +99,9 @@ def lease(cluster: Cluster, release: Release) -> dict:
 
 
 def leader_pod(cluster: Cluster, release: Release) -> str | None:
-    """The pod holding the Lease: its identity is ``<pod name>_<pid>``."""
+    """The pod holding the Lease: its identity is ``<pod name>_<random>_<pid>``."""
     holder = (lease(cluster, release).get("spec") or {}).get("holderIdentity") or ""
-    return holder.rpartition("_")[0] or None
+    return holder.split("_", 1)[0] or None
 
 
 def stage_seconds(before: Samples, after: Samples) -> dict[str, float]:

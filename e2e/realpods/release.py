@@ -68,10 +68,10 @@ class LocalRelease(Release):
             input=json.dumps(values), timeout=600)
 
 
-    def pod_logs(self, pod: str, tail: int = 400) -> str:
+    def pod_logs(self, pod: str, tail: int = 400, timestamps: bool = False) -> str:
         """The operator container's log in one pod of the release (a replica, not "the" one)."""
         proc = self.cluster.kubectl("-n", self.namespace, "logs", pod, "-c", "operator", f"--tail={tail}",
-                                    check=False)
+                                    *(["--timestamps"] if timestamps else []), check=False)
         return proc.stdout + proc.stderr
 
 
