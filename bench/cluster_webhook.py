@@ -34,7 +34,15 @@ sys.path.insert(0, str(REPO))
 
 from e2e.cluster import Cluster, Tools, wait_for  # noqa: E402
 from e2e.gitrepo import SERVER_NAME, Repo, kubectl_push, server_manifests  # noqa: E402
-from e2e.realpods.operations import STAGES, Webhook, github_push, post, ready_on, stage_seconds  # noqa: E402
+from e2e.realpods.operations import (  # noqa: E402
+    STAGES,
+    Webhook,
+    delete_stepflow_objects,
+    github_push,
+    post,
+    ready_on,
+    stage_seconds,
+)
 from e2e.realpods.release import git_pod_url, install_release, uninstall_release  # noqa: E402
 from e2e.test_kind_gitops import pipeline_manifest  # noqa: E402
 from tests.testenv.binaries import bin_path  # noqa: E402
@@ -104,6 +112,7 @@ def run(pushes: int) -> dict[str, Any]:
         if hook is not None:
             hook.close()
         if release is not None:
+            delete_stepflow_objects(cluster, namespace)
             uninstall_release(cluster, release)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         finish(session)

@@ -104,6 +104,14 @@ def leader_pod(cluster: Cluster, release: Release) -> str | None:
     return holder.split("_", 1)[0] or None
 
 
+def delete_stepflow_objects(cluster: Cluster, namespace: str, *names: str) -> None:
+    """Delete the stepflow objects (all, or ``kind/name``s) while the operator still runs: it
+    owns their finalizer, and a namespace deleted after the release would hang Terminating."""
+    targets = list(names) or ["pipelines,pipelineexecutions,receivers", "--all"]
+    cluster.kubectl("-n", namespace, "delete", *targets, "--ignore-not-found", "--timeout=120s", timeout=150,
+                    check=False)
+
+
 def stage_seconds(before: Samples, after: Samples) -> dict[str, float]:
     """Seconds spent in each reconcile stage between two scrapes, and in whole reconciles."""
     spent = {stage: value(after, "stepflow_reconcile_stage_duration_seconds_sum", stage=stage)
@@ -136,11 +144,15 @@ class Webhook:
                          .get("webhookPath"), 60, f"Receiver {name}'s webhook path")
         self.path = str(found)
         fullname = self.release.deployment["metadata"]["name"]
-        for attr, target, port in (("receiver_port", f"svc/{fullname}-receiver", 80),
-                                   ("metrics_port", f"svc/{fullname}-metrics", "metrics")):
-            manager = port_forward(self.cluster, self.release.namespace, target, port)
-            setattr(self, attr, manager.__enter__())
-            self._stack.append(manager)
+        try:
+            for attr, target, port in (("receiver_port", f"svc/{fullname}-receiver", 80),
+                                       ("metrics_port", f"svc/{fullname}-metrics", "metrics")):
+                manager = port_forward(self.cluster, self.release.namespace, target, port)
+                setattr(self, attr, manager.__enter__())
+                self._stack.append(manager)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from e2e.realpods.operations import (
     RECONCILE_ANNOTATION,
     STAGES,
     Webhook,
+    delete_stepflow_objects,
     github_push,
     leader_pod,
     lease,
@@ -44,10 +45,10 @@ def _manifest(name: str, url: str, interval: str, on_change: bool = True) -> dic
 
 def test_a_signed_push_makes_the_pipeline_ready_at_once_and_a_forged_one_changes_nothing(
         cluster: Cluster, operator: Release, namespace: str, repo):
+    name = f"hook-{secrets.token_hex(2)}"
     hook = Webhook(cluster, operator, namespace, token=secrets.token_urlsafe(24)).setup()
     try:
         flow = repo("hook")
-        name = f"hook-{secrets.token_hex(2)}"
         first = flow.commit({"pipelines/flow.py": TWO_STEPS.format(factor=1, name=name)}, "v1")
         cluster.apply(namespace, _manifest(name, flow.url, HOUR, on_change=False))
         wait_status(cluster, namespace, name, f"Ready on {first[:7]}", lambda p: ready_on(p, first[:7]), 300)
@@ -80,6 +81,7 @@ def test_a_signed_push_makes_the_pipeline_ready_at_once_and_a_forged_one_changes
         assert value(hook.scrape(), "stepflow_webhook_requests_total", receiver=label, result="accepted") == 1
     finally:
         hook.close()
+        delete_stepflow_objects(cluster, namespace, "receiver/github", f"pipeline/{name}")
 
 
 SLEEPY = '''
@@ -106,11 +108,11 @@ pipeline = Pipeline(name="{name}", steps=[total(make())])
 
 
 def test_metrics_move_as_a_pipeline_reconciles_and_runs(cluster: Cluster, operator: Release, namespace: str, repo):
+    name = f"metrics-{secrets.token_hex(2)}"
     hook = Webhook(cluster, operator, namespace, token=secrets.token_urlsafe(24)).setup("metrics")
     try:
         before = hook.scrape()
         flow = repo("metrics")
-        name = f"metrics-{secrets.token_hex(2)}"
         flow.commit({"pipelines/flow.py": SLEEPY.format(seconds=3, name=name)}, "v1")
         cluster.apply(namespace, _manifest(name, flow.url, "2s"))
         pipeline = wait_status(cluster, namespace, name, "Ready", lambda p: ready(p).get("status") == "True", 300)
@@ -143,6 +145,7 @@ def test_metrics_move_as_a_pipeline_reconciles_and_runs(cluster: Cluster, operat
               f"steps +{steps['count']:.0f} ({steps['sum']:.1f}s)")
     finally:
         hook.close()
+        delete_stepflow_objects(cluster, namespace, "receiver/metrics", f"pipeline/{name}")
 
 
 HANDOVER = '''
@@ -298,5 +301,6 @@ def test_the_standby_finishes_the_execution_of_a_killed_leader_and_no_step_runs_
         jobs = cluster.get(namespace, "jobs", selector=f"stepflow.dev/execution={execution}")["items"]
         assert sorted(j["metadata"]["labels"]["stepflow.dev/step"] for j in jobs) == sorted(STEPS)
     finally:
+        delete_stepflow_objects(cluster, namespace)
         uninstall_release(cluster, release)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
