@@ -31,6 +31,8 @@ class LocalRelease(Release):
     s3: dict[str, str] = field(default_factory=dict)
     runner: str = ""
     steps: dict = field(default_factory=dict)
+    #: Chart values merged over the ones above (e.g. replicaCount, leaderElection).
+    values: dict = field(default_factory=dict)
 
     def install(self) -> None:
         repository, _, tag = self.image.rpartition(":")
@@ -60,9 +62,24 @@ class LocalRelease(Release):
                                "instanceTypes": TEST_INSTANCE_TYPES, **self.steps}
         else:
             operator["defaultBackend"] = "local"  # a file:// store in the operator's pod
+        values = _merged(values, self.values)
         run([self.cluster.tools.helm, "--kubeconfig", str(self.cluster.kubeconfig), "install", self.name,
              str(CHART), "--namespace", self.namespace, "--wait", "--timeout", "5m", "--values", "-"],
             input=json.dumps(values), timeout=600)
+
+
+    def pod_logs(self, pod: str, tail: int = 400, timestamps: bool = False) -> str:
+        """The operator container's log in one pod of the release (a replica, not "the" one)."""
+        proc = self.cluster.kubectl("-n", self.namespace, "logs", pod, "-c", "operator", f"--tail={tail}",
+                                    *(["--timestamps"] if timestamps else []), check=False)
+        return proc.stdout + proc.stderr
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def install_release(cluster: Cluster, image: str, watched: str, **kw) -> LocalRelease:

@@ -63,13 +63,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def watched_namespaces(args: argparse.Namespace) -> list[str]:
+    """The namespaces (names or kopf patterns) to watch; empty for every namespace."""
+    from stepflow_operator.settings import WATCH_NAMESPACES_ENV, split_namespaces
+
+    if args.all_namespaces:
+        return []
+    return args.namespace or split_namespaces(os.environ.get(WATCH_NAMESPACES_ENV, ""))
+
+
 def kopf_arguments(args: argparse.Namespace) -> list[str]:
     """The ``kopf run`` command line these options stand for."""
-    from stepflow_operator.settings import watched_namespaces
-
     command = ["run", "--module=stepflow_operator.handlers", "--standalone"]
-    namespaces = args.namespace or watched_namespaces()
-    if namespaces and not args.all_namespaces:
+    namespaces = watched_namespaces(args)
+    if namespaces:
         command += [f"--namespace={n}" for n in namespaces]
     else:
         command.append("--all-namespaces")
@@ -122,17 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     from kopf.cli import main as kopf_main
 
     from stepflow_operator import monitoring
-    from stepflow_operator.settings import OperatorConfig
+    from stepflow_operator.settings import WATCH_NAMESPACES_ENV, OperatorConfig
 
     # kopf's own log set-up, now, so a standby logs as the active replica will (kopf run
     # replaces this handler with an identical one).
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet,
                    log_format=kopf.LogFormat[(args.log_format or "full").upper()])
-    from stepflow_operator.settings import WATCH_NAMESPACES_ENV
-
-    # What kopf is told to watch, where the handlers read it (configure_kopf).
-    os.environ[WATCH_NAMESPACES_ENV] = "" if args.all_namespaces else ",".join(
-        args.namespace or os.environ.get(WATCH_NAMESPACES_ENV, "").split(","))
     config = OperatorConfig.from_env()
     if config.metrics_address:  # alive and scraped while standing by
         monitoring.serve(config.metrics_address)
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     # A warm standby: the handlers and everything they import are loaded before the wait,
     # so taking over costs kopf's start-up only (kopf run --module finds them loaded).
     importlib.import_module("stepflow_operator.handlers")
+    # The handlers' start-up reads what is watched from here (kopf does not tell it).
+    os.environ[WATCH_NAMESPACES_ENV] = ",".join(watched_namespaces(args))
     elector = _elect(args) if args.leader_elect else None
     try:
         kopf_main(args=kopf_arguments(args), prog_name="stepflow-operator")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,10 +32,11 @@ from stepflow_operator.settings import (
     PIPELINES,
     RECEIVERS,
     VERSION,
+    WATCH_NAMESPACES_ENV,
     OperatorConfig,
     QuietWakeups,
     configure_kopf,
-    watched_namespaces,
+    split_namespaces,
 )
 
 WAKE_HANDLER = "wake"
@@ -44,7 +46,7 @@ RECEIVER_WAKE_HANDLER = "receiver-wake"
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = OperatorConfig.from_env()
-    configure_kopf(settings, watched_namespaces())
+    configure_kopf(settings, split_namespaces(os.environ.get(WATCH_NAMESPACES_ENV, "")))
     logging.getLogger("kopf.objects").addFilter(QuietWakeups((WAKE_HANDLER, RECEIVER_WAKE_HANDLER)))
     # git, builds' process waits, S3 and API calls all go through asyncio.to_thread.
     asyncio.get_running_loop().set_default_executor(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.testenv import require_binary
+from tests.testenv import require_binary, unavailable
+from tests.testenv.binaries import BinaryMissing, prometheus_crds
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "stepflow"
@@ -346,9 +347,8 @@ def test_services_monitors_ingress_and_network_policy():
     assert not [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-receiver")]
 
 
-#: Values the server-side dry run checks against the API server's own OpenAPI schema.
-#: ServiceMonitor/PodMonitor are prometheus-operator kinds the test API server does not
-#: serve; their shape is checked above.
+#: Values the server-side dry run checks against the API server's own OpenAPI schema, and
+#: ServiceMonitor/PodMonitor against prometheus-operator's own CRDs (the fixture below).
 VALUES_MATRIX = {
     "defaults": [],
     "namespaced": ["watchNamespaces={{{ns}-team}}"],
@@ -360,6 +360,9 @@ VALUES_MATRIX = {
                  "podSecurityContext.fsGroup=65532", "containerSecurityContext.readOnlyRootFilesystem=true",
                  "receiver.ingress.enabled=true", "receiver.ingress.hosts[0].host=hooks.example.com",
                  "receiver.ingress.className=nginx", "receiver.service.type=LoadBalancer"],
+    "monitors": ["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.interval=15s",
+                 "metrics.serviceMonitor.labels.release=kube-prometheus-stack", "metrics.podMonitor.enabled=true",
+                 "metrics.podMonitor.scrapeTimeout=5s", "leaderElection.enabled=true", "replicaCount=2"],
     "cache-claim": ["cachePersistence.enabled=true", "cachePersistence.storageClassName=standard",
                     "operator.integrityKeySecret=signing", "operator.s3CredentialsSecret=aws",
                     "extraVolumes[0].name=ca", "extraVolumes[0].configMap.name=corp-ca",
@@ -367,8 +370,24 @@ VALUES_MATRIX = {
 }
 
 
+@pytest.fixture(scope="module")
+def monitor_crds(kube) -> list[str]:
+    """prometheus-operator's ServiceMonitor and PodMonitor CRDs (scripts/testenv install
+    fetched them, pinned), served by the test API server; their kinds."""
+    try:
+        files = prometheus_crds()
+    except BinaryMissing as exc:
+        unavailable(str(exc))
+        raise
+    for path in files:
+        kube.kubectl("apply", "--server-side", "-f", str(path))
+    names = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in files]
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
+    return [yaml.safe_load(path.read_text())["spec"]["names"]["kind"] for path in files]
+
+
 @pytest.mark.parametrize("case", sorted(VALUES_MATRIX))
-def test_the_values_matrix_passes_a_server_side_dry_run(kube, case):
+def test_the_values_matrix_passes_a_server_side_dry_run(kube, monitor_crds, case):
     release = f"sf{secrets.token_hex(3)}"
     namespace = f"{release}-system"
     for ns in (namespace, f"{namespace}-team"):
@@ -377,6 +396,8 @@ def test_the_values_matrix_passes_a_server_side_dry_run(kube, case):
     docs = _render(*sets, release=release, namespace=namespace)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "ServiceAccount", "ClusterRole", "ConfigMap", "Service"} <= kinds, kinds
+    if case == "monitors":
+        assert set(monitor_crds) <= kinds, kinds
     manifest = "\n---\n".join(yaml.safe_dump(d) for d in docs)
     # --validate=strict: an unknown or misplaced field is an error, as the API server sees it.
     kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=manifest)

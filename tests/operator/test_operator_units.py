@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import kopf
 import pytest
 
 from stepflow.gitops.execution_status import duration_text
 from stepflow_operator.__main__ import kopf_arguments, parse
 from stepflow_operator.context import Runs
 from stepflow_operator.patches import merge_patch
+from stepflow_operator.settings import configure_kopf
 
 
 def test_merge_patch_touches_only_what_changed_and_deletes_what_went():
@@ -47,20 +49,6 @@ def test_command_line_maps_to_kopf_run(argv, env, expected, monkeypatch):
     assert kopf_arguments(parse(argv)) == ["run", "--module=stepflow_operator.handlers", "--standalone", *expected]
 
 
-@pytest.mark.parametrize("namespaces, scans", [
-    (["ml"], False), (["a", "b"], False), (["ml-*"], True), (["a", "!b"], True), ([], True)])
-def test_kopf_lists_namespaces_only_to_match_patterns(namespaces, scans):
-    """With names, kopf must not list namespaces (the chart's RBAC does not grant it, and kopf
-    retries the 403 for ~54 s before watching anything); with patterns it must."""
-    import kopf
-
-    from stepflow_operator.settings import configure_kopf
-
-    settings = kopf.OperatorSettings()
-    configure_kopf(settings, namespaces)
-    assert settings.scanning.disabled is not scans
-
-
 def test_contradictory_flags_are_refused():
     with pytest.raises(SystemExit):
         parse(["-A", "-n", "x"])
@@ -71,3 +59,12 @@ def test_contradictory_flags_are_refused():
 @pytest.mark.parametrize("seconds, text", [(8, "8s"), (72, "1m12s"), (120, "2m"), (3720, "1h2m"), (7200, "2h")])
 def test_durations_read_like_kubectl_ages(seconds, text):
     assert duration_text(seconds) == text
+
+
+@pytest.mark.parametrize(("namespaces", "disabled"), [
+    (["team-a", "team-b"], True), (["ml-*"], False), (["team-a", "!kube-system"], False), ([], False)])
+def test_namespaces_by_name_need_no_namespace_scanning(namespaces, disabled):
+    """A namespaced install may not list namespaces: kopf would retry ~55 s at each start."""
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, namespaces)
+    assert settings.scanning.disabled is disabled

@@ -66,5 +66,20 @@ def bin_path(name: str) -> str:
     return str(path)
 
 
+#: prometheus-operator's CRDs that scripts/testenv installs (files, from its Go module's zip).
+PROMETHEUS_CRDS = ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml")
+
+
+def prometheus_crds() -> list[Path]:
+    """The ServiceMonitor and PodMonitor CRD files; raises BinaryMissing naming the fix."""
+    folder = cache_dir() / f"crds-{versions()['PROMETHEUS_OPERATOR_VERSION']}"
+    paths = [folder / name for name in PROMETHEUS_CRDS]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise BinaryMissing(f"prometheus-operator's CRDs {', '.join(missing)} are not installed in {folder}; "
+                            f"install the test environment with `{INSTALL_COMMAND}` from the repository root")
+    return paths
+
+
 def all_bin_dirs() -> list[str]:
     return sorted({str(bin_dir(n)) for n in _BINARIES})
