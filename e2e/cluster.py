@@ -201,6 +201,11 @@ class Release:
         return f"--- pods ---\n{pods}\n--- logs ---\n{logs.stdout}{logs.stderr}"
 
     def uninstall(self) -> None:
+        """Delete the watched namespace's stepflow objects while the operator still runs (it
+        owns their finalizer: deleted later, they would hold the namespace Terminating for
+        ever), then the release."""
+        self.cluster.kubectl("-n", self.watched, "delete", "pipelines,pipelineexecutions,receivers", "--all",
+                             "--ignore-not-found", "--timeout=120s", timeout=150, check=False)
         run([self.cluster.tools.helm, "--kubeconfig", str(self.cluster.kubeconfig), "uninstall", self.name,
              "--namespace", self.namespace, "--wait", "--timeout", "2m"], check=False, timeout=180)
 
