@@ -104,7 +104,8 @@ def test_a_condition_reads_a_processing_jobs_status_and_a_step_its_name(kube, s3
         use_job = job_name(execution, "use", 1)
         job = wait_for(lambda: _job(kube, namespace, use_job), 60, message=f"the Job {use_job}")
         # The @step received the processing job's name (the Job's) as its argument.
-        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        (stage,) = job["spec"]["template"]["spec"]["initContainers"]  # it reads the invocation
+        args = stage["command"]
         assert args[args.index("Steps.prep.ProcessingJobName") + 1] == prep_job
         _pod_writes_its_record(store, execution, "use")
 
