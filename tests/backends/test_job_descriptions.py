@@ -166,6 +166,20 @@ def test_a_training_job_is_described_with_its_model_location(definition):
     assert set(described) - set(arguments) <= REPORTED["Training"]
 
 
+@pytest.mark.parametrize("seconds, billed", [(0.2, 1), (1.5, 2)])
+def test_a_training_job_shorter_than_a_second_still_reports_one(definition, seconds, billed):
+    """SageMaker's model says TrainingTimeInSeconds >= 1: a quick @step must not break the shape."""
+    plan = Plan.from_definition(definition)
+    state = _state(plan, AttemptStarted("prep", 1), AttemptSucceeded("prep", 1), ConditionEvaluated("check", True),
+                   AttemptStarted("use", 1))
+    state = apply_all(plan, state, [AttemptSucceeded("use", 1)], T0 + timedelta(seconds=seconds))
+    name = job_name(EXECUTION, "use", 1)
+    described = describe("Training", state.steps["use"].attempts[0], _arguments(plan, state, "use"), name=name,
+                         arn=job_arn("Training", EXECUTION_ARN, name))
+    _check_shape(described, _output_shape("Training"))
+    assert described["TrainingTimeInSeconds"] == billed
+
+
 def test_what_the_job_reports_are_names_sagemaker_knows():
     for step_type, names in REPORTED.items():
         assert names <= set(_output_shape(step_type).members), step_type

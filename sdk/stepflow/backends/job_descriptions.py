@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +113,8 @@ def describe(step_type: str, attempt: Attempt, arguments: Mapping[str, Any], *, 
     if attempt.ended_at is not None:
         out[f"{kind.prefix}EndTime"] = millis(attempt.ended_at)
         if step_type == "Training":
-            out["TrainingTimeInSeconds"] = int((attempt.ended_at - attempt.started_at).total_seconds())
+            # Whole seconds, at least one (SageMaker's model: a job bills a second at least).
+            out["TrainingTimeInSeconds"] = max(1, math.ceil((attempt.ended_at - attempt.started_at).total_seconds()))
     out["LastModifiedTime"] = millis(attempt.ended_at or attempt.started_at)
     return out
 
