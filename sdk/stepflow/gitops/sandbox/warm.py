@@ -238,7 +238,7 @@ class WarmWorker:
         if why is None:
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    await asyncio.to_thread(proc.wait, 1.0)
+                    await asyncio.to_thread(proc.wait, _REAP_TIMEOUT)
             why = _exit_description(proc)
         if ready is not None and not ready.done():
             ready.set_exception(WorkerLost(why))
@@ -274,6 +274,10 @@ class WarmWorker:
         self.pid = None
         self.loop = None
 
+
+#: How long to wait, in a thread, for a worker whose socket closed to be reapable: its exit
+#: status names the cause in the log (a loaded node may take a while to finish the exit).
+_REAP_TIMEOUT = 10.0
 
 def _exit_description(proc: subprocess.Popen[bytes] | None) -> str:
     code = None if proc is None else proc.returncode
