@@ -51,4 +51,5 @@ def world(monkeypatch):
     repo.commit({"pipelines/churn.py": EXAMPLE.read_text(), "README.md": "churn\n"}, "initial")
     reconciler = Reconciler(work_dir=base / "work", default_s3_root_uri=(base / "store").as_uri())
     yield repo, reconciler, base
+    reconciler.close()  # its warm build worker
     shutil.rmtree(base, ignore_errors=True)

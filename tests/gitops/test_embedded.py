@@ -73,7 +73,10 @@ class Env:
     def once(self) -> EmbeddedLoop:
         loop = self.loop()
         self.events.clear()
-        asyncio.run(loop.run_once())
+        try:
+            asyncio.run(loop.run_once())
+        finally:
+            loop.reconciler.close()  # its warm build worker: one per loop would pile up
         return loop
 
     def reasons(self) -> list[str]:

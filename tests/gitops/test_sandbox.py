@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,12 @@ needs_build_entrypoint = pytest.mark.skipif(
 
 
 @pytest.fixture
-def sandbox(root_dir: Path, build_python: str) -> Sandbox:
-    return Sandbox(SandboxSettings(work_dir=root_dir / "work", python=build_python,
-                                   site_dirs=tuple(site.getsitepackages()),
-                                   output_limit=64 * 1024))
+def sandbox(root_dir: Path, build_python: str) -> Iterator[Sandbox]:
+    sandbox = Sandbox(SandboxSettings(work_dir=root_dir / "work", python=build_python,
+                                      site_dirs=tuple(site.getsitepackages()),
+                                      output_limit=64 * 1024))
+    yield sandbox
+    sandbox.close()  # its warm build worker
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
