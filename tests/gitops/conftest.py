@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 from gitops_world import BUILD_PYTHON, EXAMPLE, Repo
+from tests.testenv import unavailable
 
+from stepflow import confine
 from stepflow.gitops.reconciler import Reconciler
+
+#: The two ways a build is confined (stepflow.confine); tests taking ``mode`` run in each.
+MODES = [confine.NAMESPACES, confine.REAPER]
 
 ROOT = os.geteuid() == 0
 
@@ -53,3 +58,12 @@ def world(monkeypatch):
     yield repo, reconciler, base
     reconciler.close()  # its warm build worker
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=MODES)
+def mode(request, build_python: str) -> str:
+    if request.param == confine.NAMESPACES:
+        problem = confine.probe(build_python)
+        if problem:
+            unavailable(f"pid and mount namespaces are not available here: {problem}")
+    return request.param

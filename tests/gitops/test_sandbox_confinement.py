@@ -17,14 +17,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-from tests.testenv import unavailable, wait_for
+from tests.testenv import wait_for
 
 from stepflow import confine
 from stepflow.gitops.sandbox import NOBODY, Limits, Sandbox, SandboxSettings
 
 ROOT = os.geteuid() == 0
-MODES = [confine.NAMESPACES, confine.REAPER]
 
 #: Forks a daemon (double fork + setsid) and a plain child, then waits for its end.
 DAEMONIZING = """
@@ -43,15 +41,6 @@ for folder in ("/tmp", "/var/tmp", "/dev/shm", os.environ["TMPDIR"]):
 print("started", flush=True)
 time.sleep(float(sys.argv[2]))
 """
-
-
-@pytest.fixture(params=MODES)
-def mode(request, build_python: str) -> str:
-    if request.param == confine.NAMESPACES:
-        problem = confine.probe(build_python)
-        if problem:
-            unavailable(f"pid and mount namespaces are not available here: {problem}")
-    return request.param
 
 
 def _settings(root_dir: Path, python: str, mode: str) -> SandboxSettings:

@@ -17,8 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from tests.testenv import unavailable, wait_for
+from tests.testenv import wait_for
 from tests.testenv.samples import TWO_STEPS
 from tests.testenv.wheels import make_wheel
 
@@ -27,7 +26,6 @@ from stepflow.gitops.sandbox import NOBODY, BuildRequest, Sandbox, SandboxSettin
 from stepflow.gitops.sandbox.warm import WarmWorker
 
 ROOT = os.geteuid() == 0
-MODES = [confine.NAMESPACES, confine.REAPER]
 
 #: A pipeline module that first reports, as user code, what it can see and who it is.
 PROBE = """
@@ -55,15 +53,6 @@ report = {{
 }}
 print("REPORT " + json.dumps(report), flush=True)
 """
-
-
-@pytest.fixture(params=MODES)
-def mode(request, build_python: str) -> str:
-    if request.param == confine.NAMESPACES:
-        problem = confine.probe(build_python)
-        if problem:
-            unavailable(f"pid and mount namespaces are not available here: {problem}")
-    return request.param
 
 
 def _settings(root_dir: Path, python: str, mode: str, *, warm: bool) -> SandboxSettings:
