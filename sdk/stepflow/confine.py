@@ -74,6 +74,29 @@ def command(python: str, argv: Sequence[str], spec: dict) -> list[str]:
     return [python, "-I", "-S", __file__, json.dumps(spec), *argv]
 
 
+def import_roots(packages: Sequence[str] = ("stepflow", "cloudpickle")) -> list[str]:
+    """The folders this interpreter's own packages come from (not its stdlib): a confined
+    command must still see them under a private ``/tmp`` (``keep``), and another interpreter
+    can add them to its path. A venv's prefix comes first (its ``bin/python`` is what runs);
+    an editable install's source is not on ``sys.path`` (its finder maps the package there),
+    so the folder holding each of ``packages`` is added too.
+    """
+    import importlib.util
+
+    roots = [sys.prefix] if sys.prefix != sys.base_prefix else []
+    roots += [p for p in sys.path if p and os.path.isdir(p) and not _under(p, sys.base_prefix)]
+    for name in packages:
+        found = importlib.util.find_spec(name)
+        for location in (found.submodule_search_locations or ()) if found else ():
+            roots.append(os.path.dirname(os.path.realpath(location)))
+    return list(dict.fromkeys(os.path.realpath(p) for p in roots))
+
+
+def _under(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def argv(python: str, command_argv: Sequence[str], **options: Any) -> list[str]:
     """The command line that runs ``command_argv`` confined (``options``: :func:`spec`'s)."""
     return command(python, command_argv, spec(**options))

@@ -7,6 +7,7 @@ mid-build, files written to the shared temporary folders.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -167,3 +168,49 @@ def test_killing_the_operator_mid_build_kills_every_process_of_the_build(
     _, before = kill_operator_mid_build(root_dir, checkout, build_python, mode)
     if ROOT:  # the user's processes ran as the sandbox user, the supervisor as the operator
         assert {uid for _, uid in before} == {0, NOBODY}
+
+
+#: In a child: an "editable install" of ``fakepkg`` under ``sys.argv[1]`` (a finder, as
+#: setuptools writes one: the source folder is not on sys.path), then ``import_roots``.
+EDITABLE = """
+import importlib.util, json, os, sys
+src = sys.argv[1]
+class Finder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "fakepkg":
+            return None
+        folder = os.path.join(src, "fakepkg")
+        return importlib.util.spec_from_file_location(
+            name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+sys.meta_path.append(Finder)
+from stepflow import confine
+print(json.dumps(confine.import_roots(("stepflow", "fakepkg"))))
+"""
+
+
+def test_a_package_installed_under_tmp_stays_importable_under_a_private_tmp(tmp_path):
+    """`make demo` in a clone under /tmp: the editable install's source was hidden by the
+    build's private /tmp (namespaces mode) and the build could not import stepflow."""
+    mode, problem = confine.best_mode(sys.executable)
+    if mode != confine.NAMESPACES:
+        assert not ROOT, f"root, yet namespaces mode does not work here: {problem}"
+        return  # reaper mode keeps the host's /tmp: nothing is hidden
+    src = tmp_path / "src"
+    (src / "fakepkg").mkdir(parents=True)
+    (src / "fakepkg" / "__init__.py").write_text("VALUE = 42\n")
+    assert str(src).startswith("/tmp/")
+    roots = json.loads(subprocess.run([sys.executable, "-c", EDITABLE, str(src)], check=True,
+                                      capture_output=True, text=True).stdout)
+    assert os.path.realpath(src) in roots
+    probe = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src)!r}); import fakepkg; "
+             "print(fakepkg.VALUE)"]
+
+    def confined(keep: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(confine.argv(sys.executable, probe, mode=mode, keep=keep),
+                              capture_output=True, text=True, timeout=60)
+
+    hidden = confined([])
+    assert hidden.returncode != 0, hidden.stdout  # the private /tmp hides it
+    kept = confined(roots)
+    assert kept.returncode == 0 and kept.stdout.strip() == "42", kept.stderr

@@ -219,7 +219,7 @@ def run_user_part(directory: Path, user: StepUser, env: Mapping[str, str],
                                  f"{confine.NAMESPACES!r} or {confine.REAPER!r}")
     own = [p for p in sys.path if p and os.path.isdir(p)
            and not Path(p).is_relative_to(sys.base_prefix)]  # not the runtime's stdlib
-    paths = [directory, *keep, *(Path(p) for p in own)]
+    paths = [directory, *keep, *(Path(p) for p in confine.import_roots())]
     command = confine.argv(python, [python, "-s", "-c", _BOOT, ":".join(own), str(directory)],
                            mode=mode, uid=user.uid, gid=user.gid, keep=paths)
     sys.stdout.flush()

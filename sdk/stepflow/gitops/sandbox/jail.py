@@ -116,7 +116,8 @@ class Jail:
                                    source_date_epoch=source_date_epoch)
         spec = confine.spec(mode=await self.mode(), uid=settings.uid, gid=settings.gid,
                             memory_bytes=limits.memory_bytes, cpu_seconds=limits.effective_cpu_seconds,
-                            tmpfs_bytes=settings.tmpfs_bytes, keep=[settings.work_dir, cwd, *settings.site_dirs])
+                            tmpfs_bytes=settings.tmpfs_bytes, keep=[settings.work_dir, cwd, *settings.site_dirs,
+                                                                  *confine.import_roots()])
         tail = _Tail(settings.output_limit)
         started = time.monotonic()
         try:

@@ -106,7 +106,11 @@ class Venvs:
                                    limits=Limits(timeout=60.0, memory_bytes=None))
         if proc.returncode != 0:
             raise SandboxError(
-                f"the build interpreter {self.settings.python!r} cannot import stepflow as uid "
-                f"{self.settings.uid}: {last_error_line(proc.output)}; set "
+                f"the build interpreter {self.settings.python!r} cannot import stepflow as "
+                f"{_who(self.settings.uid)}: {last_error_line(proc.output)}; set "
                 "STEPFLOW_BUILD_PYTHON to a Python every user can execute, with stepflow "
                 "installed in a world-readable location")
+
+
+def _who(uid: int | None) -> str:
+    return "this user" if uid is None else f"uid {uid}"
